@@ -1,0 +1,25 @@
+// swift-tools-version: 6.2
+import PackageDescription
+
+let package = Package(
+    name: "SlotStore",
+    products: [
+        .library(name: "SlotStore", targets: ["SlotStore"]),
+        .executable(name: "slotstore", targets: ["slotstore"]),
+    ],
+    targets: [
+        .target(name: "SlotStore"),
+        .executableTarget(
+            name: "slotstore",
+            dependencies: ["SlotStore"],
+            path: "Tools/slotstore"
+        ),
+        .testTarget(
+            name: "SlotStoreTests",
+            // The tests drive the real `slotstore` binary as worker processes,
+            // so it must be built before they run.
+            dependencies: ["SlotStore", "slotstore"]
+        ),
+    ],
+    swiftLanguageModes: [.v6]
+)

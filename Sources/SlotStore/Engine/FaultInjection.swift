@@ -1,0 +1,62 @@
+import Glibc
+
+/// Crash points inside a locked write, for tests and the demo.
+///
+/// Set `SLOTSTORE_FAULT=<point>:<action>[:<n>]` in a process's environment to
+/// act at the n-th time (default 1st) that process reaches `point`:
+/// `kill` raises SIGKILL there; `hold` prints `SLOTSTORE-HOLDING <pid>` on
+/// standard output and waits until something kills the process. The variable
+/// is read once; without it each point costs one predictable branch.
+enum FaultPoint: String, CaseIterable, Sendable {
+    /// The lock is held; nothing is journaled or written.
+    case beforeJournal
+    /// The undo record is published; the data is untouched.
+    case afterJournal
+    /// Half of the new bytes are written.
+    case midWrite
+    /// The new value is written; the journal is not yet cleared.
+    case afterWrite
+    /// The journal is cleared (committed); the lock is still held.
+    case beforeUnlock
+}
+
+enum FaultInjection {
+    private struct Plan: Sendable {
+        let point: FaultPoint
+        let hold: Bool
+        let countdown: Int
+    }
+
+    private static let plan: Plan? = {
+        guard let raw = getenv("SLOTSTORE_FAULT") else { return nil }
+        let parts = String(cString: raw).split(separator: ":").map(String.init)
+        guard let first = parts.first, let point = FaultPoint(rawValue: first) else { return nil }
+        let hold = parts.count > 1 && parts[1] == "hold"
+        let countdown = parts.count > 2 ? Int(parts[2]) ?? 1 : 1
+        return Plan(point: point, hold: hold, countdown: max(1, countdown))
+    }()
+
+    /// Only touched by the thread holding the store lock, so plain state is enough.
+    nonisolated(unsafe) private static var hits = 0
+
+    static let enabled = plan != nil
+
+    @inline(__always)
+    static func reach(_ point: FaultPoint) {
+        if _slowPath(enabled) { trigger(point) }
+    }
+
+    @inline(never)
+    private static func trigger(_ point: FaultPoint) {
+        guard let plan, plan.point == point else { return }
+        hits += 1
+        guard hits == plan.countdown else { return }
+        if plan.hold {
+            let line = "SLOTSTORE-HOLDING \(getpid())\n"
+            _ = line.withCString { write(STDOUT_FILENO, $0, strlen($0)) }
+            while true { pause() }
+        }
+        kill(getpid(), SIGKILL)
+        while true { pause() }
+    }
+}

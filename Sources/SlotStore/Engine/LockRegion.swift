@@ -1,0 +1,119 @@
+import Glibc
+import Synchronization
+
+/// The lock region: one robust, process-shared pthread mutex and the
+/// bookkeeping that tools read without taking it.
+///
+/// ```
+/// offset  size  field
+///      0    40  pthread_mutex_t (glibc x86-64), padded to 64
+///     64     4  holder PID (0 when free), written by the holder
+///     72     8  acquisitions
+///     80     8  recoveries (owner-died rollbacks and rollbacks at reset)
+///     88     8  resets by a first opener
+///     96     4  PID whose death was last recovered from
+///    104     8  time of the last recovery, ns since 1970
+/// ```
+///
+/// The mutex state is never trusted across the moment when no process has the
+/// store open: the first opener re-initializes it (see `OpenGate`), because a
+/// lock word left by a process that vanished without the kernel seeing it die
+/// (a reboot, a gone PID namespace) would otherwise stay held forever.
+struct LockRegion: @unchecked Sendable {
+    static let bytes = 128
+    static let holderOffset = 64
+    static let acquisitionsOffset = 72
+    static let recoveriesOffset = 80
+    static let resetsOffset = 88
+    static let lastRecoveredPIDOffset = 96
+    static let lastRecoveryTimeOffset = 104
+
+    /// glibc's robust-mutex lock word: owner TID in the low 30 bits.
+    static let futexOwnerDied: UInt32 = 0x4000_0000
+    static let futexWaiters: UInt32 = 0x8000_0000
+    static let futexTIDMask: UInt32 = 0x3FFF_FFFF
+
+    let base: MappedAddress
+
+    var mutex: UnsafeMutablePointer<pthread_mutex_t> { base.pointer.assumingMemoryBound(to: pthread_mutex_t.self) }
+    var holderPID: UnsafeMutablePointer<Atomic<Int32>> { base.advanced(by: LockRegion.holderOffset).atomic(Int32.self) }
+    var acquisitions: UnsafeMutablePointer<Atomic<UInt64>> { base.advanced(by: LockRegion.acquisitionsOffset).atomic(UInt64.self) }
+    var recoveries: UnsafeMutablePointer<Atomic<UInt64>> { base.advanced(by: LockRegion.recoveriesOffset).atomic(UInt64.self) }
+    var resets: UnsafeMutablePointer<Atomic<UInt64>> { base.advanced(by: LockRegion.resetsOffset).atomic(UInt64.self) }
+    var lastRecoveredPID: UnsafeMutablePointer<Atomic<Int32>> { base.advanced(by: LockRegion.lastRecoveredPIDOffset).atomic(Int32.self) }
+    var lastRecoveryTime: UnsafeMutablePointer<Atomic<Int64>> { base.advanced(by: LockRegion.lastRecoveryTimeOffset).atomic(Int64.self) }
+
+    /// The raw futex word, for tools: whether the mutex is held and whether its owner died.
+    var lockWord: UInt32 { base.atomic(UInt32.self).pointee.load(ordering: .relaxed) }
+
+    /// Identifies the mutex ABI: C library, architecture and `sizeof(pthread_mutex_t)`.
+    /// Stored in the header; a process with another ABI refuses the store.
+    static var currentABI: UInt32 {
+        #if arch(x86_64)
+        let arch: UInt32 = 1
+        #elseif arch(arm64)
+        let arch: UInt32 = 2
+        #else
+        let arch: UInt32 = 255
+        #endif
+        let glibc: UInt32 = 1  // the Glibc module; musl (static SDK) would be 2
+        return glibc << 24 | arch << 16 | UInt32(MemoryLayout<pthread_mutex_t>.size)
+    }
+
+    static func describeABI(_ abi: UInt32) -> String {
+        let libc = switch abi >> 24 { case 1: "glibc"; case 2: "musl"; default: "libc #\(abi >> 24)" }
+        let arch = switch (abi >> 16) & 0xFF { case 1: "x86_64"; case 2: "arm64"; default: "architecture #\((abi >> 16) & 0xFF)" }
+        return "\(libc) on \(arch) with a \(abi & 0xFFFF)-byte mutex"
+    }
+
+    /// Writes a fresh robust, process-shared mutex over whatever was there.
+    /// Only for a caller that knows no other process has the store open.
+    func initializeMutex() {
+        LockRegion.initialize(mutex)
+        holderPID.pointee.store(0, ordering: .releasing)
+    }
+
+    static func initialize(_ mutex: UnsafeMutablePointer<pthread_mutex_t>) {
+        UnsafeMutableRawPointer(mutex).initializeMemory(as: UInt8.self, repeating: 0, count: MemoryLayout<pthread_mutex_t>.size)
+        var attributes = pthread_mutexattr_t()
+        pthread_mutexattr_init(&attributes)
+        pthread_mutexattr_setpshared(&attributes, CInt(PTHREAD_PROCESS_SHARED))
+        pthread_mutexattr_setrobust(&attributes, CInt(PTHREAD_MUTEX_ROBUST))
+        // No priority inheritance: PI futexes resolve owner TIDs in the
+        // waiter's PID namespace, which breaks sharing across containers.
+        pthread_mutex_init(mutex, &attributes)
+        pthread_mutexattr_destroy(&attributes)
+    }
+
+    enum Acquired { case clean, ownerDied }
+    enum Failure: Error { case timedOut, unrecoverable, failed(Int32) }
+
+    /// Locks, waiting at most `timeout` seconds.
+    @inline(__always)
+    func lock(timeout: Double) -> Result<Acquired, Failure> {
+        var code = pthread_mutex_trylock(mutex)
+        if code == EBUSY {
+            var deadline = timespec()
+            clock_gettime(CLOCK_REALTIME, &deadline)
+            let whole = timeout.rounded(.down)
+            deadline.tv_sec += Int(whole)
+            deadline.tv_nsec += Int((timeout - whole) * 1e9)
+            if deadline.tv_nsec >= 1_000_000_000 { deadline.tv_sec += 1; deadline.tv_nsec -= 1_000_000_000 }
+            code = pthread_mutex_timedlock(mutex, &deadline)
+        }
+        switch code {
+        case 0: return .success(.clean)
+        case EOWNERDEAD: return .success(.ownerDied)
+        case ETIMEDOUT: return .failure(.timedOut)
+        case ENOTRECOVERABLE: return .failure(.unrecoverable)
+        default: return .failure(.failed(code))
+        }
+    }
+
+    /// After `EOWNERDEAD` and repair: without this call the next unlock would
+    /// make the mutex `ENOTRECOVERABLE` forever.
+    func markConsistent() -> Int32 { pthread_mutex_consistent(mutex) }
+
+    @inline(__always)
+    func unlock() { pthread_mutex_unlock(mutex) }
+}

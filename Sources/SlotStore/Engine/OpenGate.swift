@@ -1,0 +1,54 @@
+import Glibc
+
+/// Open-file-description (OFD) locks on byte 0 of the store file, which decide
+/// race-free whether any other process has the store open.
+///
+/// Every process that opens a store holds a shared lock on byte 0 for as long
+/// as it has it open; the kernel drops it when the descriptor closes or the
+/// process dies, however it dies. An opener first tries for an exclusive lock:
+/// getting it proves nobody else has the store open, so it may reset the lock
+/// region and roll back a leftover journal before downgrading to shared. OFD
+/// locks (unlike classic `fcntl` locks) belong to the open file description,
+/// so a second open of the same store in one process, or closing an unrelated
+/// descriptor to the same file, does not drop them. The downgrade from
+/// exclusive to shared is atomic, so no reset can slip in between.
+enum OpenGate {
+    // From <bits/fcntl-linux.h>; hidden from Swift's Glibc module because
+    // they are GNU extensions.
+    static let getLock: Int32 = 36       // F_OFD_GETLK
+    static let setLock: Int32 = 37       // F_OFD_SETLK
+    static let setLockWait: Int32 = 38   // F_OFD_SETLKW
+
+    /// Tries for the exclusive lock without waiting.
+    static func tryExclusive(_ fd: Int32) -> Result<Bool, Errno> {
+        var request = lockRequest(type: Int16(F_WRLCK))
+        if fcntl(fd, setLock, &request) == 0 { return .success(true) }
+        let code = errno
+        return code == EAGAIN || code == EACCES ? .success(false) : .failure(Errno(code))
+    }
+
+    /// Takes (or downgrades to) the shared lock, waiting while another
+    /// process holds the exclusive one for its brief reset.
+    static func shared(_ fd: Int32) -> Result<Void, Errno> {
+        var request = lockRequest(type: Int16(F_RDLCK))
+        return Syscall.retrying { fcntl(fd, setLockWait, &request) }.map { _ in () }
+    }
+
+    /// Whether some open file description other than `fd`'s holds a lock that
+    /// conflicts with an exclusive one: that is, whether another opener exists.
+    static func othersHaveOpen(_ fd: Int32) -> Result<Bool, Errno> {
+        var request = lockRequest(type: Int16(F_WRLCK))
+        guard fcntl(fd, getLock, &request) == 0 else { return .failure(Errno(errno)) }
+        return .success(request.l_type != Int16(F_UNLCK))
+    }
+
+    private static func lockRequest(type: Int16) -> flock {
+        var request = flock()
+        request.l_type = type
+        request.l_whence = Int16(SEEK_SET)
+        request.l_start = 0
+        request.l_len = 1
+        request.l_pid = 0  // must be 0 for OFD locks
+        return request
+    }
+}

@@ -1,0 +1,221 @@
+import Glibc
+
+extension StoreCore {
+    /// Opens the store at `path`, creating it if the mode allows and the path is free.
+    /// - Returns: the engine, and whether this call created the file.
+    static func open(path: String, schema: Schema?, options: OpenOptions) throws(SlotStoreError) -> (StoreCore, created: Bool) {
+        if let schema { try schema.validate() }
+        // A few rounds cover the races with a concurrent creator or remover:
+        // each failed step means another process changed the path just now.
+        for _ in 0..<8 {
+            switch Syscall.kind(at: path) {
+            case .failure(let code):
+                throw Syscall.fileError(code, path: path, call: "lstat", operation: "look up the store")
+            case .success(nil):
+                guard options.mode != .open else { throw .fileNotFound(path: path) }
+                guard let schema else { throw .fileNotFound(path: path) }
+                let created = try createFile(path: path, schema: schema, options: options)
+                if !created && options.mode == .create { throw .alreadyExists(path: path) }
+                if let core = try openExisting(path: path, schema: schema, options: options) { return (core, created) }
+            case .success(.symbolicLink?):
+                throw .symbolicLink(path: path)
+            case .success(let kind?):
+                guard options.mode != .create else { throw .alreadyExists(path: path) }
+                guard kind == .regular else { throw .notARegularFile(path: path, found: kind.name) }
+                if let core = try openExisting(path: path, schema: schema, options: options) { return (core, false) }
+            }
+        }
+        throw .systemCallFailed(path: path, call: "open (the path kept changing under concurrent create and remove)", errno: EAGAIN)
+    }
+
+    /// Builds a complete store under a temporary name and links it into place,
+    /// so no opener can ever see a half-written header.
+    /// - Returns: false if another process linked its store first.
+    private static func createFile(path: String, schema: Schema, options: OpenOptions) throws(SlotStoreError) -> Bool {
+        let schemaBytes = schema.jsonBytes()
+        let pageSize = Int(sysconf(Int32(_SC_PAGESIZE)))
+        let layout = Layout(schema: schema, schemaBytes: schemaBytes.count, pageSize: pageSize,
+                            cacheLineAligned: options.cacheLineAligned)
+        let header = FileHeader(
+            pageSize: UInt32(pageSize),
+            flags: options.cacheLineAligned ? [.cacheLineAligned] : [],
+            lockABI: LockRegion.currentABI,
+            fileSize: UInt64(layout.fileSize),
+            lockOffset: UInt64(layout.lockOffset), lockSize: UInt64(layout.lockSize),
+            journalOffset: UInt64(layout.journalOffset), journalSize: UInt64(layout.journalSize),
+            schemaOffset: UInt64(layout.schemaOffset), schemaSize: UInt64(layout.schemaSize),
+            schemaLength: UInt32(schemaBytes.count), schemaChecksum: CRC32C.checksum(schemaBytes),
+            dataOffset: UInt64(layout.dataOffset), dataSize: UInt64(layout.dataSize),
+            schemaVersion: UInt64(schema.version), schemaHash: schema.fieldsHash,
+            generation: 1, createdAtNanoseconds: nowNanoseconds())
+
+        let temporary = temporaryPath(for: path)
+        let fd: Int32
+        switch Syscall.open(temporary, flags: O_RDWR | O_CREAT | O_EXCL | O_NOFOLLOW, mode: mode_t(options.fileMode & 0o7777)) {
+        case .success(let opened): fd = opened
+        case .failure(let code):
+            throw Syscall.fileError(code, path: path, call: "open", operation: "create a file in its directory")
+        }
+        defer {
+            Glibc.close(fd)
+            unlink(temporary)
+        }
+        // The process umask must not narrow the mode the caller asked for.
+        _ = fchmod(fd, mode_t(options.fileMode & 0o7777))
+        // Allocate every byte now: a full disk or /dev/shm fails here with a
+        // clear error, never later as a SIGBUS on a store through the mapping.
+        let allocation = posix_fallocate(fd, 0, off_t(layout.fileSize))
+        if allocation != 0 {
+            if allocation == ENOSPC || allocation == EDQUOT { throw .noSpace(path: path, neededBytes: layout.fileSize) }
+            throw .systemCallFailed(path: path, call: "posix_fallocate of \(layout.fileSize) bytes", errno: allocation)
+        }
+        let headerBytes = header.encoded()
+        var lockBytes = [UInt8](repeating: 0, count: LockRegion.bytes)
+        lockBytes.withUnsafeMutableBytes { buffer in
+            LockRegion.initialize(buffer.baseAddress!.assumingMemoryBound(to: pthread_mutex_t.self))
+        }
+        let writes: [([UInt8], Int)] = [
+            (headerBytes, 0), (headerBytes, FileHeader.copyOffset),
+            (lockBytes, layout.lockOffset), (schemaBytes, layout.schemaOffset),
+        ]
+        for (bytes, offset) in writes {
+            if case .failure(let code) = Syscall.write(fd, bytes, at: offset) {
+                throw Syscall.fileError(code, path: path, call: "pwrite", operation: "write the new store")
+            }
+        }
+        // On a disk, the content must be durable before the name points at it,
+        // or a power loss could leave a linked file of zeros.
+        if case .failure(let code) = Syscall.retrying({ fsync(fd) }) {
+            throw Syscall.fileError(code, path: path, call: "fsync", operation: "write the new store")
+        }
+        if link(temporary, path) != 0 {
+            let code = errno
+            if code == EEXIST { return false }
+            throw Syscall.fileError(Errno(code), path: path, call: "link", operation: "put the new store in place")
+        }
+        syncDirectory(of: path)
+        return true
+    }
+
+    /// Validates and maps an existing store, then passes the open gate.
+    /// Nothing is written to the file unless every check passed.
+    /// - Returns: nil if the file vanished between lookup and open.
+    private static func openExisting(path: String, schema: Schema?, options: OpenOptions) throws(SlotStoreError) -> StoreCore? {
+        let fd: Int32
+        switch Syscall.open(path, flags: O_RDWR | O_NOFOLLOW) {
+        case .success(let opened): fd = opened
+        case .failure(let code) where code.rawValue == ENOENT: return nil
+        case .failure(let code):
+            throw Syscall.fileError(code, path: path, call: "open", operation: "open the store for reading and writing")
+        }
+        var ownsDescriptor = true
+        defer { if ownsDescriptor { Glibc.close(fd) } }
+
+        let (header, storedSchema) = try readValidated(fd: fd, path: path)
+        if let schema {
+            let differences = storedSchema.differences(to: schema)
+            guard differences.isEmpty else { throw .schemaMismatch(path: path, differences: differences) }
+        }
+        let layout = try Layout(header: header, schema: storedSchema, path: path)
+        ownsDescriptor = false
+        let file = try MappedFile(path: path, fd: fd, size: Int(header.fileSize), writable: true)
+        let core = StoreCore(path: path, file: file, header: header, layout: layout, schema: storedSchema, options: options)
+        try core.passOpenGate()
+        return core
+    }
+
+    /// Reads and checks the header and the stored schema with `pread`, never
+    /// through a mapping, so a truncated file gives an error rather than SIGBUS.
+    static func readValidated(fd: Int32, path: String) throws(SlotStoreError) -> (FileHeader, Schema) {
+        let (kind, size, _): (FileKind, Int, uid_t)
+        switch Syscall.size(of: fd) {
+        case .success(let info): (kind, size, _) = info
+        case .failure(let code): throw Syscall.fileError(code, path: path, call: "fstat", operation: "examine the file")
+        }
+        guard kind == .regular else { throw .notARegularFile(path: path, found: kind.name) }
+        guard size > 0 else { throw .emptyFile(path: path) }
+        let headerBytes: [UInt8]
+        switch Syscall.read(fd, count: FileHeader.size, at: 0) {
+        case .success(let bytes): headerBytes = bytes
+        case .failure(let code): throw Syscall.fileError(code, path: path, call: "pread", operation: "read the header")
+        }
+        if headerBytes.count < FileHeader.size, headerBytes.count >= 8, Array(headerBytes[0..<8]) == FileHeader.magic {
+            throw .truncated(path: path, expectedBytes: FileHeader.size, foundBytes: size)
+        }
+        let header = try FileHeader.decode(headerBytes, path: path)
+        try header.validateRegions(actualFileSize: size, path: path)
+        guard header.lockABI == LockRegion.currentABI else {
+            throw .incompatibleLock(path: path, found: LockRegion.describeABI(header.lockABI),
+                                    expected: LockRegion.describeABI(LockRegion.currentABI))
+        }
+        let schemaBytes: [UInt8]
+        switch Syscall.read(fd, count: Int(header.schemaLength), at: Int(header.schemaOffset)) {
+        case .success(let bytes): schemaBytes = bytes
+        case .failure(let code): throw Syscall.fileError(code, path: path, call: "pread", operation: "read the stored schema")
+        }
+        let checksum = CRC32C.checksum(schemaBytes)
+        guard checksum == header.schemaChecksum else {
+            throw .corruptSchema(path: path, detail: "its checksum is \(checksum), the header says \(header.schemaChecksum)")
+        }
+        let schema: Schema
+        do {
+            schema = try Schema(json: schemaBytes, source: "the stored schema")
+        } catch {
+            throw .corruptSchema(path: path, detail: error.description)
+        }
+        guard schema.fieldsHash == header.schemaHash, UInt64(schema.version) == header.schemaVersion else {
+            throw .corruptSchema(path: path, detail: "the stored schema does not match the hash and version in the header")
+        }
+        return (header, schema)
+    }
+
+    /// Takes this process's shared open lock; if it is the only opener, first
+    /// resets the lock region and rolls back a leftover journal.
+    private func passOpenGate() throws(SlotStoreError) {
+        switch OpenGate.tryExclusive(file.fd) {
+        case .failure(let code):
+            throw .systemCallFailed(path: path, call: "fcntl(F_OFD_SETLK)", errno: code.rawValue)
+        case .success(true):
+            resetAsOnlyOpener()
+        case .success(false):
+            break
+        }
+        if case .failure(let code) = OpenGate.shared(file.fd) {
+            throw .systemCallFailed(path: path, call: "fcntl(F_OFD_SETLKW)", errno: code.rawValue)
+        }
+    }
+
+    /// No other process has the store open, so nothing can hold or wait on
+    /// the mutex: whatever its bytes say (a holder from before a reboot, from
+    /// a PID namespace that is gone) is stale.
+    private func resetAsOnlyOpener() {
+        let journalWasDirty = journal.isDirty
+        let staleHolder = lock.holderPID.pointee.load(ordering: .relaxed)
+        lock.initializeMutex()
+        repairDataAfterInterruptedWrite()
+        if journalWasDirty {
+            lock.lastRecoveredPID.pointee.store(staleHolder, ordering: .relaxed)
+            lock.lastRecoveryTime.pointee.store(StoreCore.nowNanoseconds(), ordering: .relaxed)
+            let count = lock.recoveries.pointee.load(ordering: .relaxed)
+            lock.recoveries.pointee.store(count &+ 1, ordering: .relaxed)
+        }
+        let resets = lock.resets.pointee.load(ordering: .relaxed)
+        lock.resets.pointee.store(resets &+ 1, ordering: .relaxed)
+        if durable { try? file.flush(offset: layout.lockOffset, count: layout.lockSize) }
+    }
+
+    private static func temporaryPath(for path: String) -> String {
+        let slash = path.lastIndex(of: "/")
+        let directory = slash.map { String(path[...$0]) } ?? ""
+        let name = slash.map { String(path[path.index(after: $0)...]) } ?? path
+        return "\(directory).\(name).creating-\(getpid())-\(UInt32.random(in: 0...UInt32.max))"
+    }
+
+    private static func syncDirectory(of path: String) {
+        let directory = path.lastIndex(of: "/").map { String(path[..<$0]) } ?? "."
+        let fd = Glibc.open(directory.isEmpty ? "/" : directory, O_RDONLY | O_DIRECTORY | O_CLOEXEC)
+        guard fd >= 0 else { return }
+        _ = fsync(fd)
+        Glibc.close(fd)
+    }
+}

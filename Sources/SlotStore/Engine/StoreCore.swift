@@ -1,0 +1,249 @@
+import Glibc
+import Synchronization
+
+/// The engine behind a ``SlotStore``: the mapping, the lock, the journal, and
+/// the write and read protocols every handle uses.
+@usableFromInline
+final class StoreCore: @unchecked Sendable {
+    let path: String
+    @usableFromInline let file: MappedFile
+    let header: FileHeader
+    let layout: Layout
+    let schema: Schema
+    let lock: LockRegion
+    let journal: UndoJournal
+    let lockTimeout: Double
+    let durable: Bool
+    /// Cached: glibc no longer caches `getpid()`, and it is written at every
+    /// lock acquisition. Using a store across `fork()` is not supported.
+    let pid: Int32
+    /// The thread holding the lock through this object, so a nested lock
+    /// becomes an error instead of a self-deadlock.
+    private let lockingThread = Atomic<UInt>(0)
+
+    init(path: String, file: MappedFile, header: FileHeader, layout: Layout, schema: Schema, options: OpenOptions) {
+        self.path = path
+        self.file = file
+        self.header = header
+        self.layout = layout
+        self.schema = schema
+        self.lock = LockRegion(base: file.base.advanced(by: layout.lockOffset))
+        self.journal = UndoJournal(base: file.base.advanced(by: layout.journalOffset), capacity: layout.journalSize,
+                                   journalOffset: layout.journalOffset,
+                                   dataRange: layout.dataOffset..<(layout.dataOffset + layout.dataSize),
+                                   fileBase: file.base)
+        self.lockTimeout = options.lockTimeoutSeconds
+        self.durable = options.durability == .flushOnCommit
+        self.pid = getpid()
+    }
+
+    @inlinable
+    func address(_ offset: Int) -> MappedAddress { file.base.advanced(by: offset) }
+
+    // MARK: The lock
+
+    func acquireLock() throws(SlotStoreError) {
+        let me = UInt(pthread_self())
+        if lockingThread.load(ordering: .relaxed) == me { throw .nestedTransaction(path: path) }
+        switch lock.lock(timeout: lockTimeout) {
+        case .success(.clean):
+            break
+        case .success(.ownerDied):
+            try recoverAfterOwnerDeath()
+        case .failure(.timedOut):
+            let holder = lock.holderPID.pointee.load(ordering: .relaxed)
+            throw .lockTimeout(path: path, holderPID: holder, holderAlive: StoreCore.isAlive(holder), seconds: lockTimeout)
+        case .failure(.unrecoverable):
+            throw .lockUnrecoverable(path: path)
+        case .failure(.failed(let code)):
+            throw .systemCallFailed(path: path, call: "pthread_mutex_timedlock", errno: code)
+        }
+        lockingThread.store(me, ordering: .relaxed)
+        lock.holderPID.pointee.store(pid, ordering: .relaxed)
+        let count = lock.acquisitions.pointee.load(ordering: .relaxed)
+        lock.acquisitions.pointee.store(count &+ 1, ordering: .relaxed)
+    }
+
+    func releaseLock() {
+        lock.holderPID.pointee.store(0, ordering: .relaxed)
+        lockingThread.store(0, ordering: .relaxed)
+        lock.unlock()
+    }
+
+    /// The one path after `EOWNERDEAD`: roll the dead writer's journal back,
+    /// settle every seqlock, count the recovery, then mark the mutex consistent.
+    private func recoverAfterOwnerDeath() throws(SlotStoreError) {
+        let deadPID = lock.holderPID.pointee.load(ordering: .relaxed)
+        repairDataAfterInterruptedWrite()
+        lock.lastRecoveredPID.pointee.store(deadPID, ordering: .relaxed)
+        lock.lastRecoveryTime.pointee.store(StoreCore.nowNanoseconds(), ordering: .relaxed)
+        let count = lock.recoveries.pointee.load(ordering: .relaxed)
+        lock.recoveries.pointee.store(count &+ 1, ordering: .relaxed)
+        if durable { try? file.flush() }
+        if lock.markConsistent() != 0 {
+            lock.unlock()
+            throw .lockUnrecoverable(path: path)
+        }
+    }
+
+    /// Rolls back a dirty journal and makes every odd sequence word even.
+    /// Called with the lock held, or with no other process attached.
+    func repairDataAfterInterruptedWrite() {
+        journal.rollBack()
+        for field in layout.fields where field.hasSequence {
+            let sequence = address(field.sequenceOffset).atomic(UInt64.self)
+            let value = sequence.pointee.load(ordering: .relaxed)
+            if value & 1 == 1 { sequence.pointee.store(value &+ 1, ordering: .releasing) }
+        }
+    }
+
+    /// Runs `body` under the lock; commits if it returns, rolls back if it throws.
+    func transaction<R>(_ body: () throws(SlotStoreError) -> R) throws(SlotStoreError) -> R {
+        try acquireLock()
+        let result: R
+        do {
+            result = try body()
+            try commit()
+        } catch {
+            abort()
+            throw error
+        }
+        releaseLock()
+        return result
+    }
+
+    /// ``transaction(_:)`` for a body that may throw errors of its own.
+    func transactionRethrowing<R>(_ body: () throws -> R) throws -> R {
+        try acquireLock()
+        let result: R
+        do {
+            result = try body()
+            try commit()
+        } catch {
+            abort()
+            throw error
+        }
+        releaseLock()
+        return result
+    }
+
+    /// Rolls back everything the transaction wrote and releases the lock.
+    private func abort() {
+        journal.rollBack()
+        if durable { try? file.flush(offset: layout.dataOffset, count: layout.dataSize) }
+        releaseLock()
+    }
+
+    private func commit() throws(SlotStoreError) {
+        if durable && journal.isDirty {
+            for record in journal.records().records {
+                try file.flush(offset: record.dataOffset, count: record.length)
+            }
+            journal.clear()
+            try file.flush(offset: layout.journalOffset, count: UndoJournal.headerBytes)
+        } else {
+            journal.clear()
+        }
+        FaultInjection.reach(.beforeUnlock)
+    }
+
+    // MARK: Locked writes
+
+    /// Records the before-image of `offset..<offset+length`; call with the lock held, before changing those bytes.
+    func recordUndo(offset: Int, length: Int, sequenceOffset: Int) throws(SlotStoreError) {
+        FaultInjection.reach(.beforeJournal)
+        try journal.record(dataOffset: offset, length: length, sequenceOffset: sequenceOffset, pid: pid, path: path)
+        if durable {
+            let range = journal.publishedRange
+            try file.flush(offset: range.lowerBound, count: range.count)
+        }
+        FaultInjection.reach(.afterJournal)
+    }
+
+    /// Makes the field's sequence word odd: readers retry until `endSeqlockWrite`.
+    @inline(__always)
+    func beginSeqlockWrite(_ field: FieldLayout) -> UnsafeMutablePointer<Atomic<UInt64>> {
+        let sequence = address(field.sequenceOffset).atomic(UInt64.self)
+        let value = sequence.pointee.load(ordering: .relaxed)
+        sequence.pointee.store(value | 1, ordering: .relaxed)
+        atomicMemoryFence(ordering: .releasing)
+        return sequence
+    }
+
+    @inline(__always)
+    func endSeqlockWrite(_ sequence: UnsafeMutablePointer<Atomic<UInt64>>) {
+        let value = sequence.pointee.load(ordering: .relaxed)
+        sequence.pointee.store((value | 1) &+ 1, ordering: .releasing)
+    }
+
+    /// Replaces a string or bytes field's value. Call with the lock held.
+    func writeVariable(_ field: FieldLayout, _ source: UnsafeRawBufferPointer) throws(SlotStoreError) {
+        let capacity = field.payloadCapacity
+        guard source.count <= capacity else {
+            throw .valueTooLarge(path: path, field: field.name, capacity: capacity, size: source.count)
+        }
+        let lengthWord = address(field.secondWordOffset).atomic(UInt64.self)
+        let oldLength = Int(min(lengthWord.pointee.load(ordering: .relaxed), UInt64(capacity)))
+        try recordUndo(offset: field.secondWordOffset, length: 8 + roundUp(oldLength, to: 8),
+                       sequenceOffset: field.sequenceOffset)
+        let sequence = beginSeqlockWrite(field)
+        let payload = address(field.payloadOffset)
+        let half = source.count / 2
+        if half > 0 { payload.copyBytes(from: source.baseAddress!, count: half) }
+        FaultInjection.reach(.midWrite)
+        if source.count > half { payload.advanced(by: half).copyBytes(from: source.baseAddress! + half, count: source.count - half) }
+        lengthWord.pointee.store(UInt64(source.count), ordering: .relaxed)
+        endSeqlockWrite(sequence)
+        FaultInjection.reach(.afterWrite)
+    }
+
+    // MARK: Lock-free reads
+
+    /// Calls `copy` until it ran while the field's sequence word (and, for
+    /// arrays, the element-write counter) stayed even and unchanged.
+    ///
+    /// A writer that died mid-write leaves the word odd; after a bounded number
+    /// of retries the reader takes the lock once, which rolls that write back,
+    /// so a reader never spins forever.
+    @inline(__always)
+    func readConsistently<R>(_ field: FieldLayout, checkingElementWrites: Bool, _ copy: () -> R) throws(SlotStoreError) -> R {
+        let sequence = address(field.sequenceOffset).atomic(UInt64.self)
+        let writes = address(field.secondWordOffset).atomic(UInt64.self)
+        var attempts = 0
+        while true {
+            let before = sequence.pointee.load(ordering: .acquiring)
+            let writesBefore = checkingElementWrites ? writes.pointee.load(ordering: .acquiring) : 0
+            if before & 1 == 0 {
+                let result = copy()
+                atomicMemoryFence(ordering: .acquiring)
+                let writesAfter = checkingElementWrites ? writes.pointee.load(ordering: .relaxed) : 0
+                if sequence.pointee.load(ordering: .relaxed) == before && writesAfter == writesBefore { return result }
+            }
+            attempts += 1
+            if attempts > 64 { sched_yield() }
+            if attempts > 4096 {
+                try settleStalledWriter()
+                attempts = 0
+            }
+        }
+    }
+
+    @inline(never)
+    func settleStalledWriter() throws(SlotStoreError) {
+        try acquireLock()
+        releaseLock()
+    }
+
+    // MARK: Helpers
+
+    static func isAlive(_ pid: Int32) -> Bool {
+        guard pid > 0 else { return false }
+        return kill(pid, 0) == 0 || errno == EPERM
+    }
+
+    static func nowNanoseconds() -> Int64 {
+        var now = timespec()
+        clock_gettime(CLOCK_REALTIME, &now)
+        return Int64(now.tv_sec) * 1_000_000_000 + Int64(now.tv_nsec)
+    }
+}

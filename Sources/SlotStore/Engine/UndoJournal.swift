@@ -1,0 +1,145 @@
+import Synchronization
+
+/// The undo journal: before-images of the bytes a locked write is changing.
+///
+/// ```
+/// header (64 bytes)   used bytes u64 (0 = clean; the commit point), writer PID i32
+/// record              data offset u64, length u64, sequence offset u64, reserved u64,
+///                     then `length` bytes of the old value (a multiple of 8)
+/// ```
+///
+/// A writer appends a record, publishes it by storing the new used size, and
+/// only then changes the data; committing stores 0. A process that dies at any
+/// instruction therefore leaves either a clean journal or records covering
+/// every byte it may have changed, and rolling those back in reverse order
+/// restores the state before the write. Records are only ever touched while
+/// holding the store's lock.
+struct UndoJournal: @unchecked Sendable {
+    static let headerBytes = 64
+    static let recordHeaderBytes = 32
+
+    let base: MappedAddress
+    let capacity: Int
+    let journalOffset: Int
+    /// The data region, so records pointing elsewhere (damage) are never applied.
+    let dataRange: Range<Int>
+    let fileBase: MappedAddress
+
+    var usedBytes: UnsafeMutablePointer<Atomic<UInt64>> { base.atomic(UInt64.self) }
+    var writerPID: UnsafeMutablePointer<Atomic<Int32>> { base.advanced(by: 8).atomic(Int32.self) }
+
+    var isDirty: Bool { usedBytes.pointee.load(ordering: .acquiring) != 0 }
+
+    struct Record: Equatable, Sendable {
+        let dataOffset: Int
+        let length: Int
+        let sequenceOffset: Int
+        /// Where the before-image starts, relative to the journal region.
+        let imageOffset: Int
+    }
+
+    /// Records the current bytes at `dataOffset..<dataOffset+length` unless
+    /// this transaction already recorded exactly that range.
+    /// - Returns: the journal offset of the published record's end, for flushing.
+    @inline(__always)
+    func record(dataOffset: Int, length: Int, sequenceOffset: Int, pid: Int32, path: String) throws(SlotStoreError) {
+        let used = Int(usedBytes.pointee.load(ordering: .relaxed))
+        var cursor = UndoJournal.headerBytes
+        let end = UndoJournal.headerBytes + used
+        while cursor < end {
+            let header = base.advanced(by: cursor)
+            let offset = Int(header.atomic(UInt64.self).pointee.load(ordering: .relaxed))
+            let recordedLength = Int(header.advanced(by: 8).atomic(UInt64.self).pointee.load(ordering: .relaxed))
+            if offset == dataOffset && recordedLength == length { return }
+            cursor += UndoJournal.recordHeaderBytes + recordedLength
+        }
+        let needed = UndoJournal.recordHeaderBytes + length
+        guard end + needed <= capacity else {
+            throw .transactionTooLarge(path: path, neededBytes: used + needed, journalBytes: capacity - UndoJournal.headerBytes)
+        }
+        let header = base.advanced(by: end)
+        header.atomic(UInt64.self).pointee.store(UInt64(dataOffset), ordering: .relaxed)
+        header.advanced(by: 8).atomic(UInt64.self).pointee.store(UInt64(length), ordering: .relaxed)
+        header.advanced(by: 16).atomic(UInt64.self).pointee.store(UInt64(sequenceOffset), ordering: .relaxed)
+        header.advanced(by: 24).atomic(UInt64.self).pointee.store(0, ordering: .relaxed)
+        header.advanced(by: UndoJournal.recordHeaderBytes)
+            .copyBytes(from: fileBase.pointer + dataOffset, count: length)
+        if used == 0 { writerPID.pointee.store(pid, ordering: .relaxed) }
+        // Publishing the size is what makes the record count: a death before
+        // this store leaves the data untouched and the record ignored.
+        usedBytes.pointee.store(UInt64(used + needed), ordering: .releasing)
+    }
+
+    /// The byte range of the journal that holds published records.
+    var publishedRange: Range<Int> {
+        journalOffset..<(journalOffset + UndoJournal.headerBytes + Int(usedBytes.pointee.load(ordering: .acquiring)))
+    }
+
+    /// Marks the transaction committed.
+    @inline(__always)
+    func clear() { usedBytes.pointee.store(0, ordering: .releasing) }
+
+    /// Parses the published records, stopping at the first one that does not
+    /// fit the journal or points outside the data region.
+    func records() -> (records: [Record], damaged: String?) {
+        let used = Int(usedBytes.pointee.load(ordering: .acquiring))
+        guard used > 0 else { return ([], nil) }
+        guard used <= capacity - UndoJournal.headerBytes else {
+            return ([], "the journal claims \(used) used bytes but holds \(capacity - UndoJournal.headerBytes)")
+        }
+        var result: [Record] = []
+        var cursor = UndoJournal.headerBytes
+        let end = UndoJournal.headerBytes + used
+        while cursor < end {
+            guard end - cursor >= UndoJournal.recordHeaderBytes else {
+                return (result, "a record header at journal offset \(cursor) is cut off")
+            }
+            let header = base.advanced(by: cursor)
+            let offset = Int(clamping: header.atomic(UInt64.self).pointee.load(ordering: .relaxed))
+            let length = Int(clamping: header.advanced(by: 8).atomic(UInt64.self).pointee.load(ordering: .relaxed))
+            let sequence = Int(clamping: header.advanced(by: 16).atomic(UInt64.self).pointee.load(ordering: .relaxed))
+            let imageStart = cursor + UndoJournal.recordHeaderBytes
+            guard length > 0, length % 8 == 0, offset % 8 == 0, length <= end - imageStart,
+                  offset >= dataRange.lowerBound, offset <= dataRange.upperBound - length else {
+                return (result, "record \(result.count) (offset \(offset), length \(length)) lies outside the data region or the journal")
+            }
+            guard sequence == 0 || (sequence % 8 == 0 && dataRange.contains(sequence) && sequence + 8 <= dataRange.upperBound) else {
+                return (result, "record \(result.count) names sequence word \(sequence), outside the data region")
+            }
+            result.append(Record(dataOffset: offset, length: length, sequenceOffset: sequence, imageOffset: imageStart))
+            cursor = imageStart + length
+        }
+        return (result, nil)
+    }
+
+    /// Restores every before-image, newest first, then clears the journal.
+    ///
+    /// Each restored field's sequence word is made odd while its bytes change
+    /// and then advanced to a new even value, so a seqlock reader that started
+    /// before the dead writer can't accept a mix of new and restored bytes.
+    /// - Returns: the number of records restored.
+    @discardableResult
+    func rollBack() -> Int {
+        let (parsed, _) = records()
+        for record in parsed.reversed() {
+            let sequence = record.sequenceOffset == 0 ? nil : fileBase.advanced(by: record.sequenceOffset).atomic(UInt64.self)
+            if let sequence {
+                let value = sequence.pointee.load(ordering: .relaxed)
+                if value & 1 == 0 { sequence.pointee.store(value &+ 1, ordering: .relaxed) }
+                atomicMemoryFence(ordering: .releasing)
+            }
+            // Word by word with atomic stores: lock-free readers of scalars and
+            // array elements see each word either old or restored, never torn.
+            for word in stride(from: 0, to: record.length, by: 8) {
+                let old = base.advanced(by: record.imageOffset + word).atomic(UInt64.self).pointee.load(ordering: .relaxed)
+                fileBase.advanced(by: record.dataOffset + word).atomic(UInt64.self).pointee.store(old, ordering: .relaxed)
+            }
+            if let sequence {
+                let value = sequence.pointee.load(ordering: .relaxed)
+                sequence.pointee.store((value | 1) &+ 1, ordering: .releasing)
+            }
+        }
+        clear()
+        return parsed.count
+    }
+}

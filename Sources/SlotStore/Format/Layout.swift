@@ -1,0 +1,148 @@
+/// Where one field lives in the file. Pure offset math, no pointers.
+///
+/// Scalars take an 8-byte slot. Arrays, strings and bytes start with two
+/// 8-byte words and then their payload:
+///
+/// ```
+/// array:         [sequence u64][element writes u64][count × element, padded to 8]
+/// string, bytes: [sequence u64][length u64]        [capacity bytes, padded to 8]
+/// ```
+///
+/// The sequence word is a seqlock: odd while a locked write is in progress.
+/// With cache-line alignment every field starts on a 64-byte boundary and its
+/// slot is rounded up to 64 bytes.
+struct FieldLayout: Sendable, Hashable {
+    let index: Int
+    let name: String
+    let type: FieldType
+    /// Absolute file offset of the field's first byte.
+    let offset: Int
+    /// Bytes reserved for the field, including padding.
+    let size: Int
+
+    static let prefixBytes = 16
+
+    var hasSequence: Bool {
+        if case .scalar = type { return false }
+        return true
+    }
+    /// Offset of the sequence word (arrays, strings, bytes).
+    var sequenceOffset: Int { offset }
+    /// Offset of the second prefix word: element writes (arrays) or length (strings, bytes).
+    var secondWordOffset: Int { offset + 8 }
+    /// Offset of the value: the scalar itself, or the payload after the prefix.
+    var payloadOffset: Int { hasSequence ? offset + FieldLayout.prefixBytes : offset }
+    /// Capacity of the payload in bytes.
+    var payloadCapacity: Int {
+        switch type {
+        case .scalar(let scalar): scalar.byteWidth
+        case .array(let element, let count): element.byteWidth * count
+        case .string(let capacity), .bytes(let capacity): capacity
+        }
+    }
+
+    static func slotSize(of type: FieldType) -> Int {
+        switch type {
+        case .scalar: 8
+        case .array(let element, let count): prefixBytes + roundUp(element.byteWidth * count, to: 8)
+        case .string(let capacity), .bytes(let capacity): prefixBytes + roundUp(capacity, to: 8)
+        }
+    }
+}
+
+/// The regions of a store file and the fields inside its data region.
+///
+/// ```
+/// page 0        header (256 bytes) ... header copy at 2048
+/// lock region   robust mutex, holder PID, counters          (1 page)
+/// journal       undo records of the write in progress       (≥ 64 KiB)
+/// schema        the schema as JSON                          (pages)
+/// data          the fields                                  (pages)
+/// ```
+struct Layout: Sendable {
+    let pageSize: Int
+    let lockOffset: Int
+    let lockSize: Int
+    let journalOffset: Int
+    let journalSize: Int
+    let schemaOffset: Int
+    let schemaSize: Int
+    let dataOffset: Int
+    let dataSize: Int
+    let fields: [FieldLayout]
+    private let indexByName: [String: Int]
+
+    var fileSize: Int { dataOffset + dataSize }
+
+    func field(named name: String) -> FieldLayout? { indexByName[name].map { fields[$0] } }
+
+    static let minimumJournalBytes = 64 * 1024
+
+    /// The field slots of `schema` placed from `dataOffset`, and the bytes they need.
+    static func placeFields(_ schema: Schema, dataOffset: Int, cacheLineAligned: Bool) -> (fields: [FieldLayout], bytes: Int) {
+        var cursor = dataOffset
+        var placed: [FieldLayout] = []
+        placed.reserveCapacity(schema.fields.count)
+        for (index, field) in schema.fields.enumerated() {
+            var size = FieldLayout.slotSize(of: field.type)
+            if cacheLineAligned {
+                cursor = roundUp(cursor, to: 64)
+                size = roundUp(size, to: 64)
+            }
+            placed.append(FieldLayout(index: index, name: field.name, type: field.type, offset: cursor, size: size))
+            cursor += size
+        }
+        return (placed, cursor - dataOffset)
+    }
+
+    /// The journal must hold one record for every field a single transaction
+    /// could touch twice over; `UndoJournal` reports `transactionTooLarge`
+    /// beyond it.
+    static func journalBytes(for schema: Schema, pageSize: Int) -> Int {
+        let largest = schema.fields.map { FieldLayout.slotSize(of: $0.type) }.max() ?? 0
+        let needed = UndoJournal.headerBytes + 2 * (largest + UndoJournal.recordHeaderBytes)
+        return roundUp(max(minimumJournalBytes, needed), to: pageSize)
+    }
+
+    /// The layout of a new store.
+    init(schema: Schema, schemaBytes: Int, pageSize: Int, cacheLineAligned: Bool) {
+        self.pageSize = pageSize
+        lockOffset = pageSize
+        lockSize = pageSize
+        journalOffset = lockOffset + lockSize
+        journalSize = Layout.journalBytes(for: schema, pageSize: pageSize)
+        schemaOffset = journalOffset + journalSize
+        schemaSize = roundUp(max(schemaBytes, 1), to: pageSize)
+        dataOffset = schemaOffset + schemaSize
+        let placed = Layout.placeFields(schema, dataOffset: dataOffset, cacheLineAligned: cacheLineAligned)
+        dataSize = roundUp(max(placed.bytes, 1), to: pageSize)
+        fields = placed.fields
+        indexByName = Dictionary(uniqueKeysWithValues: placed.fields.map { ($0.name, $0.index) })
+    }
+
+    /// The layout of an existing store, from its validated header and schema.
+    init(header: FileHeader, schema: Schema, path: String) throws(SlotStoreError) {
+        pageSize = Int(header.pageSize)
+        lockOffset = Int(header.lockOffset)
+        lockSize = Int(header.lockSize)
+        journalOffset = Int(header.journalOffset)
+        journalSize = Int(header.journalSize)
+        schemaOffset = Int(header.schemaOffset)
+        schemaSize = Int(header.schemaSize)
+        dataOffset = Int(header.dataOffset)
+        dataSize = Int(header.dataSize)
+        let placed = Layout.placeFields(schema, dataOffset: dataOffset,
+                                        cacheLineAligned: header.flags.contains(.cacheLineAligned))
+        guard placed.bytes <= dataSize else {
+            throw .corruptHeader(path: path, detail: "the schema's fields need \(placed.bytes) data bytes but the data region holds \(dataSize)")
+        }
+        guard lockSize >= LockRegion.bytes else {
+            throw .corruptHeader(path: path, detail: "the lock region holds \(lockSize) bytes, fewer than the \(LockRegion.bytes) it needs")
+        }
+        guard journalSize >= UndoJournal.headerBytes + UndoJournal.recordHeaderBytes + 8 else {
+            throw .corruptHeader(path: path, detail: "the journal region holds \(journalSize) bytes, too few for one record")
+        }
+        fields = placed.fields
+        indexByName = Dictionary(uniqueKeysWithValues: placed.fields.map { ($0.name, $0.index) })
+    }
+}

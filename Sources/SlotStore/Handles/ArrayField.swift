@@ -1,0 +1,109 @@
+import Synchronization
+
+/// A handle to a fixed-count array field.
+///
+/// Element loads and stores are single atomic instructions and take no lock.
+/// ``snapshot()`` returns the whole array as it was at one moment, even while
+/// other processes write; ``store(_:)`` replaces the whole array under the
+/// lock, all or nothing.
+public struct ArrayField<Value: SlotScalar>: Sendable {
+    @usableFromInline let core: StoreCore
+    @usableFromInline let elements: MappedAddress
+    @usableFromInline let elementWrites: MappedAddress
+    let layout: FieldLayout
+
+    /// The number of elements.
+    public let count: Int
+
+    init(core: StoreCore, layout: FieldLayout, count: Int) {
+        self.core = core
+        self.layout = layout
+        self.count = count
+        self.elements = core.address(layout.payloadOffset)
+        self.elementWrites = core.address(layout.secondWordOffset)
+    }
+
+    /// The field's name.
+    public var name: String { layout.name }
+
+    /// The element at `index`, which must be in `0..<count`.
+    @inlinable @inline(__always)
+    public func load(at index: Int) -> Value {
+        precondition(index >= 0 && index < count, "index \(index) out of range 0..<\(count)")
+        return elements.advanced(by: index &* Value.scalarType.byteWidth).loadScalar(Value.self)
+    }
+
+    /// Replaces the element at `index`, which must be in `0..<count`.
+    @inlinable @inline(__always)
+    public func store(_ value: Value, at index: Int) {
+        precondition(index >= 0 && index < count, "index \(index) out of range 0..<\(count)")
+        elements.advanced(by: index &* Value.scalarType.byteWidth).storeScalar(value)
+        // Counted after the store: a snapshot that saw this counter unchanged
+        // either missed the store or can be ordered after it.
+        elementWrites.atomic(UInt64.self).pointee.wrappingAdd(1, ordering: .releasing)
+    }
+
+    /// All elements as of one moment.
+    public func snapshot() throws(SlotStoreError) -> [Value] {
+        var values = [Value](unsafeUninitializedCapacity: count) { buffer, initialized in
+            for index in 0..<count { buffer.initializeElement(at: index, to: loadRelaxed(index)) }
+            initialized = count
+        }
+        try read(into: &values)
+        return values
+    }
+
+    /// Fills `buffer` with all elements as of one moment. Allocates nothing when
+    /// `buffer` already holds ``count`` elements.
+    public func read(into buffer: inout [Value]) throws(SlotStoreError) {
+        if buffer.count != count { buffer = [Value](repeating: loadRelaxed(0), count: count) }
+        try core.readConsistently(layout, checkingElementWrites: true) {
+            buffer.withUnsafeMutableBufferPointer { destination in
+                for index in 0..<count { destination[index] = loadRelaxed(index) }
+            }
+        }
+    }
+
+    /// Replaces every element, all or nothing. `values` must hold exactly ``count`` elements.
+    public func store(_ values: [Value]) throws(SlotStoreError) {
+        try checkCount(values.count)
+        try core.transaction { () throws(SlotStoreError) in try writeAll(values) }
+    }
+
+    func checkCount(_ given: Int) throws(SlotStoreError) {
+        guard given == count else {
+            throw .invalidValue(path: core.path, field: name, detail: "expected exactly \(count) elements, found \(given)")
+        }
+    }
+
+    @inline(__always)
+    func loadRelaxed(_ index: Int) -> Value {
+        elements.advanced(by: index &* Value.scalarType.byteWidth).loadScalarRelaxed(Value.self)
+    }
+
+    /// The locked whole-array write; call with the lock held.
+    func writeAll(_ values: [Value]) throws(SlotStoreError) {
+        try core.recordUndo(offset: layout.payloadOffset, length: roundUp(count * Value.scalarType.byteWidth, to: 8),
+                            sequenceOffset: layout.sequenceOffset)
+        let sequence = core.beginSeqlockWrite(layout)
+        let half = count / 2
+        for index in 0..<count {
+            if index == half { FaultInjection.reach(.midWrite) }
+            elements.advanced(by: index * Value.scalarType.byteWidth).storeScalar(values[index])
+        }
+        core.endSeqlockWrite(sequence)
+        FaultInjection.reach(.afterWrite)
+    }
+
+    /// The locked single-element write of a transaction; call with the lock held.
+    func writeElement(_ value: Value, at index: Int) throws(SlotStoreError) {
+        guard index >= 0 && index < count else {
+            throw .invalidValue(path: core.path, field: name, detail: "index \(index) is out of range 0..<\(count)")
+        }
+        let byteOffset = index * Value.scalarType.byteWidth
+        let word = byteOffset & ~7
+        try core.recordUndo(offset: layout.payloadOffset + word, length: 8, sequenceOffset: layout.sequenceOffset)
+        elements.advanced(by: byteOffset).storeScalar(value)
+        elementWrites.atomic(UInt64.self).pointee.wrappingAdd(1, ordering: .releasing)
+    }
+}

@@ -1,0 +1,121 @@
+import Synchronization
+
+/// The shared machinery of string and bytes fields: a seqlock-protected
+/// length and payload. Readers never take the lock; writers do.
+struct VariableField: Sendable {
+    let core: StoreCore
+    let layout: FieldLayout
+    let lengthWord: MappedAddress
+    let payload: MappedAddress
+
+    init(core: StoreCore, layout: FieldLayout) {
+        self.core = core
+        self.layout = layout
+        self.lengthWord = core.address(layout.secondWordOffset)
+        self.payload = core.address(layout.payloadOffset)
+    }
+
+    var capacity: Int { layout.payloadCapacity }
+
+    /// The current length, clamped so damaged bytes can't make a reader overrun.
+    @inline(__always)
+    func currentLength() -> Int {
+        Int(min(lengthWord.atomic(UInt64.self).pointee.load(ordering: .relaxed), UInt64(capacity)))
+    }
+
+    /// A consistent copy of the value.
+    func read() throws(SlotStoreError) -> [UInt8] {
+        try core.readConsistently(layout, checkingElementWrites: false) { payload.bytes(count: currentLength()) }
+    }
+
+    /// Copies a consistent value into `buffer` and returns its length.
+    func read(into buffer: inout [UInt8]) throws(SlotStoreError) -> Int {
+        if buffer.count < capacity { buffer = [UInt8](repeating: 0, count: capacity) }
+        return try core.readConsistently(layout, checkingElementWrites: false) {
+            let length = currentLength()
+            buffer.withUnsafeMutableBytes { destination in
+                payload.copyBytes(to: destination.baseAddress!, count: length)
+            }
+            return length
+        }
+    }
+
+    /// The value read under the lock, where no writer can interleave.
+    func readLocked() -> [UInt8] { payload.bytes(count: currentLength()) }
+
+    /// Replaces the value; call with the lock held.
+    func write(_ bytes: some Collection<UInt8>) throws(SlotStoreError) {
+        // Contiguous storage (arrays, native strings' UTF-8) is written without a copy.
+        let direct = bytes.withContiguousStorageIfAvailable { buffer in
+            Result { () throws(SlotStoreError) in try core.writeVariable(layout, UnsafeRawBufferPointer(buffer)) }
+        }
+        if let direct { return try direct.get() }
+        let copy = Array(bytes)
+        try copy.withUnsafeBytes { buffer in
+            Result { () throws(SlotStoreError) in try core.writeVariable(layout, buffer) }
+        }.get()
+    }
+}
+
+/// A handle to a UTF-8 string field with a fixed capacity in bytes.
+///
+/// Reads return a consistent value even while another process writes, and
+/// never take the lock. Writes take the lock and are journaled, so a writer
+/// killed mid-write leaves the old value for everyone.
+public struct StringField: Sendable {
+    let field: VariableField
+
+    /// The field's name.
+    public var name: String { field.layout.name }
+    /// The most UTF-8 bytes the field holds.
+    public var capacity: Int { field.capacity }
+
+    /// The current value.
+    public func load() throws(SlotStoreError) -> String {
+        String(decoding: try field.read(), as: UTF8.self)
+    }
+
+    /// Copies the current UTF-8 bytes into `buffer`, growing it to ``capacity``
+    /// if it is smaller, and returns how many bytes the value has.
+    /// Allocates nothing when `buffer` already holds ``capacity`` bytes.
+    public func read(into buffer: inout [UInt8]) throws(SlotStoreError) -> Int {
+        try field.read(into: &buffer)
+    }
+
+    /// Replaces the value.
+    ///
+    /// - Throws: ``SlotStoreError/valueTooLarge(path:field:capacity:size:)`` when
+    ///   its UTF-8 form exceeds ``capacity``; the stored value is then unchanged.
+    public func store(_ value: String) throws(SlotStoreError) {
+        try field.core.transaction { () throws(SlotStoreError) in try field.write(value.utf8) }
+    }
+}
+
+/// A handle to a byte-string field with a fixed capacity.
+///
+/// Same guarantees as ``StringField``, for arbitrary bytes.
+public struct BytesField: Sendable {
+    let field: VariableField
+
+    /// The field's name.
+    public var name: String { field.layout.name }
+    /// The most bytes the field holds.
+    public var capacity: Int { field.capacity }
+
+    /// The current value.
+    public func load() throws(SlotStoreError) -> [UInt8] { try field.read() }
+
+    /// Copies the current value into `buffer`, growing it to ``capacity`` if it
+    /// is smaller, and returns the value's length.
+    public func read(into buffer: inout [UInt8]) throws(SlotStoreError) -> Int {
+        try field.read(into: &buffer)
+    }
+
+    /// Replaces the value.
+    ///
+    /// - Throws: ``SlotStoreError/valueTooLarge(path:field:capacity:size:)`` when
+    ///   it exceeds ``capacity``; the stored value is then unchanged.
+    public func store(_ value: some Collection<UInt8>) throws(SlotStoreError) {
+        try field.core.transaction { () throws(SlotStoreError) in try field.write(value) }
+    }
+}

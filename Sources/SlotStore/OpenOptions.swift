@@ -1,0 +1,55 @@
+/// How ``SlotStore`` opens or creates a store.
+public struct OpenOptions: Sendable {
+    /// Whether opening may create the store, must create it, or must find it.
+    public enum Mode: Sendable, Hashable {
+        /// Open the store, creating it if the path is free (the default).
+        case createOrOpen
+        /// Create the store; fail with ``SlotStoreError/alreadyExists(path:)`` if anything is at the path.
+        case create
+        /// Open an existing store; fail with ``SlotStoreError/fileNotFound(path:)`` if there is none.
+        case open
+    }
+
+    /// What a committed write survives.
+    public enum Durability: Sendable, Hashable {
+        /// Committed writes survive the death of any process at once; they
+        /// reach the disk when the kernel writes dirty pages back or at
+        /// ``SlotStore/sync()``. A power loss can lose recent writes, but never
+        /// tears a locked write that was being journaled as the pages went out.
+        case processCrash
+        /// Every locked write and transaction is flushed (`msync`) before it
+        /// returns, so it also survives a power loss. Costs one flush of the
+        /// journal per changed field plus one of the data at commit. Lock-free
+        /// scalar and array-element writes are not flushed: call ``SlotStore/sync()``.
+        case flushOnCommit
+    }
+
+    /// Create, open, or either. Default: ``Mode/createOrOpen``.
+    public var mode: Mode
+    /// Permission bits of a created file. Default: `0o600`, owner only.
+    public var fileMode: UInt32
+    /// How long a locked write waits for the lock before failing with
+    /// ``SlotStoreError/lockTimeout(path:holderPID:holderAlive:seconds:)``. Default: 5 seconds.
+    public var lockTimeout: Duration
+    /// Default: ``Durability/processCrash``.
+    public var durability: Durability
+    /// Place every field on its own 64-byte cache line, so hot counters written
+    /// by different processes don't contend for one line. Applies when creating
+    /// a store; an existing store keeps its layout. Default: `false`.
+    public var cacheLineAligned: Bool
+
+    /// Creates options; every parameter has the default described on its property.
+    public init(mode: Mode = .createOrOpen, fileMode: UInt32 = 0o600, lockTimeout: Duration = .seconds(5),
+                durability: Durability = .processCrash, cacheLineAligned: Bool = false) {
+        self.mode = mode
+        self.fileMode = fileMode
+        self.lockTimeout = lockTimeout
+        self.durability = durability
+        self.cacheLineAligned = cacheLineAligned
+    }
+
+    var lockTimeoutSeconds: Double {
+        let (seconds, attoseconds) = lockTimeout.components
+        return max(0, Double(seconds) + Double(attoseconds) / 1e18)
+    }
+}

@@ -1,0 +1,119 @@
+import Foundation
+
+// The JSON form: {"name":"latency","type":"array","of":"double","count":64}.
+// Written by hand rather than synthesized so the shape stays flat and stable
+// for operators who write schema files for the `slotstore` tool.
+extension Field: Codable {
+    private enum CodingKeys: String, CodingKey { case name, type, of, count, capacity }
+
+    /// Decodes a field from its JSON form.
+    public init(from decoder: any Decoder) throws {
+        let container = try decoder.container(keyedBy: CodingKeys.self)
+        let name = try container.decode(String.self, forKey: .name)
+        let typeName = try container.decode(String.self, forKey: .type)
+        switch typeName {
+        case "array":
+            let elementName = try container.decode(String.self, forKey: .of)
+            guard let element = ScalarType(rawValue: elementName) else {
+                throw DecodingError.dataCorruptedError(
+                    forKey: .of, in: container,
+                    debugDescription: "field \"\(name)\": unknown array element type \"\(elementName)\"; expected one of \(ScalarType.allCases.map(\.rawValue).joined(separator: ", "))")
+            }
+            self.init(name, .array(of: element, count: try container.decode(Int.self, forKey: .count)))
+        case "string":
+            self.init(name, .string(capacity: try container.decode(Int.self, forKey: .capacity)))
+        case "bytes":
+            self.init(name, .bytes(capacity: try container.decode(Int.self, forKey: .capacity)))
+        default:
+            guard let scalar = ScalarType(rawValue: typeName) else {
+                throw DecodingError.dataCorruptedError(
+                    forKey: .type, in: container,
+                    debugDescription: "field \"\(name)\": unknown type \"\(typeName)\"; expected one of \((ScalarType.allCases.map(\.rawValue) + ["array", "string", "bytes"]).joined(separator: ", "))")
+            }
+            self.init(name, .scalar(scalar))
+        }
+    }
+
+    /// Encodes the field in its JSON form.
+    public func encode(to encoder: any Encoder) throws {
+        var container = encoder.container(keyedBy: CodingKeys.self)
+        try container.encode(name, forKey: .name)
+        switch type {
+        case .scalar(let scalar):
+            try container.encode(scalar.rawValue, forKey: .type)
+        case .array(let element, let count):
+            try container.encode("array", forKey: .type)
+            try container.encode(element.rawValue, forKey: .of)
+            try container.encode(count, forKey: .count)
+        case .string(let capacity):
+            try container.encode("string", forKey: .type)
+            try container.encode(capacity, forKey: .capacity)
+        case .bytes(let capacity):
+            try container.encode("bytes", forKey: .type)
+            try container.encode(capacity, forKey: .capacity)
+        }
+    }
+}
+
+extension Schema: Codable {
+    private enum CodingKeys: String, CodingKey { case version, fields }
+
+    /// Decodes a schema from its JSON form.
+    public init(from decoder: any Decoder) throws {
+        let container = try decoder.container(keyedBy: CodingKeys.self)
+        self.init(version: try container.decode(Int.self, forKey: .version),
+                  fields: try container.decode([Field].self, forKey: .fields))
+    }
+
+    /// Encodes the schema in its JSON form.
+    public func encode(to encoder: any Encoder) throws {
+        var container = encoder.container(keyedBy: CodingKeys.self)
+        try container.encode(version, forKey: .version)
+        try container.encode(fields, forKey: .fields)
+    }
+
+    /// Decodes and validates a schema from JSON bytes.
+    ///
+    /// - Parameter source: where the JSON came from, named in errors.
+    public init(json: some Sequence<UInt8>, source: String = "schema") throws(SlotStoreError) {
+        let data = Data(json)
+        let decoded: Schema
+        do {
+            decoded = try JSONDecoder().decode(Schema.self, from: data)
+        } catch {
+            throw .invalidSchema("\(source) is not a valid schema: \(Schema.describe(decodingError: error))")
+        }
+        try decoded.validate()
+        self = decoded
+    }
+
+    /// The schema as compact JSON with sorted keys, the form stored in the file.
+    public func jsonBytes(pretty: Bool = false) -> [UInt8] {
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = pretty ? [.sortedKeys, .prettyPrinted, .withoutEscapingSlashes] : [.sortedKeys, .withoutEscapingSlashes]
+        // Encoding plain strings and integers cannot fail; an empty result would
+        // be caught by the schema checksum and decoding on the next open.
+        return (try? Array(encoder.encode(self))) ?? []
+    }
+
+    static func describe(decodingError error: any Error) -> String {
+        switch error as? DecodingError {
+        case .dataCorrupted(let context):
+            return context.debugDescription + Schema.pathSuffix(context.codingPath)
+        case .keyNotFound(let key, let context):
+            return "missing key \"\(key.stringValue)\"" + Schema.pathSuffix(context.codingPath)
+        case .typeMismatch(let type, let context):
+            return "expected \(type)" + Schema.pathSuffix(context.codingPath)
+        case .valueNotFound(let type, let context):
+            return "missing \(type) value" + Schema.pathSuffix(context.codingPath)
+        default:
+            return "\(error)"
+        }
+    }
+
+    private static func pathSuffix(_ path: [any CodingKey]) -> String {
+        guard !path.isEmpty else { return "" }
+        let rendered = path.map { key in key.intValue.map { "[\($0)]" } ?? ".\(key.stringValue)" }.joined()
+        return " at \(rendered)"
+    }
+}

@@ -1,0 +1,139 @@
+/// A named, typed field of a ``Schema``.
+public struct Field: Sendable, Hashable {
+    /// The field's name: 1 to 64 bytes of ASCII letters, digits, `_`, `-` and `.`.
+    public var name: String
+    /// The field's type.
+    public var type: FieldType
+
+    /// Creates a field.
+    public init(_ name: String, _ type: FieldType) {
+        self.name = name
+        self.type = type
+    }
+
+    /// An `int8` field.
+    public static func int8(_ name: String) -> Field { Field(name, .scalar(.int8)) }
+    /// An `int16` field.
+    public static func int16(_ name: String) -> Field { Field(name, .scalar(.int16)) }
+    /// An `int32` field.
+    public static func int32(_ name: String) -> Field { Field(name, .scalar(.int32)) }
+    /// An `int64` field.
+    public static func int64(_ name: String) -> Field { Field(name, .scalar(.int64)) }
+    /// A `uint8` field.
+    public static func uint8(_ name: String) -> Field { Field(name, .scalar(.uint8)) }
+    /// A `uint16` field.
+    public static func uint16(_ name: String) -> Field { Field(name, .scalar(.uint16)) }
+    /// A `uint32` field.
+    public static func uint32(_ name: String) -> Field { Field(name, .scalar(.uint32)) }
+    /// A `uint64` field.
+    public static func uint64(_ name: String) -> Field { Field(name, .scalar(.uint64)) }
+    /// A `float` field.
+    public static func float(_ name: String) -> Field { Field(name, .scalar(.float)) }
+    /// A `double` field.
+    public static func double(_ name: String) -> Field { Field(name, .scalar(.double)) }
+    /// A `bool` field.
+    public static func bool(_ name: String) -> Field { Field(name, .scalar(.bool)) }
+    /// An array field of `count` elements.
+    public static func array(_ name: String, of element: ScalarType, count: Int) -> Field {
+        Field(name, .array(of: element, count: count))
+    }
+    /// A UTF-8 string field holding at most `capacity` bytes.
+    public static func string(_ name: String, capacity: Int) -> Field { Field(name, .string(capacity: capacity)) }
+    /// A byte-string field holding at most `capacity` bytes.
+    public static func bytes(_ name: String, capacity: Int) -> Field { Field(name, .bytes(capacity: capacity)) }
+}
+
+/// The layout contract of a store: a version number of your choosing and an
+/// ordered list of named, typed fields.
+///
+/// A schema is written into the store when it is created, so any tool can read
+/// the store without the program that made it. Opening a store with a schema
+/// checks it against the stored one field by field.
+///
+/// ```swift
+/// let schema = Schema(version: 1, fields: [
+///     .int64("requests"),
+///     .array("latency", of: .double, count: 64),
+///     .string("motd", capacity: 128),
+/// ])
+/// ```
+///
+/// Its JSON form, used by the `slotstore` tool, is
+/// `{"version":1,"fields":[{"name":"requests","type":"int64"},
+/// {"name":"latency","type":"array","of":"double","count":64},
+/// {"name":"motd","type":"string","capacity":128}]}`.
+public struct Schema: Sendable, Hashable {
+    /// The schema's version, chosen by you; compared when a store is opened.
+    public var version: Int
+    /// The fields, in file order.
+    public var fields: [Field]
+
+    /// Creates a schema.
+    public init(version: Int, fields: [Field]) {
+        self.version = version
+        self.fields = fields
+    }
+
+    /// The largest capacity of a string or bytes field, and the largest element count of an array.
+    public static let maximumFieldBytes = 1 << 30
+    /// The largest number of fields in one schema.
+    public static let maximumFieldCount = 65_536
+    /// The longest field name, in bytes.
+    public static let maximumNameLength = 64
+
+    /// The field with this name, if the schema has one.
+    public func field(named name: String) -> Field? { fields.first { $0.name == name } }
+
+    /// Checks names, sizes and uniqueness, throwing ``SlotStoreError/invalidSchema(_:)`` on the first problem.
+    public func validate() throws(SlotStoreError) {
+        guard version >= 0, version <= Int(UInt32.max) else {
+            throw .invalidSchema("the schema version must be between 0 and \(UInt32.max), found \(version)")
+        }
+        guard !fields.isEmpty else { throw .invalidSchema("a schema needs at least one field, found none") }
+        guard fields.count <= Schema.maximumFieldCount else {
+            throw .invalidSchema("a schema holds at most \(Schema.maximumFieldCount) fields, found \(fields.count)")
+        }
+        var seen = Set<String>()
+        for field in fields {
+            try Schema.validateName(field.name)
+            guard seen.insert(field.name).inserted else {
+                throw .invalidSchema("field names must be unique, found \"\(field.name)\" twice")
+            }
+            switch field.type {
+            case .scalar: break
+            case .array(_, let count):
+                guard count >= 1, count <= Schema.maximumFieldBytes / 8 else {
+                    throw .invalidSchema("array field \"\(field.name)\" needs a count from 1 to \(Schema.maximumFieldBytes / 8), found \(count)")
+                }
+            case .string(let capacity), .bytes(let capacity):
+                guard capacity >= 1, capacity <= Schema.maximumFieldBytes else {
+                    throw .invalidSchema("field \"\(field.name)\" needs a capacity from 1 to \(Schema.maximumFieldBytes) bytes, found \(capacity)")
+                }
+            }
+        }
+    }
+
+    static func validateName(_ name: String) throws(SlotStoreError) {
+        let bytes = Array(name.utf8)
+        guard !bytes.isEmpty else { throw .invalidSchema("a field name must not be empty") }
+        guard bytes.count <= maximumNameLength else {
+            throw .invalidSchema("field name \"\(name)\" is \(bytes.count) bytes long; the limit is \(maximumNameLength)")
+        }
+        for byte in bytes {
+            let ok = (byte >= 0x30 && byte <= 0x39) || (byte >= 0x41 && byte <= 0x5A) || (byte >= 0x61 && byte <= 0x7A)
+                || byte == UInt8(ascii: "_") || byte == UInt8(ascii: "-") || byte == UInt8(ascii: ".")
+            guard ok else {
+                throw .invalidSchema("field name \"\(name)\" may hold only letters, digits, '_', '-' and '.'")
+            }
+        }
+    }
+
+    /// A stable text form of the fields, independent of JSON formatting; its
+    /// hash is the schema hash stored in the file header.
+    var canonicalDescription: String {
+        fields.map { "\($0.name):\($0.type)" }.joined(separator: ";")
+    }
+
+    /// The 64-bit FNV-1a hash of ``canonicalDescription``.
+    var fieldsHash: UInt64 { FNV1a.hash(Array(canonicalDescription.utf8)) }
+}

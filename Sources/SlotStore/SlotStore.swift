@@ -1,0 +1,163 @@
+import Glibc
+
+/// A store of named, typed slots in a file that every process maps `MAP_SHARED`.
+///
+/// Open (or create) a store once, look up typed handles once, then use the
+/// handles on the hot path:
+///
+/// ```swift
+/// let store = try SlotStore(path: "/dev/shm/app.slots", schema: Schema(version: 1, fields: [
+///     .int64("requests"), .double("load"), .string("motd", capacity: 128),
+/// ]))
+/// let requests = try store.scalar("requests", as: Int64.self)
+/// requests.add(1)                                  // one atomic instruction
+/// try store.string("motd").store("all systems go") // locked, journaled
+/// ```
+///
+/// Every process that opens the same path sees every write at once; the file
+/// keeps the values after every process has exited. A process killed at any
+/// instruction, even while holding the lock, leaves no torn value and no
+/// stuck lock: the next process to take the lock rolls its write back.
+public final class SlotStore: Sendable {
+    let core: StoreCore
+
+    /// Whether this open created the file.
+    public let created: Bool
+
+    /// The path the store was opened at.
+    public var path: String { core.path }
+
+    /// The schema stored in the file.
+    public var schema: Schema { core.schema }
+
+    /// Opens the store at `path`, creating it if it is missing and the options allow.
+    ///
+    /// Opening validates the file (magic, format version, header checksum,
+    /// sizes against the real file size, the stored schema) before it writes
+    /// anything, and then compares `schema` with the stored one.
+    ///
+    /// - Parameters:
+    ///   - path: The store file. Use `/dev/shm/…` for memory-speed without disk
+    ///     write-back, or a local file system path for data that outlives a reboot.
+    ///   - schema: The fields you expect. Required to create; when nil, an
+    ///     existing store opens with its stored schema, as tools do.
+    ///   - options: Create or open, file mode, lock timeout, durability, layout.
+    /// - Throws: ``SlotStoreError`` naming the path and the problem; a file that
+    ///   fails validation is left unchanged.
+    public init(path: String, schema: Schema? = nil, options: OpenOptions = OpenOptions()) throws(SlotStoreError) {
+        let (core, created) = try StoreCore.open(path: path, schema: schema, options: options)
+        self.core = core
+        self.created = created
+    }
+
+    /// Opens or creates a store holding one scalar field named `value`, and
+    /// returns its handle: the counterpart of Python's `Value('d', 0.0)`.
+    ///
+    /// ```swift
+    /// let hits = try SlotStore.value(Double.self, at: "/dev/shm/hits")
+    /// hits.add(1.5)
+    /// ```
+    public static func value<Value: SlotScalar>(_ type: Value.Type, at path: String,
+                                                options: OpenOptions = OpenOptions()) throws(SlotStoreError) -> ScalarField<Value> {
+        let store = try SlotStore(path: path, schema: Schema(version: 1, fields: [Field("value", .scalar(Value.scalarType))]),
+                                  options: options)
+        return try store.scalar("value", as: type)
+    }
+
+    // MARK: Handles
+
+    private func layout(of name: String) throws(SlotStoreError) -> FieldLayout {
+        guard let field = core.layout.field(named: name) else {
+            throw .unknownField(path: path, name: name, available: core.layout.fields.map(\.name))
+        }
+        return field
+    }
+
+    /// The handle of scalar field `name`, whose stored type must be `Value`'s.
+    public func scalar<Value: SlotScalar>(_ name: String, as type: Value.Type = Value.self) throws(SlotStoreError) -> ScalarField<Value> {
+        let field = try layout(of: name)
+        guard case .scalar(Value.scalarType) = field.type else {
+            throw .wrongFieldType(path: path, name: name, expected: Value.scalarType.rawValue, found: field.type.description)
+        }
+        return ScalarField(core: core, layout: field)
+    }
+
+    /// The handle of array field `name`, whose elements must be of `Value`'s type.
+    public func array<Value: SlotScalar>(_ name: String, of type: Value.Type = Value.self) throws(SlotStoreError) -> ArrayField<Value> {
+        let field = try layout(of: name)
+        guard case .array(Value.scalarType, let count) = field.type else {
+            throw .wrongFieldType(path: path, name: name, expected: "array<\(Value.scalarType.rawValue)>", found: field.type.description)
+        }
+        return ArrayField(core: core, layout: field, count: count)
+    }
+
+    /// The handle of string field `name`.
+    public func string(_ name: String) throws(SlotStoreError) -> StringField {
+        let field = try layout(of: name)
+        guard case .string = field.type else {
+            throw .wrongFieldType(path: path, name: name, expected: "string", found: field.type.description)
+        }
+        return StringField(field: VariableField(core: core, layout: field))
+    }
+
+    /// The handle of bytes field `name`.
+    public func bytes(_ name: String) throws(SlotStoreError) -> BytesField {
+        let field = try layout(of: name)
+        guard case .bytes = field.type else {
+            throw .wrongFieldType(path: path, name: name, expected: "bytes", found: field.type.description)
+        }
+        return BytesField(field: VariableField(core: core, layout: field))
+    }
+
+    // MARK: Transactions and lifecycle
+
+    /// Runs `body` holding the store's lock; its writes happen all or nothing.
+    ///
+    /// If `body` throws, every write it made is rolled back and the error is
+    /// rethrown. If the process dies inside `body`, the next process to take
+    /// the lock rolls the writes back. Don't call a handle's locked writes
+    /// (string, bytes, whole-array `store`) inside `body`: use the
+    /// transaction's methods, or you get ``SlotStoreError/nestedTransaction(path:)``.
+    ///
+    /// ```swift
+    /// try store.transaction { tx in
+    ///     let amount: Int64 = 10
+    ///     try tx.store(tx.load(alice) - amount, to: alice)
+    ///     try tx.store(tx.load(bob) + amount, to: bob)
+    /// }
+    /// ```
+    public func transaction<R>(_ body: (borrowing Transaction) throws -> R) throws -> R {
+        let transaction = Transaction(core: core)
+        return try core.transactionRethrowing { try body(transaction) }
+    }
+
+    /// Flushes every change to the file on disk (`msync`); on tmpfs it returns at once.
+    public func sync() throws(SlotStoreError) {
+        try core.file.flush()
+    }
+
+    /// Unmaps the store and releases this process's hold on it.
+    ///
+    /// Call it when no thread is inside a transaction and no handle of this
+    /// store will be used again: a handle used after `close()` faults
+    /// deterministically. Without `close()`, the store is unmapped when the
+    /// store and all its handles are gone.
+    public func close() {
+        core.file.close()
+    }
+
+    /// Deletes the store file at `path`. Processes that have it open keep
+    /// working on their mapping; the next open at `path` creates a new store.
+    public static func remove(at path: String) throws(SlotStoreError) {
+        switch Syscall.kind(at: path) {
+        case .failure(let code): throw Syscall.fileError(code, path: path, call: "lstat", operation: "look up the store")
+        case .success(nil): throw .fileNotFound(path: path)
+        case .success(.some(.regular)): break
+        case .success(.some(.symbolicLink)): throw .symbolicLink(path: path)
+        case .success(let kind?): throw .notARegularFile(path: path, found: kind.name)
+        }
+        if unlink(path) != 0 {
+            throw Syscall.fileError(Errno(errno), path: path, call: "unlink", operation: "remove the store")
+        }
+    }
+}

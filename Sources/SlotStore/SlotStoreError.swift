@@ -1,0 +1,149 @@
+/// Every error SlotStore throws.
+///
+/// Each case reads as a sentence through ``description``: the path, what was
+/// expected, what was found, and what to do. ``code`` is a stable number for
+/// logs and exit statuses.
+public enum SlotStoreError: Error, Sendable, Equatable, CustomStringConvertible {
+    /// No store exists at the path and the open mode does not create one.
+    case fileNotFound(path: String)
+    /// A file exists at the path and the open mode only creates.
+    case alreadyExists(path: String)
+    /// The final path component is a symbolic link, which SlotStore refuses.
+    case symbolicLink(path: String)
+    /// The path names a directory, device, socket or other non-regular file.
+    case notARegularFile(path: String, found: String)
+    /// The operating system denied access.
+    case permissionDenied(path: String, operation: String)
+    /// The file is empty: a creation that never finished, or not a store.
+    case emptyFile(path: String)
+    /// The file is shorter than its header says it must be.
+    case truncated(path: String, expectedBytes: Int, foundBytes: Int)
+    /// The file does not start with the SlotStore magic.
+    case notAStore(path: String, foundMagic: String)
+    /// The file's major format version is one this library cannot read.
+    case unsupportedVersion(path: String, found: String, supported: String)
+    /// The header's checksum does not match its bytes.
+    case headerChecksumMismatch(path: String, stored: UInt32, computed: UInt32)
+    /// The header's fields are inconsistent with each other or with the file.
+    case corruptHeader(path: String, detail: String)
+    /// The stored schema is damaged.
+    case corruptSchema(path: String, detail: String)
+    /// The lock in the file was made by a different C library or architecture.
+    case incompatibleLock(path: String, found: String, expected: String)
+    /// A schema given in code or JSON is not valid.
+    case invalidSchema(String)
+    /// The given schema differs from the stored one.
+    case schemaMismatch(path: String, differences: [SchemaDifference])
+    /// The store has no field with this name.
+    case unknownField(path: String, name: String, available: [String])
+    /// The field exists but has another type than the handle asked for.
+    case wrongFieldType(path: String, name: String, expected: String, found: String)
+    /// A value does not fit the field's capacity or count.
+    case valueTooLarge(path: String, field: String, capacity: Int, size: Int)
+    /// A value cannot be represented by the field's type.
+    case invalidValue(path: String, field: String, detail: String)
+    /// The lock was not acquired within the timeout.
+    case lockTimeout(path: String, holderPID: Int32, holderAlive: Bool, seconds: Double)
+    /// The lock is permanently unusable until every process closes the store.
+    case lockUnrecoverable(path: String)
+    /// A lock was requested by a thread that already holds it.
+    case nestedTransaction(path: String)
+    /// A transaction changed more bytes than the undo journal holds.
+    case transactionTooLarge(path: String, neededBytes: Int, journalBytes: Int)
+    /// The file system has no room for the store.
+    case noSpace(path: String, neededBytes: Int)
+    /// Any other failed system call.
+    case systemCallFailed(path: String, call: String, errno: Int32)
+
+    /// A stable number for this kind of error.
+    public var code: Int {
+        switch self {
+        case .fileNotFound: 1
+        case .alreadyExists: 2
+        case .symbolicLink: 3
+        case .notARegularFile: 4
+        case .permissionDenied: 5
+        case .emptyFile: 6
+        case .truncated: 7
+        case .notAStore: 8
+        case .unsupportedVersion: 9
+        case .headerChecksumMismatch: 10
+        case .corruptHeader: 11
+        case .corruptSchema: 12
+        case .incompatibleLock: 13
+        case .invalidSchema: 14
+        case .schemaMismatch: 15
+        case .unknownField: 16
+        case .wrongFieldType: 17
+        case .valueTooLarge: 18
+        case .invalidValue: 19
+        case .lockTimeout: 20
+        case .lockUnrecoverable: 21
+        case .nestedTransaction: 22
+        case .transactionTooLarge: 23
+        case .noSpace: 24
+        case .systemCallFailed: 25
+        }
+    }
+
+    /// The error as one sentence: path, expected, found, remedy.
+    public var description: String {
+        switch self {
+        case .fileNotFound(let path):
+            "\(path): no store exists here; create it (open mode .createOrOpen or .create, or `slotstore create`) or check the path"
+        case .alreadyExists(let path):
+            "\(path): a file already exists here and the open mode was create-only; open it instead, or remove it first"
+        case .symbolicLink(let path):
+            "\(path): the final path component is a symbolic link, which SlotStore refuses so a link cannot redirect writes; open the link's target path directly"
+        case .notARegularFile(let path, let found):
+            "\(path): expected a regular file, found a \(found); give the path of a store file"
+        case .permissionDenied(let path, let operation):
+            "\(path): permission denied to \(operation); check the file's owner and mode (stores are created 0600 by default)"
+        case .emptyFile(let path):
+            "\(path): the file is empty, not a store; remove it and create the store again"
+        case .truncated(let path, let expected, let found):
+            "\(path): the file is truncated: expected \(expected) bytes, found \(found); restore it from a dump or backup (`slotstore verify` describes the damage)"
+        case .notAStore(let path, let magic):
+            "\(path): not a SlotStore file: expected magic \"SlotStor\", found \(magic); check the path"
+        case .unsupportedVersion(let path, let found, let supported):
+            "\(path): the file has format version \(found), this library reads \(supported); use a newer SlotStore"
+        case .headerChecksumMismatch(let path, let stored, let computed):
+            "\(path): header checksum mismatch: stored \(hex(stored)), computed \(hex(computed)); the header is damaged, run `slotstore repair` to restore it from its copy"
+        case .corruptHeader(let path, let detail):
+            "\(path): the header is damaged: \(detail); run `slotstore verify` for details and `slotstore repair` to restore it from its copy"
+        case .corruptSchema(let path, let detail):
+            "\(path): the stored schema is damaged: \(detail); run `slotstore verify` for details"
+        case .incompatibleLock(let path, let found, let expected):
+            "\(path): the store's lock was made for \(found), this process uses \(expected); every process sharing a store must use the same C library and architecture"
+        case .invalidSchema(let detail):
+            "invalid schema: \(detail)"
+        case .schemaMismatch(let path, let differences):
+            "\(path): the schema differs from the stored one: \(differences.map(\.description).joined(separator: "; ")); open with the stored schema (pass none) or migrate the store"
+        case .unknownField(let path, let name, let available):
+            "\(path): no field named \"\(name)\"; the store has \(available.isEmpty ? "no fields" : available.joined(separator: ", "))"
+        case .wrongFieldType(let path, let name, let expected, let found):
+            "\(path): field \"\(name)\" was asked for as \(expected) but is \(found) in the schema; use a handle of the stored type"
+        case .valueTooLarge(let path, let field, let capacity, let size):
+            "\(path): a value of \(size) bytes does not fit field \"\(field)\", whose capacity is \(capacity); shorten the value or give the field a larger capacity (the stored value is unchanged)"
+        case .invalidValue(let path, let field, let detail):
+            "\(path): invalid value for field \"\(field)\": \(detail); the stored value is unchanged"
+        case .lockTimeout(let path, let pid, let alive, let seconds):
+            "\(path): the store's lock was not acquired within \(seconds) s; it is held by PID \(pid)\(alive ? " (alive)" : pid == 0 ? "" : " (not running)"); find out why that process holds it, or raise the lock timeout"
+        case .lockUnrecoverable(let path):
+            "\(path): the store's lock is unrecoverable; close the store in every process, and the next opener resets it (or run `slotstore repair`)"
+        case .nestedTransaction(let path):
+            "\(path): this thread already holds the store's lock (inside a transaction); write through the transaction's methods instead of the handle's"
+        case .transactionTooLarge(let path, let needed, let journal):
+            "\(path): the transaction changes \(needed) bytes but the undo journal holds \(journal); split it into smaller transactions (nothing was written)"
+        case .noSpace(let path, let needed):
+            "\(path): no space left for \(needed) bytes; free space on the file system (or raise the size of /dev/shm) and try again"
+        case .systemCallFailed(let path, let call, let errno):
+            "\(path): \(call) failed: \(errnoDescription(errno)) (errno \(errno))"
+        }
+    }
+}
+
+private func hex(_ value: UInt32) -> String {
+    let digits = String(value, radix: 16)
+    return "0x" + String(repeating: "0", count: max(0, 8 - digits.count)) + digits
+}

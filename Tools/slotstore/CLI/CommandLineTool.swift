@@ -1,0 +1,61 @@
+import Foundation
+import SlotStore
+
+/// The `slotstore` dispatcher: finds the command in the table, runs it, and
+/// turns errors into one line on stderr and an exit status.
+enum CommandLineTool {
+    static let version = "0.1.0"
+
+    static let commands: [any Command.Type] = [
+        DemoCommand.self,
+        WorkerCommand.self,
+    ]
+
+    static func run(_ words: [String]) -> Int32 {
+        guard let name = words.first, name != "--help", name != "-h", name != "help" else {
+            Output.out(overview)
+            return words.isEmpty ? ExitStatus.usage : ExitStatus.success
+        }
+        if name == "--version" {
+            Output.out("slotstore \(version)")
+            return ExitStatus.success
+        }
+        guard let command = commands.first(where: { $0.name == name }) else {
+            Output.error("slotstore: unknown command \"\(name)\"\n\n\(overview)")
+            return ExitStatus.usage
+        }
+        var arguments = Arguments(Array(words.dropFirst()))
+        if arguments.flag("--help") || arguments.flag("-h") {
+            Output.out(command.usage)
+            return ExitStatus.success
+        }
+        do {
+            return try command.run(&arguments)
+        } catch let error as UsageError {
+            Output.error("slotstore \(name): \(error)\n\(command.usage)")
+            return ExitStatus.usage
+        } catch let error as SlotStoreError {
+            Output.error("slotstore \(name): \(error)")
+            return ExitStatus.usage
+        } catch {
+            Output.error("slotstore \(name): \(error)")
+            return ExitStatus.usage
+        }
+    }
+
+    static var overview: String {
+        let rows = commands.filter { !$0.hidden }.map { command in
+            "  " + command.name.padding(toLength: 10, withPad: " ", startingAt: 0) + command.abstract
+        }
+        return """
+        usage: slotstore <command> [options]
+
+        Shared typed slots in a memory-mapped file, safe across processes and crashes.
+
+        commands:
+        \(rows.joined(separator: "\n"))
+
+        Run `slotstore <command> --help` for a command's options.
+        """
+    }
+}

@@ -1,0 +1,173 @@
+import Glibc
+import SlotStore
+
+/// `slotstore _worker ROLE ...`: the processes that the demo and the tests
+/// start. Each role does one checkable job on a store and reports on stdout.
+/// Fault points (crash tests) are chosen with the `SLOTSTORE_FAULT` variable.
+enum WorkerCommand: Command {
+    static let name = "_worker"
+    static let abstract = "a worker process for the demo and the tests"
+    static let hidden = true
+    static let usage = """
+    usage: slotstore _worker ROLE PATH ...
+      increment PATH FIELD COUNT           add 1 to an int64 field COUNT times
+      transfer PATH FROM TO COUNT SEED     move amounts between two int64 fields in transactions
+      write-strings PATH FIELD COUNT ID    write self-checking strings
+      read-strings PATH FIELD COUNT        read strings, exit 1 on a torn one
+      write-arrays PATH FIELD COUNT ID     write whole arrays whose elements are all equal
+      read-arrays PATH FIELD COUNT         snapshot arrays, exit 1 on a mixed one
+      set-string PATH FIELD VALUE          one locked string write (for fault points)
+      set-array PATH FIELD VALUE           one whole-array write of VALUE everywhere
+      transfer-once PATH FROM TO AMOUNT    one transaction moving AMOUNT
+      hold-lock PATH                       take the lock, print SLOTSTORE-HOLDING, wait to be killed
+      open PATH SCHEMA-JSON                open or create, print "created" or "opened"
+      demo PATH ID COUNT                   the demo's worker loop
+    """
+
+    static func run(_ arguments: inout Arguments) throws -> Int32 {
+        let role = try arguments.positional("role")
+        let path = try arguments.positional("store path")
+        switch role {
+        case "open":
+            let json = try arguments.positional("schema JSON")
+            let schema = try Schema(json: Array(json.utf8))
+            let store = try SlotStore(path: path, schema: schema)
+            Output.out(store.created ? "created" : "opened")
+        case "increment":
+            let store = try SlotStore(path: path)
+            let counter = try store.scalar(try arguments.positional("field"), as: Int64.self)
+            let count = try number(arguments.positional("count"))
+            for _ in 0..<count { counter.add(1) }
+            Output.out("done \(count)")
+        case "transfer":
+            let store = try SlotStore(path: path)
+            let from = try store.scalar(try arguments.positional("from"), as: Int64.self)
+            let to = try store.scalar(try arguments.positional("to"), as: Int64.self)
+            let count = try number(arguments.positional("count"))
+            var random = SplitMix(seed: UInt64(try number(arguments.positional("seed"))))
+            for index in 0..<count {
+                let amount = Int64(random.next() % 100)
+                let (source, target) = index % 2 == 0 ? (from, to) : (to, from)
+                try store.transaction { tx in
+                    try tx.store(tx.load(source) - amount, to: source)
+                    try tx.store(tx.load(target) + amount, to: target)
+                }
+            }
+            Output.out("done \(count)")
+        case "write-strings":
+            let store = try SlotStore(path: path)
+            let field = try store.string(try arguments.positional("field"))
+            let count = try number(arguments.positional("count"))
+            let id = try arguments.positional("id")
+            for index in 0..<count {
+                try field.store(SelfCheckingText.make("w\(id)-\(index)", length: 8 + index % (field.capacity - 24)))
+            }
+            Output.out("done \(count)")
+        case "read-strings":
+            let store = try SlotStore(path: path)
+            let field = try store.string(try arguments.positional("field"))
+            let count = try number(arguments.positional("count"))
+            for _ in 0..<count {
+                let value = try field.load()
+                guard value.isEmpty || SelfCheckingText.isIntact(value) else {
+                    Output.out("torn \(value)")
+                    return ExitStatus.problem
+                }
+            }
+            Output.out("done \(count)")
+        case "write-arrays":
+            let store = try SlotStore(path: path)
+            let field = try store.array(try arguments.positional("field"), of: Int64.self)
+            let count = try number(arguments.positional("count"))
+            let id = Int64(try number(arguments.positional("id")))
+            for index in 0..<count {
+                try field.store([Int64](repeating: id * 1_000_000 + Int64(index), count: field.count))
+            }
+            Output.out("done \(count)")
+        case "read-arrays":
+            let store = try SlotStore(path: path)
+            let field = try store.array(try arguments.positional("field"), of: Int64.self)
+            let count = try number(arguments.positional("count"))
+            var buffer: [Int64] = []
+            for _ in 0..<count {
+                try field.read(into: &buffer)
+                guard Set(buffer).count == 1 else {
+                    Output.out("torn \(buffer)")
+                    return ExitStatus.problem
+                }
+            }
+            Output.out("done \(count)")
+        case "set-string":
+            let store = try SlotStore(path: path)
+            try store.string(try arguments.positional("field")).store(try arguments.positional("value"))
+            Output.out("done")
+        case "set-array":
+            let store = try SlotStore(path: path)
+            let field = try store.array(try arguments.positional("field"), of: Int64.self)
+            let value = Int64(try number(arguments.positional("value")))
+            try field.store([Int64](repeating: value, count: field.count))
+            Output.out("done")
+        case "transfer-once":
+            let store = try SlotStore(path: path)
+            let from = try store.scalar(try arguments.positional("from"), as: Int64.self)
+            let to = try store.scalar(try arguments.positional("to"), as: Int64.self)
+            let amount = Int64(try number(arguments.positional("amount")))
+            try store.transaction { tx in
+                try tx.store(tx.load(from) - amount, to: from)
+                try tx.store(tx.load(to) + amount, to: to)
+            }
+            Output.out("done")
+        case "hold-lock":
+            let store = try SlotStore(path: path)
+            try store.transaction { _ in
+                Output.out("SLOTSTORE-HOLDING \(getpid())")
+                while true { pause() }
+            }
+        case "demo":
+            return try DemoWorker.run(path: path, id: number(arguments.positional("id")),
+                                      count: number(arguments.positional("count")))
+        default:
+            throw UsageError("unknown worker role \"\(role)\"")
+        }
+        try arguments.finish()
+        return ExitStatus.success
+    }
+
+    static func number(_ text: String) throws(UsageError) -> Int {
+        guard let value = Int(text), value >= 0 else { throw UsageError("expected a whole number, found \"\(text)\"") }
+        return value
+    }
+}
+
+/// Text that carries its own checksum, so a reader can tell a torn value.
+enum SelfCheckingText {
+    static func make(_ prefix: String, length: Int) -> String {
+        var body = prefix + ":"
+        while body.utf8.count < length { body += String(body.utf8.count % 10) }
+        return body + "#" + String(checksum(body), radix: 16)
+    }
+
+    static func isIntact(_ text: String) -> Bool {
+        guard let hash = text.lastIndex(of: "#") else { return false }
+        return String(checksum(String(text[..<hash])), radix: 16) == text[text.index(after: hash)...]
+    }
+
+    private static func checksum(_ text: String) -> UInt32 {
+        var hash: UInt32 = 2_166_136_261
+        for byte in text.utf8 { hash = (hash ^ UInt32(byte)) &* 16_777_619 }
+        return hash
+    }
+}
+
+/// A small seeded generator (SplitMix64), so runs are reproducible.
+struct SplitMix {
+    private var state: UInt64
+    init(seed: UInt64) { state = seed }
+    mutating func next() -> UInt64 {
+        state &+= 0x9E37_79B9_7F4A_7C15
+        var z = state
+        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
+        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
+        return z ^ (z >> 31)
+    }
+}

@@ -1,0 +1,2 @@
+import Glibc
+exit(CommandLineTool.run(Array(CommandLine.arguments.dropFirst())))
