@@ -126,6 +126,7 @@ public final class SlotStore: Sendable {
     ///     try tx.store(tx.load(bob) + amount, to: bob)
     /// }
     /// ```
+    @discardableResult
     public func transaction<R>(_ body: (borrowing Transaction) throws -> R) throws -> R {
         let transaction = Transaction(core: core)
         return try core.transactionRethrowing { try body(transaction) }

@@ -1,0 +1,260 @@
+import Foundation
+import Glibc
+import Testing
+@testable import SlotStore
+
+@Suite("Store: open, handles, transactions, lifecycle")
+struct StoreTests {
+    let directory = TemporaryDirectory()
+
+    @Test("creates a store, then reopens it with the same values after closing")
+    func createAndReopen() throws {
+        let path = directory.file("a.slots")
+        do {
+            let store = try SlotStore(path: path, schema: .sample)
+            #expect(store.created)
+            try store.scalar("requests", as: Int64.self).store(41)
+            try store.scalar("requests", as: Int64.self).add(1)
+            try store.scalar("load", as: Double.self).store(0.75)
+            try store.scalar("enabled", as: Bool.self).store(true)
+            try store.string("motd").store("hello, world")
+            try store.bytes("blob").store([1, 2, 3])
+            try store.array("latency", of: Double.self).store(1.5, at: 63)
+            store.close()
+        }
+        let reopened = try SlotStore(path: path, schema: .sample)
+        #expect(!reopened.created)
+        #expect(try reopened.scalar("requests", as: Int64.self).load() == 42)
+        #expect(try reopened.scalar("load", as: Double.self).load() == 0.75)
+        #expect(try reopened.scalar("enabled", as: Bool.self).load())
+        #expect(try reopened.string("motd").load() == "hello, world")
+        #expect(try reopened.bytes("blob").load() == [1, 2, 3])
+        #expect(try reopened.array("latency", of: Double.self).load(at: 63) == 1.5)
+        // With no schema, the stored one is used, as tools do.
+        let bySchemaInFile = try SlotStore(path: path)
+        #expect(bySchemaInFile.schema == .sample)
+    }
+
+    @Test("a new store is zeroed and its file has mode 0600 by default")
+    func defaults() throws {
+        let path = directory.file("z.slots")
+        let store = try SlotStore(path: path, schema: .sample)
+        #expect(try store.scalar("requests", as: Int64.self).load() == 0)
+        #expect(try store.string("motd").load() == "")
+        #expect(try store.array("buckets", of: Int64.self).snapshot() == Array(repeating: 0, count: 16))
+        var info = stat()
+        stat(path, &info)
+        #expect(info.st_mode & 0o777 == 0o600)
+        let shared = try SlotStore(path: directory.file("m.slots"), schema: .sample, options: OpenOptions(fileMode: 0o644))
+        stat(shared.path, &info)
+        #expect(info.st_mode & 0o777 == 0o644)
+    }
+
+    @Test("integer add wraps, compare-exchange succeeds only on the expected value")
+    func integerOperations() throws {
+        let store = try SlotStore(path: directory.file("i.slots"), schema: .sample)
+        let small = try store.scalar("small", as: Int8.self)
+        small.store(127)
+        #expect(small.add(1) == -128)
+        let mask = try store.scalar("mask", as: UInt32.self)
+        #expect(mask.add(0) == 0)
+        #expect(mask.add(UInt32.max) == UInt32.max)
+        #expect(mask.compareExchange(expected: 5, desired: 6) == (false, UInt32.max))
+        #expect(mask.compareExchange(expected: UInt32.max, desired: 6) == (true, UInt32.max))
+        #expect(mask.load() == 6)
+        #expect(mask.exchange(9) == 6)
+    }
+
+    @Test("double add goes through compare-exchange and returns the new value")
+    func doubleAdd() throws {
+        let value = try SlotStore.value(Double.self, at: directory.file("v.slots"))
+        #expect(value.add(1.25) == 1.25)
+        #expect(value.add(2.5) == 3.75)
+        // The one-liner opens the same store again.
+        #expect(try SlotStore.value(Double.self, at: directory.file("v.slots")).load() == 3.75)
+    }
+
+    @Test("a string over capacity throws, naming field, capacity and size, and leaves the value unchanged")
+    func stringTooLarge() throws {
+        let store = try SlotStore(path: directory.file("s.slots"), schema: .sample)
+        let motd = try store.string("motd")
+        try motd.store("kept")
+        let tooLong = String(repeating: "é", count: 65)  // 130 UTF-8 bytes
+        #expect(throws: SlotStoreError.valueTooLarge(path: store.path, field: "motd", capacity: 128, size: 130)) {
+            try motd.store(tooLong)
+        }
+        #expect(try motd.load() == "kept")
+        #expect(store.status.journalDirty == false)
+        let exact = String(repeating: "x", count: 128)
+        try motd.store(exact)
+        #expect(try motd.load() == exact)
+        var buffer = [UInt8]()
+        #expect(try motd.read(into: &buffer) == 128)
+        #expect(buffer.count == 128)
+    }
+
+    @Test("bytes keep trailing zero bytes exactly")
+    func bytesExact() throws {
+        let store = try SlotStore(path: directory.file("b.slots"), schema: .sample)
+        let blob = try store.bytes("blob")
+        try blob.store([0, 7, 0, 0])
+        #expect(try blob.load() == [0, 7, 0, 0])
+        #expect(throws: SlotStoreError.self) { try blob.store([UInt8](repeating: 1, count: 33)) }
+        #expect(try blob.load() == [0, 7, 0, 0])
+    }
+
+    @Test("whole-array writes need the exact count and replace every element")
+    func arrays() throws {
+        let store = try SlotStore(path: directory.file("arr.slots"), schema: .sample)
+        let buckets = try store.array("buckets", of: Int64.self)
+        try buckets.store(Array(0..<16))
+        #expect(try buckets.snapshot() == Array(0..<16))
+        #expect(throws: SlotStoreError.self) { try buckets.store([1, 2, 3]) }
+        #expect(try buckets.snapshot() == Array(0..<16))
+        buckets.store(-5, at: 3)
+        #expect(buckets.load(at: 3) == -5)
+    }
+
+    @Test("a transaction commits every write, or none when its body throws")
+    func transactions() throws {
+        struct Refused: Error {}
+        let store = try SlotStore(path: directory.file("t.slots"), schema: .sample)
+        let alice = try store.scalar("alice", as: Int64.self)
+        let bob = try store.scalar("bob", as: Int64.self)
+        let motd = try store.string("motd")
+        let buckets = try store.array("buckets", of: Int64.self)
+        alice.store(100)
+        try store.transaction { tx in
+            try tx.store(tx.load(alice) - 30, to: alice)
+            try tx.add(30, to: bob)
+            try tx.store("moved 30", to: motd)
+            try tx.store(7, at: 2, of: buckets)
+        }
+        #expect(alice.load() == 70 && bob.load() == 30)
+        #expect(try motd.load() == "moved 30")
+        #expect(buckets.load(at: 2) == 7)
+
+        #expect(throws: Refused.self) {
+            try store.transaction { tx in
+                try tx.store(0, to: alice)
+                try tx.store(999, to: bob)
+                try tx.store("should vanish", to: motd)
+                try tx.store(Array(repeating: 1, count: 16), to: buckets)
+                try tx.store(9, at: 2, of: buckets)
+                throw Refused()
+            }
+        }
+        #expect(alice.load() == 70 && bob.load() == 30)
+        #expect(try motd.load() == "moved 30")
+        #expect(try buckets.snapshot() == [0, 0, 7] + Array(repeating: 0, count: 13))
+        #expect(store.status.journalDirty == false)
+    }
+
+    @Test("a too-large value inside a transaction rolls back the writes before it")
+    func transactionPartialFailure() throws {
+        let store = try SlotStore(path: directory.file("tp.slots"), schema: .sample)
+        let alice = try store.scalar("alice", as: Int64.self)
+        let blob = try store.bytes("blob")
+        #expect(throws: SlotStoreError.self) {
+            try store.transaction { tx in
+                try tx.store(5, to: alice)
+                try tx.store([UInt8](repeating: 0, count: 40), to: blob)
+            }
+        }
+        #expect(alice.load() == 0)
+    }
+
+    @Test("a locked handle write inside a transaction is refused instead of deadlocking")
+    func nestedLock() throws {
+        let store = try SlotStore(path: directory.file("n.slots"), schema: .sample)
+        let motd = try store.string("motd")
+        #expect(throws: SlotStoreError.nestedTransaction(path: store.path)) {
+            try store.transaction { _ in try motd.store("nested") }
+        }
+        try motd.store("fine afterwards")
+        #expect(try motd.load() == "fine afterwards")
+    }
+
+    @Test("a missing field and a wrongly typed handle give errors naming the field")
+    func lookupErrors() throws {
+        let store = try SlotStore(path: directory.file("l.slots"), schema: .sample)
+        #expect {
+            _ = try store.scalar("nope", as: Int64.self)
+        } throws: { error in
+            guard case .unknownField(_, "nope", let available) = error as? SlotStoreError else { return false }
+            return available.contains("requests")
+        }
+        #expect(throws: SlotStoreError.wrongFieldType(path: store.path, name: "requests", expected: "double", found: "int64")) {
+            _ = try store.scalar("requests", as: Double.self)
+        }
+        #expect(throws: SlotStoreError.self) { _ = try store.array("latency", of: Float.self) }
+        #expect(throws: SlotStoreError.self) { _ = try store.string("blob") }
+        #expect(throws: SlotStoreError.self) { _ = try store.bytes("motd") }
+    }
+
+    @Test("open modes: create-only refuses an existing file, open-only a missing one")
+    func modes() throws {
+        let path = directory.file("mode.slots")
+        #expect(throws: SlotStoreError.fileNotFound(path: path)) {
+            _ = try SlotStore(path: path, schema: .sample, options: OpenOptions(mode: .open))
+        }
+        _ = try SlotStore(path: path, schema: .sample, options: OpenOptions(mode: .create))
+        #expect(throws: SlotStoreError.alreadyExists(path: path)) {
+            _ = try SlotStore(path: path, schema: .sample, options: OpenOptions(mode: .create))
+        }
+        _ = try SlotStore(path: path, options: OpenOptions(mode: .open))
+    }
+
+    @Test("remove deletes the file; a process that has it open keeps working on its mapping")
+    func remove() throws {
+        let path = directory.file("r.slots")
+        let store = try SlotStore(path: path, schema: .sample)
+        let requests = try store.scalar("requests", as: Int64.self)
+        requests.store(5)
+        try SlotStore.remove(at: path)
+        #expect(!FileManager.default.fileExists(atPath: path))
+        #expect(requests.add(1) == 6)
+        try store.string("motd").store("still mapped")
+        let fresh = try SlotStore(path: path, schema: .sample)
+        #expect(fresh.created)
+        #expect(try fresh.scalar("requests", as: Int64.self).load() == 0)
+        #expect(throws: SlotStoreError.fileNotFound(path: directory.file("none"))) { try SlotStore.remove(at: directory.file("none")) }
+    }
+
+    @Test("sync flushes and durable commits work on a disk-backed folder")
+    func durability() throws {
+        let disk = TemporaryDirectory(on: "/var/tmp")
+        let store = try SlotStore(path: disk.file("d.slots"), schema: .sample,
+                                  options: OpenOptions(durability: .flushOnCommit))
+        let motd = try store.string("motd")
+        try motd.store("durable")
+        try store.transaction { tx in try tx.add(1, to: store.scalar("alice", as: Int64.self)) }
+        try store.sync()
+        #expect(try motd.load() == "durable")
+    }
+
+    @Test("cache-line-aligned stores keep that layout on reopen")
+    func cacheLineAligned() throws {
+        let path = directory.file("c.slots")
+        let store = try SlotStore(path: path, schema: .sample, options: OpenOptions(cacheLineAligned: true))
+        try store.scalar("requests", as: Int64.self).store(3)
+        store.close()
+        let reopened = try SlotStore(path: path, schema: .sample)
+        #expect(reopened.core.header.flags.contains(.cacheLineAligned))
+        #expect(reopened.core.layout.fields.allSatisfy { $0.offset % 64 == 0 })
+        #expect(try reopened.scalar("requests", as: Int64.self).load() == 3)
+    }
+
+    @Test("the lock counts acquisitions and records no holder when free")
+    func status() throws {
+        let store = try SlotStore(path: directory.file("st.slots"), schema: .sample)
+        let before = store.status.lockAcquisitions
+        try store.string("motd").store("x")
+        try store.transaction { _ in }
+        let status = store.status
+        #expect(status.lockAcquisitions == before + 2)
+        #expect(status.lockHolderPID == nil)
+        #expect(status.journalDirty == false)
+        #expect(status.lockResets >= 1)
+    }
+}

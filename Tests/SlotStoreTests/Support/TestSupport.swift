@@ -1,0 +1,146 @@
+import Foundation
+import Glibc
+import Testing
+@testable import SlotStore
+
+/// A private directory per test, removed afterwards.
+final class TemporaryDirectory {
+    let path: String
+
+    init(on base: String = NSTemporaryDirectory()) {
+        var template = Array((base + "/slotstore-test-XXXXXX").utf8CString)
+        let made = template.withUnsafeMutableBufferPointer { mkdtemp($0.baseAddress!) }
+        precondition(made != nil, "mkdtemp failed: \(errno)")
+        path = String(decoding: template.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self)
+    }
+
+    func file(_ name: String) -> String { path + "/" + name }
+
+    deinit { try? FileManager.default.removeItem(atPath: path) }
+}
+
+/// The outcome of a finished `slotstore` process.
+struct ProcessResult {
+    let status: Int32
+    let signaled: Bool
+    let stdout: String
+    let stderr: String
+
+    var succeeded: Bool { !signaled && status == 0 }
+    var killedBySIGKILL: Bool { signaled && status == SIGKILL }
+}
+
+/// Runs the real `slotstore` binary, built beside the test bundle.
+enum Tool {
+    static let executable: String = {
+        let candidates = [
+            URL(fileURLWithPath: CommandLine.arguments[0]).deletingLastPathComponent().appendingPathComponent("slotstore").path,
+            URL(fileURLWithPath: "/proc/self/exe").resolvingSymlinksInPath().deletingLastPathComponent().appendingPathComponent("slotstore").path,
+            URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
+                .deletingLastPathComponent().deletingLastPathComponent().appendingPathComponent(".build/debug/slotstore").path,
+        ]
+        return candidates.first { FileManager.default.isExecutableFile(atPath: $0) } ?? candidates[0]
+    }()
+
+    /// A started process whose output is collected when it is awaited.
+    final class Running: @unchecked Sendable {
+        let process: Process
+        private let out = Pipe()
+        private let err = Pipe()
+        private var outData = Data()
+        private var errData = Data()
+        private let readers = DispatchGroup()
+
+        init(_ arguments: [String], environment: [String: String] = [:]) throws {
+            process = Process()
+            process.executableURL = URL(fileURLWithPath: Tool.executable)
+            process.arguments = arguments
+            process.environment = ProcessInfo.processInfo.environment.merging(environment) { $1 }
+            process.standardOutput = out
+            process.standardError = err
+            try process.run()
+            // Drain both pipes concurrently so a chatty child never blocks on a full pipe.
+            readers.enter()
+            DispatchQueue.global().async { [out] in self.outData = out.fileHandleForReading.readDataToEndOfFile(); self.readers.leave() }
+            readers.enter()
+            DispatchQueue.global().async { [err] in self.errData = err.fileHandleForReading.readDataToEndOfFile(); self.readers.leave() }
+        }
+
+        var pid: Int32 { process.processIdentifier }
+
+        func wait() -> ProcessResult {
+            process.waitUntilExit()
+            readers.wait()
+            return ProcessResult(status: process.terminationStatus,
+                                 signaled: process.terminationReason == .uncaughtSignal,
+                                 stdout: String(decoding: outData, as: UTF8.self),
+                                 stderr: String(decoding: errData, as: UTF8.self))
+        }
+    }
+
+    static func start(_ arguments: [String], environment: [String: String] = [:]) throws -> Running {
+        try Running(arguments, environment: environment)
+    }
+
+    static func run(_ arguments: [String], environment: [String: String] = [:]) throws -> ProcessResult {
+        try start(arguments, environment: environment).wait()
+    }
+
+    /// Starts a process that will print `SLOTSTORE-HOLDING` while holding the
+    /// lock, and returns once it has (an exact wait on its output pipe).
+    final class Holder {
+        let process: Process
+        private let out = Pipe()
+
+        init(_ arguments: [String], environment: [String: String] = [:]) throws {
+            process = Process()
+            process.executableURL = URL(fileURLWithPath: Tool.executable)
+            process.arguments = arguments
+            process.environment = ProcessInfo.processInfo.environment.merging(environment) { $1 }
+            process.standardOutput = out
+            try process.run()
+            var received = Data()
+            while !String(decoding: received, as: UTF8.self).contains("SLOTSTORE-HOLDING") {
+                let chunk = out.fileHandleForReading.availableData
+                if chunk.isEmpty { break }
+                received.append(chunk)
+            }
+        }
+
+        var pid: Int32 { process.processIdentifier }
+        var isHolding: Bool { process.isRunning }
+
+        func kill() {
+            Glibc.kill(process.processIdentifier, SIGKILL)
+            process.waitUntilExit()
+        }
+    }
+}
+
+/// The raw bytes of a file, to prove an operation changed nothing.
+func fileBytes(_ path: String) -> [UInt8] {
+    (try? Array(Data(contentsOf: URL(fileURLWithPath: path)))) ?? []
+}
+
+func writeFileBytes(_ path: String, _ bytes: [UInt8]) {
+    _ = FileManager.default.createFile(atPath: path, contents: Data(bytes), attributes: [.posixPermissions: 0o600])
+}
+
+/// Overwrites bytes at `offset` of an existing file, as damage or a test setup would.
+func patchFile(_ path: String, at offset: Int, _ bytes: [UInt8]) {
+    let fd = open(path, O_WRONLY)
+    precondition(fd >= 0)
+    _ = bytes.withUnsafeBytes { pwrite(fd, $0.baseAddress, bytes.count, off_t(offset)) }
+    close(fd)
+}
+
+extension Schema {
+    static let sample = Schema(version: 1, fields: [
+        .int64("requests"), .double("load"), .bool("enabled"), .int8("small"), .uint32("mask"),
+        .array("latency", of: .double, count: 64), .array("buckets", of: .int64, count: 16),
+        .string("motd", capacity: 128), .bytes("blob", capacity: 32),
+        .int64("alice"), .int64("bob"),
+    ])
+
+    var json: String { String(decoding: jsonBytes(), as: UTF8.self) }
+}
