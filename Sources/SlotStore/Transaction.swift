@@ -28,6 +28,9 @@ public struct Transaction: ~Copyable {
         check(field.core, field.name)
         try core.recordUndo(offset: field.layout.offset, length: 8, sequenceOffset: 0)
         field.store(value)
+        // A scalar has no half-written state; "mid-write" is the moment between
+        // this field and the next one of the transaction.
+        FaultInjection.reach(.midWrite)
         FaultInjection.reach(.afterWrite)
     }
 
@@ -37,6 +40,7 @@ public struct Transaction: ~Copyable {
         check(field.core, field.name)
         try core.recordUndo(offset: field.layout.offset, length: 8, sequenceOffset: 0)
         let result = field.add(delta)
+        FaultInjection.reach(.midWrite)
         FaultInjection.reach(.afterWrite)
         return result
     }

@@ -144,3 +144,20 @@ extension Schema {
 
     var json: String { String(decoding: jsonBytes(), as: UTF8.self) }
 }
+
+/// Waits until no open file description holds the store's open lock.
+///
+/// Tests that need to be the first opener call this after closing the store:
+/// a child that another test (running in parallel in this process) is
+/// forking keeps a copy of every descriptor, and so of the open lock, until
+/// it execs. That window has no event to wait on, so this polls, bounded.
+func waitUntilNoOpener(_ path: String, sourceLocation: SourceLocation = #_sourceLocation) {
+    let fd = open(path, O_RDONLY | O_CLOEXEC)
+    guard fd >= 0 else { return }
+    defer { close(fd) }
+    for _ in 0..<5000 {
+        if case .success(false) = OpenGate.othersHaveOpen(fd) { return }
+        usleep(1000)
+    }
+    Issue.record("another open file description still holds \(path) after 5 s", sourceLocation: sourceLocation)
+}
