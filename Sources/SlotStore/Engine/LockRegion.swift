@@ -13,6 +13,7 @@ import Synchronization
 ///     88     8  resets by a first opener
 ///     96     4  PID whose death was last recovered from
 ///    104     8  time of the last recovery, ns since 1970
+///    112    16  boot ID of the machine when the lock was last reset
 /// ```
 ///
 /// The mutex state is never trusted across the moment when no process has the
@@ -27,6 +28,7 @@ struct LockRegion: @unchecked Sendable {
     static let resetsOffset = 88
     static let lastRecoveredPIDOffset = 96
     static let lastRecoveryTimeOffset = 104
+    static let bootIDOffset = 112
 
     /// glibc's robust-mutex lock word: owner TID in the low 30 bits.
     static let futexOwnerDied: UInt32 = 0x4000_0000
@@ -71,7 +73,28 @@ struct LockRegion: @unchecked Sendable {
     func initializeMutex() {
         LockRegion.initialize(mutex)
         holderPID.pointee.store(0, ordering: .releasing)
+        let boot = LockRegion.currentBootID
+        for (index, byte) in boot.enumerated() {
+            base.advanced(by: LockRegion.bootIDOffset + index).atomic(UInt8.self).pointee.store(byte, ordering: .relaxed)
+        }
     }
+
+    /// The kernel's boot ID (16 bytes), so tools can tell a lock left from before a reboot.
+    static let currentBootID: [UInt8] = {
+        let fd = open("/proc/sys/kernel/random/boot_id", O_RDONLY | O_CLOEXEC)
+        guard fd >= 0 else { return [UInt8](repeating: 0, count: 16) }
+        defer { close(fd) }
+        var text = [UInt8](repeating: 0, count: 64)
+        let count = read(fd, &text, text.count)
+        let hex = String(decoding: text.prefix(max(0, count)), as: UTF8.self).filter(\.isHexDigit)
+        var bytes: [UInt8] = []
+        var index = hex.startIndex
+        while bytes.count < 16, let next = hex.index(index, offsetBy: 2, limitedBy: hex.endIndex), index < hex.endIndex {
+            bytes.append(UInt8(hex[index..<next], radix: 16) ?? 0)
+            index = next
+        }
+        return bytes + [UInt8](repeating: 0, count: 16 - bytes.count)
+    }()
 
     static func initialize(_ mutex: UnsafeMutablePointer<pthread_mutex_t>) {
         UnsafeMutableRawPointer(mutex).initializeMemory(as: UInt8.self, repeating: 0, count: MemoryLayout<pthread_mutex_t>.size)

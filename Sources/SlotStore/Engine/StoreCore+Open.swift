@@ -74,6 +74,7 @@ extension StoreCore {
         lockBytes.withUnsafeMutableBytes { buffer in
             LockRegion.initialize(buffer.baseAddress!.assumingMemoryBound(to: pthread_mutex_t.self))
         }
+        lockBytes.replaceSubrange(LockRegion.bootIDOffset..<(LockRegion.bootIDOffset + 16), with: LockRegion.currentBootID)
         let writes: [([UInt8], Int)] = [
             (headerBytes, 0), (headerBytes, FileHeader.copyOffset),
             (lockBytes, layout.lockOffset), (schemaBytes, layout.schemaOffset),
@@ -188,7 +189,7 @@ extension StoreCore {
     /// No other process has the store open, so nothing can hold or wait on
     /// the mutex: whatever its bytes say (a holder from before a reboot, from
     /// a PID namespace that is gone) is stale.
-    private func resetAsOnlyOpener() {
+    func resetAsOnlyOpener() {
         let journalWasDirty = journal.isDirty
         let staleHolder = lock.holderPID.pointee.load(ordering: .relaxed)
         lock.initializeMutex()

@@ -82,23 +82,31 @@ struct UndoJournal: @unchecked Sendable {
     /// Parses the published records, stopping at the first one that does not
     /// fit the journal or points outside the data region.
     func records() -> (records: [Record], damaged: String?) {
-        let used = Int(usedBytes.pointee.load(ordering: .acquiring))
+        UndoJournal.parse(usedBytes: Int(clamping: usedBytes.pointee.load(ordering: .acquiring)), capacity: capacity,
+                          dataRange: dataRange) { offset in
+            base.advanced(by: offset).atomic(UInt64.self).pointee.load(ordering: .relaxed)
+        }
+    }
+
+    /// The record parser shared by the live journal and the tools, which read
+    /// a `pread` copy of the region; `word(offset)` reads the u64 at a journal offset.
+    static func parse(usedBytes used: Int, capacity: Int, dataRange: Range<Int>,
+                      word: (Int) -> UInt64) -> (records: [Record], damaged: String?) {
         guard used > 0 else { return ([], nil) }
-        guard used <= capacity - UndoJournal.headerBytes else {
-            return ([], "the journal claims \(used) used bytes but holds \(capacity - UndoJournal.headerBytes)")
+        guard used <= capacity - headerBytes else {
+            return ([], "the journal claims \(used) used bytes but holds \(capacity - headerBytes)")
         }
         var result: [Record] = []
-        var cursor = UndoJournal.headerBytes
-        let end = UndoJournal.headerBytes + used
+        var cursor = headerBytes
+        let end = headerBytes + used
         while cursor < end {
-            guard end - cursor >= UndoJournal.recordHeaderBytes else {
+            guard end - cursor >= recordHeaderBytes else {
                 return (result, "a record header at journal offset \(cursor) is cut off")
             }
-            let header = base.advanced(by: cursor)
-            let offset = Int(clamping: header.atomic(UInt64.self).pointee.load(ordering: .relaxed))
-            let length = Int(clamping: header.advanced(by: 8).atomic(UInt64.self).pointee.load(ordering: .relaxed))
-            let sequence = Int(clamping: header.advanced(by: 16).atomic(UInt64.self).pointee.load(ordering: .relaxed))
-            let imageStart = cursor + UndoJournal.recordHeaderBytes
+            let offset = Int(clamping: word(cursor))
+            let length = Int(clamping: word(cursor + 8))
+            let sequence = Int(clamping: word(cursor + 16))
+            let imageStart = cursor + recordHeaderBytes
             guard length > 0, length % 8 == 0, offset % 8 == 0, length <= end - imageStart,
                   offset >= dataRange.lowerBound, offset <= dataRange.upperBound - length else {
                 return (result, "record \(result.count) (offset \(offset), length \(length)) lies outside the data region or the journal")

@@ -95,13 +95,13 @@ struct Layout: Sendable {
         return (placed, cursor - dataOffset)
     }
 
-    /// The journal must hold one record for every field a single transaction
-    /// could touch twice over; `UndoJournal` reports `transactionTooLarge`
-    /// beyond it.
+    /// The journal holds a before-image of every field at once, so any
+    /// transaction that writes each field once, even all of them (as
+    /// `slotstore load` does), fits. Beyond it, `UndoJournal` reports
+    /// `transactionTooLarge` and nothing is written.
     static func journalBytes(for schema: Schema, pageSize: Int) -> Int {
-        let largest = schema.fields.map { FieldLayout.slotSize(of: $0.type) }.max() ?? 0
-        let needed = UndoJournal.headerBytes + 2 * (largest + UndoJournal.recordHeaderBytes)
-        return roundUp(max(minimumJournalBytes, needed), to: pageSize)
+        let allFields = schema.fields.reduce(0) { $0 + UndoJournal.recordHeaderBytes + FieldLayout.slotSize(of: $1.type) }
+        return roundUp(max(minimumJournalBytes, UndoJournal.headerBytes + allFields), to: pageSize)
     }
 
     /// The layout of a new store.

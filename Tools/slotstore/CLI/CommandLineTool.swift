@@ -8,6 +8,15 @@ enum CommandLineTool {
 
     static let commands: [any Command.Type] = [
         DemoCommand.self,
+        CreateCommand.self,
+        InspectCommand.self,
+        GetCommand.self,
+        SetCommand.self,
+        AddCommand.self,
+        DumpCommand.self,
+        LoadCommand.self,
+        VerifyCommand.self,
+        RepairCommand.self,
         WorkerCommand.self,
     ]
 

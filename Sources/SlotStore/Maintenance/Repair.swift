@@ -1,0 +1,108 @@
+import Glibc
+
+/// What `slotstore repair` did, or would do with `--dry-run`.
+public struct RepairReport: Sendable, Codable, Hashable {
+    /// The repaired path.
+    public var path: String
+    /// Whether this was only a plan.
+    public var dryRun: Bool
+    /// Each action, as a sentence, in the order taken.
+    public var actions: [String]
+    /// Why repair refused to act (a live lock holder, no intact header), or nil.
+    public var refused: String?
+}
+
+extension SlotStore {
+    /// Mends what can be mended without losing acknowledged data:
+    /// restores a damaged header from its copy (or the copy from the header),
+    /// recovers a lock whose holder died, rolls back an interrupted write,
+    /// and resets a lock left from before a reboot.
+    ///
+    /// It refuses, naming the PID, while a running process holds the lock,
+    /// and refuses when neither header copy is intact.
+    ///
+    /// - Parameter dryRun: report the plan without changing anything.
+    /// - Throws: only when there is no file to repair.
+    public static func repair(at path: String, dryRun: Bool = false) throws(SlotStoreError) -> RepairReport {
+        let image = try FileImage.open(path, writable: !dryRun)
+        var report = RepairReport(path: path, dryRun: dryRun, actions: [], refused: nil)
+        var imageOpen = true
+        defer { if imageOpen { image.close() } }
+
+        // 1. The header: keep two identical intact copies.
+        let header: FileHeader
+        switch (image.header, image.headerCopy) {
+        case (.success(let primary), .success(let copy)) where primary == copy:
+            header = primary
+        case (.success(let primary), _):
+            header = primary
+            report.actions.append("rewrite the header copy at offset \(FileHeader.copyOffset) from the header")
+            if !dryRun { try write(primary.encoded(), at: FileHeader.copyOffset, image) }
+        case (.failure(let error), .success(let copy)):
+            header = copy
+            report.actions.append("restore the header from its copy at offset \(FileHeader.copyOffset) (\(error))")
+            if !dryRun { try write(copy.encoded(), at: 0, image) }
+        case (.failure(let error), .failure):
+            report.refused = "neither header copy is intact (\(error)); restore the store from a dump"
+            return report
+        }
+        let schema: Schema
+        switch image.schema(for: header) {
+        case .success(let decoded): schema = decoded
+        case .failure(let error):
+            report.refused = "\(error); restore the store from a dump"
+            return report
+        }
+        let layout = try Layout(header: header, schema: schema, path: path)
+        let state = StoreFileState(image: image, header: header, layout: layout)
+        let lock = state.lock
+        let oddFields = layout.fields.filter { $0.hasSequence && state.sequence(of: $0) & 1 == 1 }.map(\.name)
+
+        // 2. The lock and the journal.
+        if case .success(true) = OpenGate.othersHaveOpen(image.fd) {
+            // Other processes have the store open: the lock can't be reset under
+            // them, but a dead holder's lock is recovered by taking it.
+            if lock.state == "held" {
+                report.refused = "PID \(lock.holderPID.map(String.init) ?? "?") is running and holds the lock; nothing was changed. Stop or debug that process, then repair again"
+                return report
+            }
+            if lock.state == "needs-recovery" || lock.state == "stale" {
+                report.actions.append("recover the lock left by PID \(lock.holderPID.map(String.init) ?? "?") (not running) and roll back its interrupted write (\(state.journalRecords.count) journal record(s))")
+                if !dryRun {
+                    image.close()
+                    imageOpen = false
+                    let store = try SlotStore(path: path, options: OpenOptions(mode: .open))
+                    try store.core.settleStalledWriter()
+                    store.close()
+                }
+            }
+        } else {
+            // Nobody else has it open: whatever the lock word says is stale.
+            if lock.state != "free" {
+                let why = lock.state == "stale" ? "left from before a reboot" : lock.state == "held" ? "recorded for a process that no longer has the store open" : "not running"
+                report.actions.append("reset the lock held by PID \(lock.holderPID.map(String.init) ?? "?") (\(why))")
+            }
+            if state.journalUsed != 0 {
+                report.actions.append("roll back the interrupted write in the journal (\(state.journalRecords.count) record(s), \(state.journalUsed) bytes)")
+            }
+            if !oddFields.isEmpty {
+                report.actions.append("settle the sequence words of \(oddFields.joined(separator: ", "))")
+            }
+            if !dryRun && (lock.state != "free" || state.journalUsed != 0 || !oddFields.isEmpty) {
+                // A normal open by the only opener performs exactly this reset.
+                image.close()
+                imageOpen = false
+                let store = try SlotStore(path: path, options: OpenOptions(mode: .open))
+                store.close()
+            }
+        }
+        return report
+    }
+
+    private static func write(_ bytes: [UInt8], at offset: Int, _ image: FileImage) throws(SlotStoreError) {
+        if case .failure(let code) = Syscall.write(image.fd, bytes, at: offset) {
+            throw Syscall.fileError(code, path: image.path, call: "pwrite", operation: "rewrite the header")
+        }
+        _ = fsync(image.fd)
+    }
+}

@@ -1,0 +1,189 @@
+import Foundation
+import Glibc
+
+/// What `slotstore inspect` reports: the header, the lock, the journal and
+/// every field, read from the file without mapping it or taking the lock.
+///
+/// Its JSON form (the `--json` output) has the keys `path`, `format`,
+/// `schema`, `regions`, `lock`, `journal` and `fields`, as documented in the
+/// Tools article.
+public struct StoreInspection: Sendable, Codable, Hashable {
+    /// Format-level facts from the header.
+    public struct Format: Sendable, Codable, Hashable {
+        /// `major.minor`.
+        public var version: String
+        public var pageSize: Int
+        public var fileSize: Int
+        /// Increases each time a tool rewrites the file's structure.
+        public var generation: UInt64
+        /// Creation time, ISO 8601 in UTC.
+        public var createdAt: String
+        public var cacheLineAligned: Bool
+    }
+
+    /// The stored schema's identity.
+    public struct SchemaSummary: Sendable, Codable, Hashable {
+        public var version: Int
+        /// FNV-1a-64 of the canonical field list, in hex.
+        public var hash: String
+        public var fields: Int
+    }
+
+    /// One region of the file.
+    public struct Region: Sendable, Codable, Hashable {
+        public var name: String
+        public var offset: Int
+        public var size: Int
+    }
+
+    /// The lock's state as the file records it.
+    public struct Lock: Sendable, Codable, Hashable {
+        /// `free`, `held` (by a running process), `needs-recovery` (its holder
+        /// died) or `stale` (left from before a reboot; the next first opener resets it).
+        public var state: String
+        public var holderPID: Int32?
+        public var holderAlive: Bool
+        public var acquisitions: UInt64
+        public var recoveries: UInt64
+        public var resets: UInt64
+        public var lastRecoveredPID: Int32?
+    }
+
+    /// The undo journal's state.
+    public struct Journal: Sendable, Codable, Hashable {
+        /// `clean` or `dirty`.
+        public var state: String
+        public var records: Int
+        public var bytes: Int
+    }
+
+    /// One field: where it lives and, for scalars and short strings, its value.
+    public struct FieldInfo: Sendable, Codable, Hashable {
+        public var name: String
+        public var type: String
+        public var offset: Int
+        public var size: Int
+        /// Present for scalars, strings up to 64 bytes and bytes up to 32.
+        public var value: FieldValue?
+    }
+
+    public var path: String
+    public var format: Format
+    public var schema: SchemaSummary
+    public var regions: [Region]
+    public var lock: Lock
+    public var journal: Journal
+    public var fields: [FieldInfo]
+}
+
+extension SlotStore {
+    /// Reads a store's header, lock, journal and fields without mapping the
+    /// file, taking its lock or writing anything: it works on a store whose
+    /// lock is stuck or whose owner is hung.
+    public static func inspect(at path: String) throws(SlotStoreError) -> StoreInspection {
+        let image = try FileImage.open(path, writable: false)
+        defer { image.close() }
+        let header = try image.header.get()
+        let schema = try image.schema(for: header).get()
+        let layout = try Layout(header: header, schema: schema, path: path)
+        let state = StoreFileState(image: image, header: header, layout: layout)
+
+        let created = Date(timeIntervalSince1970: Double(header.createdAtNanoseconds) / 1e9)
+        let fields = layout.fields.map { field in
+            StoreInspection.FieldInfo(name: field.name, type: field.type.description, offset: field.offset,
+                                      size: field.size, value: state.shortValue(of: field))
+        }
+        return StoreInspection(
+            path: path,
+            format: .init(version: header.formatVersion, pageSize: Int(header.pageSize), fileSize: Int(header.fileSize),
+                          generation: header.generation, createdAt: ISO8601DateFormatter().string(from: created),
+                          cacheLineAligned: header.flags.contains(.cacheLineAligned)),
+            schema: .init(version: schema.version, hash: "0x" + String(header.schemaHash, radix: 16), fields: schema.fields.count),
+            regions: [
+                .init(name: "header", offset: 0, size: layout.lockOffset),
+                .init(name: "lock", offset: layout.lockOffset, size: layout.lockSize),
+                .init(name: "journal", offset: layout.journalOffset, size: layout.journalSize),
+                .init(name: "schema", offset: layout.schemaOffset, size: layout.schemaSize),
+                .init(name: "data", offset: layout.dataOffset, size: layout.dataSize),
+            ],
+            lock: state.lock,
+            journal: .init(state: state.journalRecords.isEmpty && state.journalUsed == 0 ? "clean" : "dirty",
+                           records: state.journalRecords.count, bytes: state.journalUsed),
+            fields: fields)
+    }
+}
+
+/// The run-time state of a store as read from a `pread` copy: lock, journal, data.
+struct StoreFileState {
+    let layout: Layout
+    let lockBytes: RegionBytes
+    let journalBytes: RegionBytes
+    let data: RegionBytes
+    let journalUsed: Int
+    let journalRecords: [UndoJournal.Record]
+    let journalDamage: String?
+
+    init(image: FileImage, header: FileHeader, layout: Layout) {
+        self.layout = layout
+        lockBytes = RegionBytes(bytes: image.bytes(at: layout.lockOffset, count: LockRegion.bytes), origin: layout.lockOffset)
+        journalBytes = RegionBytes(bytes: image.bytes(at: layout.journalOffset, count: layout.journalSize), origin: layout.journalOffset)
+        data = RegionBytes(bytes: image.bytes(at: layout.dataOffset, count: layout.dataSize), origin: layout.dataOffset)
+        journalUsed = Int(clamping: journalBytes.u64(layout.journalOffset))
+        let journal = journalBytes
+        let origin = layout.journalOffset
+        (journalRecords, journalDamage) = UndoJournal.parse(
+            usedBytes: journalUsed, capacity: layout.journalSize,
+            dataRange: layout.dataOffset..<(layout.dataOffset + layout.dataSize)) { journal.u64(origin + $0) }
+    }
+
+    var lockWord: UInt32 { UInt32(truncatingIfNeeded: lockBytes.bits(layout.lockOffset, width: 4)) }
+    var holderPID: Int32 { Int32(truncatingIfNeeded: lockBytes.bits(layout.lockOffset + LockRegion.holderOffset, width: 4)) }
+    var bootID: [UInt8] { lockBytes.slice(layout.lockOffset + LockRegion.bootIDOffset, count: 16) }
+    var lockIsHeld: Bool { lockWord & (LockRegion.futexTIDMask | LockRegion.futexOwnerDied) != 0 }
+    var lockFromAnotherBoot: Bool { bootID != LockRegion.currentBootID && bootID.contains { $0 != 0 } }
+
+    var lock: StoreInspection.Lock {
+        let holder = holderPID
+        let alive = StoreCore.isAlive(holder)
+        let state: String
+        if !lockIsHeld { state = "free" }
+        else if lockFromAnotherBoot { state = "stale" }
+        else if lockWord & LockRegion.futexOwnerDied != 0 || !alive { state = "needs-recovery" }
+        else { state = "held" }
+        let lastRecovered = Int32(truncatingIfNeeded: lockBytes.bits(layout.lockOffset + LockRegion.lastRecoveredPIDOffset, width: 4))
+        return .init(state: state, holderPID: holder != 0 ? holder : nil, holderAlive: holder != 0 && alive,
+                     acquisitions: lockBytes.u64(layout.lockOffset + LockRegion.acquisitionsOffset),
+                     recoveries: lockBytes.u64(layout.lockOffset + LockRegion.recoveriesOffset),
+                     resets: lockBytes.u64(layout.lockOffset + LockRegion.resetsOffset),
+                     lastRecoveredPID: lastRecovered != 0 ? lastRecovered : nil)
+    }
+
+    func sequence(of field: FieldLayout) -> UInt64 { data.u64(field.sequenceOffset) }
+
+    /// The stored length of a string or bytes field, unclamped (verify checks it).
+    func storedLength(of field: FieldLayout) -> UInt64 { data.u64(field.secondWordOffset) }
+
+    func value(of field: FieldLayout) -> FieldValue {
+        switch field.type {
+        case .scalar(let type):
+            return type.value(fromBits: data.bits(field.offset, width: type.byteWidth))
+        case .array(let element, let count):
+            return .array((0..<count).map { element.value(fromBits: data.bits(field.payloadOffset + $0 * element.byteWidth, width: element.byteWidth)) })
+        case .string(let capacity), .bytes(let capacity):
+            let length = Int(min(storedLength(of: field), UInt64(capacity)))
+            let bytes = data.slice(field.payloadOffset, count: length)
+            if case .string = field.type { return .string(String(decoding: bytes, as: UTF8.self)) }
+            return .bytes(bytes)
+        }
+    }
+
+    /// The value for inspect's listing: scalars, strings up to 64 bytes, bytes up to 32.
+    func shortValue(of field: FieldLayout) -> FieldValue? {
+        switch field.type {
+        case .scalar: return value(of: field)
+        case .string: return storedLength(of: field) <= 64 ? value(of: field) : nil
+        case .bytes: return storedLength(of: field) <= 32 ? value(of: field) : nil
+        case .array: return nil
+        }
+    }
+}

@@ -1,0 +1,150 @@
+/// What `slotstore verify` found.
+public struct VerificationReport: Sendable, Codable, Hashable {
+    /// One problem, with a stable code for scripts.
+    public struct Finding: Sendable, Codable, Hashable, CustomStringConvertible {
+        /// A short stable identifier such as `header-checksum` or `journal-dirty`.
+        public var code: String
+        /// A sentence saying what is wrong and what to do.
+        public var message: String
+        /// `code: message`.
+        public var description: String { "\(code): \(message)" }
+    }
+
+    /// The verified path.
+    public var path: String
+    /// Every problem found; empty when the store is sound.
+    public var findings: [Finding]
+    /// What was checked, in order, for the report.
+    public var checked: [String]
+    /// Whether no problem was found.
+    public var ok: Bool { findings.isEmpty }
+}
+
+extension SlotStore {
+    /// Checks a store without writing to it or taking its lock: magic, version,
+    /// both header copies and their checksums, sizes against the file, the
+    /// stored schema, the field layout, the journal, the lock and each field's
+    /// invariants. Reports every finding rather than stopping at the first.
+    ///
+    /// - Throws: only when there is no file to check (missing, unreadable, not a regular file).
+    public static func verify(at path: String) throws(SlotStoreError) -> VerificationReport {
+        let image = try FileImage.open(path, writable: false)
+        defer { image.close() }
+        var findings: [VerificationReport.Finding] = []
+        var checked: [String] = []
+        func find(_ code: String, _ message: String) { findings.append(.init(code: code, message: message)) }
+
+        checked.append("header")
+        let header: FileHeader
+        switch (image.header, image.headerCopy) {
+        case (.success(let primary), .success(let copy)):
+            header = primary
+            if primary != copy { find("header-copy", "the header copy at offset \(FileHeader.copyOffset) differs from the header; `slotstore repair` rewrites it") }
+        case (.success(let primary), .failure(let error)):
+            header = primary
+            find("header-copy", "the header copy at offset \(FileHeader.copyOffset) is unusable (\(error)); `slotstore repair` rewrites it")
+        case (.failure(let error), .success(let copy)):
+            header = copy
+            find(code(of: error), "\(error) (the copy at offset \(FileHeader.copyOffset) is intact)")
+        case (.failure(let error), .failure):
+            find(code(of: error), "\(error); the header copy is unusable too, so nothing else can be checked")
+            return VerificationReport(path: path, findings: findings, checked: checked)
+        }
+        if header.lockABI != LockRegion.currentABI {
+            find("lock-abi", "the lock was made for \(LockRegion.describeABI(header.lockABI)), this tool uses \(LockRegion.describeABI(LockRegion.currentABI))")
+        }
+
+        checked.append("schema")
+        let schema: Schema
+        switch image.schema(for: header) {
+        case .success(let decoded): schema = decoded
+        case .failure(let error):
+            find("schema", error.description)
+            return VerificationReport(path: path, findings: findings, checked: checked)
+        }
+
+        checked.append("layout")
+        let layout: Layout
+        do {
+            layout = try Layout(header: header, schema: schema, path: path)
+        } catch {
+            find("layout", error.description)
+            return VerificationReport(path: path, findings: findings, checked: checked)
+        }
+        var end = layout.dataOffset
+        for field in layout.fields {
+            if field.offset < end || field.offset % 8 != 0 || field.offset + field.size > layout.dataOffset + layout.dataSize {
+                find("layout", "field \"\(field.name)\" at offset \(field.offset) (\(field.size) bytes) overlaps another field, is misaligned or lies outside the data region")
+            }
+            end = field.offset + field.size
+        }
+
+        let state = StoreFileState(image: image, header: header, layout: layout)
+        checked.append("lock")
+        let lock = state.lock
+        switch lock.state {
+        case "needs-recovery":
+            find("lock-owner-dead", "the lock is held by PID \(lock.holderPID.map(String.init) ?? "?"), which is no longer running; the next writer recovers it, or run `slotstore repair`")
+        case "stale":
+            find("lock-stale", "the lock was left held before a reboot (by PID \(lock.holderPID.map(String.init) ?? "?")); the next first opener resets it, or run `slotstore repair`")
+        default: break
+        }
+        let liveWriter = lock.state == "held"
+
+        checked.append("journal")
+        if let damage = state.journalDamage {
+            find("journal-damaged", "the undo journal is damaged: \(damage); `slotstore repair` rolls back the intact records and clears it")
+        }
+        if state.journalUsed != 0 && !liveWriter {
+            find("journal-dirty", "the undo journal holds \(state.journalRecords.count) record(s) (\(state.journalUsed) bytes) of an interrupted write; `slotstore repair` (or the next writer) rolls it back")
+        }
+
+        checked.append("fields")
+        for field in layout.fields {
+            switch field.type {
+            case .scalar(.bool):
+                let byte = state.data.bits(field.offset, width: 1)
+                if byte > 1 { find("field-value", "bool field \"\(field.name)\" holds byte \(byte), expected 0 or 1") }
+            case .scalar:
+                break
+            case .array(let element, _):
+                if state.sequence(of: field) & 1 == 1 && !liveWriter {
+                    find("field-sequence", "array field \"\(field.name)\" was left mid-write (odd sequence word); the next writer or `slotstore repair` settles it")
+                }
+                if element == .bool, case .array(let values) = state.value(of: field) {
+                    for (index, _) in values.enumerated()
+                    where state.data.bits(field.payloadOffset + index, width: 1) > 1 {
+                        find("field-value", "bool element \"\(field.name)[\(index)]\" holds a byte other than 0 or 1")
+                    }
+                }
+            case .string(let capacity), .bytes(let capacity):
+                let length = state.storedLength(of: field)
+                if length > UInt64(capacity) {
+                    find("field-length", "field \"\(field.name)\" records length \(length), over its capacity \(capacity)")
+                }
+                if state.sequence(of: field) & 1 == 1 && !liveWriter {
+                    find("field-sequence", "field \"\(field.name)\" was left mid-write (odd sequence word); the next writer or `slotstore repair` settles it")
+                }
+                if case .string = field.type, length <= UInt64(capacity) {
+                    let bytes = state.data.slice(field.payloadOffset, count: Int(length))
+                    if String(validating: bytes, as: UTF8.self) == nil {
+                        find("field-value", "string field \"\(field.name)\" holds bytes that are not valid UTF-8")
+                    }
+                }
+            }
+        }
+        return VerificationReport(path: path, findings: findings, checked: checked)
+    }
+
+    private static func code(of error: SlotStoreError) -> String {
+        switch error {
+        case .emptyFile: "empty"
+        case .truncated: "truncated"
+        case .notAStore: "magic"
+        case .unsupportedVersion: "version"
+        case .headerChecksumMismatch: "header-checksum"
+        case .corruptSchema: "schema"
+        default: "header"
+        }
+    }
+}

@@ -1,0 +1,165 @@
+/// Reading and writing fields by name with ``FieldValue``, for tools and
+/// dynamic callers. Typed handles are faster; these check every value against
+/// the stored schema and never truncate or wrap.
+extension SlotStore {
+    /// The current value of field `name`, read consistently without the lock.
+    public func value(of name: String) throws(SlotStoreError) -> FieldValue {
+        let field = try core.field(named: name)
+        return try core.readValue(field, locked: false)
+    }
+
+    /// Element `index` of array field `name`.
+    public func value(of name: String, at index: Int) throws(SlotStoreError) -> FieldValue {
+        let field = try core.field(named: name)
+        let (element, offset) = try core.elementAddress(field, index: index)
+        return element.value(fromBits: core.address(offset).loadBits(width: element.byteWidth))
+    }
+
+    /// Every field's value as of one moment (read under the lock).
+    public func values() throws(SlotStoreError) -> [String: FieldValue] {
+        try core.transaction { () throws(SlotStoreError) in
+            var result: [String: FieldValue] = [:]
+            for field in core.layout.fields { result[field.name] = try core.readValue(field, locked: true) }
+            return result
+        }
+    }
+
+    /// Replaces field `name`'s value, after checking that it fits the field's type.
+    public func setValue(_ value: FieldValue, for name: String) throws(SlotStoreError) {
+        try setValues([name: value])
+    }
+
+    /// Replaces element `index` of array field `name`.
+    public func setValue(_ value: FieldValue, for name: String, at index: Int) throws(SlotStoreError) {
+        let field = try core.field(named: name)
+        let (element, offset) = try core.elementAddress(field, index: index)
+        let converted = try value.converted(to: .scalar(element), field: "\(name)[\(index)]", path: path)
+        try core.transaction { () throws(SlotStoreError) in
+            try core.recordUndo(offset: offset & ~7, length: 8, sequenceOffset: field.sequenceOffset)
+            core.address(offset).storeBits(element.bits(of: converted), width: element.byteWidth)
+            core.address(field.secondWordOffset).atomic(UInt64.self).pointee.wrappingAdd(1, ordering: .releasing)
+        }
+    }
+
+    /// Replaces several fields in one transaction: all are checked first, then
+    /// all are written, or none.
+    public func setValues(_ values: [String: FieldValue]) throws(SlotStoreError) {
+        var checked: [(FieldLayout, FieldValue)] = []
+        for (name, value) in values.sorted(by: { $0.key < $1.key }) {
+            let field = try core.field(named: name)
+            checked.append((field, try value.converted(to: field.type, field: name, path: path)))
+        }
+        try core.transaction { () throws(SlotStoreError) in
+            for (field, value) in checked { try core.writeValue(value, to: field) }
+        }
+    }
+
+    /// Adds `delta` to numeric field `name` and returns the new value.
+    ///
+    /// Unlike ``ScalarField/add(_:)``, an integer result outside the field's
+    /// range is an error and leaves the value unchanged.
+    @discardableResult
+    public func add(_ delta: FieldValue, to name: String) throws(SlotStoreError) -> FieldValue {
+        let field = try core.field(named: name)
+        guard case .scalar(let type) = field.type, type != .bool else {
+            throw .invalidValue(path: path, field: name, detail: "add needs an integer or floating-point field, and \(name) is \(field.type)")
+        }
+        let word = core.address(field.offset)
+        while true {
+            let oldBits = word.loadBits(width: type.byteWidth)
+            let next: FieldValue
+            switch (type.value(fromBits: oldBits), try delta.converted(to: .scalar(type.isFloatingPoint ? .double : .int64), field: name, path: path)) {
+            case (.double(let current), .double(let step)):
+                next = try FieldValue.double(current + step).converted(to: field.type, field: name, path: path)
+            case (.int(let current), .int(let step)):
+                next = try FieldValue.int(0).convertedSum(Int128(current) + Int128(step), type: field.type, field: name, path: path)
+            case (.uint(let current), .int(let step)):
+                next = try FieldValue.int(0).convertedSum(Int128(current) + Int128(step), type: field.type, field: name, path: path)
+            default:
+                throw .invalidValue(path: path, field: name, detail: "cannot add \(delta) to \(field.type)")
+            }
+            let newBits = type.bits(of: next)
+            if word.compareExchangeBits(expected: oldBits, desired: newBits, width: type.byteWidth) { return next }
+        }
+    }
+}
+
+extension FieldValue {
+    fileprivate func convertedSum(_ sum: Int128, type: FieldType, field: String, path: String) throws(SlotStoreError) -> FieldValue {
+        if let value = Int64(exactly: sum) { return try FieldValue.int(value).converted(to: type, field: field, path: path) }
+        if let value = UInt64(exactly: sum) { return try FieldValue.uint(value).converted(to: type, field: field, path: path) }
+        throw .invalidValue(path: path, field: field, detail: "\(sum) is outside the range of \(type)")
+    }
+}
+
+extension MappedAddress {
+    func compareExchangeBits(expected: UInt64, desired: UInt64, width: Int) -> Bool {
+        switch width {
+        case 8: atomic(UInt64.self).pointee.compareExchange(expected: expected, desired: desired, ordering: .acquiringAndReleasing).exchanged
+        case 4: atomic(UInt32.self).pointee.compareExchange(expected: UInt32(truncatingIfNeeded: expected), desired: UInt32(truncatingIfNeeded: desired), ordering: .acquiringAndReleasing).exchanged
+        case 2: atomic(UInt16.self).pointee.compareExchange(expected: UInt16(truncatingIfNeeded: expected), desired: UInt16(truncatingIfNeeded: desired), ordering: .acquiringAndReleasing).exchanged
+        default: atomic(UInt8.self).pointee.compareExchange(expected: UInt8(truncatingIfNeeded: expected), desired: UInt8(truncatingIfNeeded: desired), ordering: .acquiringAndReleasing).exchanged
+        }
+    }
+}
+
+extension StoreCore {
+    func field(named name: String) throws(SlotStoreError) -> FieldLayout {
+        guard let field = layout.field(named: name) else {
+            throw .unknownField(path: path, name: name, available: layout.fields.map(\.name))
+        }
+        return field
+    }
+
+    func elementAddress(_ field: FieldLayout, index: Int) throws(SlotStoreError) -> (ScalarType, Int) {
+        guard case .array(let element, let count) = field.type else {
+            throw .invalidValue(path: path, field: field.name, detail: "an index needs an array field, and \(field.name) is \(field.type)")
+        }
+        guard index >= 0 && index < count else {
+            throw .invalidValue(path: path, field: field.name, detail: "index \(index) is out of range 0..<\(count)")
+        }
+        return (element, field.payloadOffset + index * element.byteWidth)
+    }
+
+    /// A field's value; `locked` means the caller holds the lock, so no seqlock retry is needed.
+    func readValue(_ field: FieldLayout, locked: Bool) throws(SlotStoreError) -> FieldValue {
+        switch field.type {
+        case .scalar(let type):
+            return type.value(fromBits: address(field.offset).loadBits(width: type.byteWidth))
+        case .array(let element, let count):
+            let read = {
+                FieldValue.array((0..<count).map { index in
+                    element.value(fromBits: self.address(field.payloadOffset + index * element.byteWidth).loadBits(width: element.byteWidth))
+                })
+            }
+            return locked ? read() : try readConsistently(field, checkingElementWrites: true, read)
+        case .string, .bytes:
+            let variable = VariableField(core: self, layout: field)
+            let bytes = locked ? variable.readLocked() : try variable.read()
+            if case .string = field.type { return .string(String(decoding: bytes, as: UTF8.self)) }
+            return .bytes(bytes)
+        }
+    }
+
+    /// Writes an already converted value; call with the lock held.
+    func writeValue(_ value: FieldValue, to field: FieldLayout) throws(SlotStoreError) {
+        switch (field.type, value) {
+        case (.scalar(let type), _):
+            try recordUndo(offset: field.offset, length: 8, sequenceOffset: 0)
+            address(field.offset).storeBits(type.bits(of: value), width: type.byteWidth)
+        case (.array(let element, let count), .array(let values)):
+            try recordUndo(offset: field.payloadOffset, length: roundUp(count * element.byteWidth, to: 8), sequenceOffset: field.sequenceOffset)
+            let sequence = beginSeqlockWrite(field)
+            for (index, item) in values.enumerated() {
+                address(field.payloadOffset + index * element.byteWidth).storeBits(element.bits(of: item), width: element.byteWidth)
+            }
+            endSeqlockWrite(sequence)
+        case (.string, .string(let text)):
+            try VariableField(core: self, layout: field).write(text.utf8)
+        case (.bytes, .bytes(let bytes)):
+            try VariableField(core: self, layout: field).write(bytes)
+        default:
+            throw .invalidValue(path: path, field: field.name, detail: "\(value) does not match \(field.type)")
+        }
+    }
+}

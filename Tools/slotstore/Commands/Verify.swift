@@ -1,0 +1,38 @@
+import SlotStore
+
+/// `slotstore verify PATH`
+enum VerifyCommand: Command {
+    static let name = "verify"
+    static let abstract = "check a store's integrity (never writes); exit 1 on any finding"
+    static let usage = """
+    usage: slotstore verify PATH [--json]
+      Checks magic, version, both header copies and checksums, sizes against the
+      file, the stored schema, the field layout, the journal, the lock and each
+      field's invariants. Prints every finding; exits 0 when clean, 1 when
+      anything was found, 2 when there is no file to check. Never writes.
+      --json   print {"path": …, "ok": …, "checked": […], "findings": [{"code": …, "message": …}]}
+    """
+
+    struct Report: Encodable {
+        let path: String
+        let ok: Bool
+        let checked: [String]
+        let findings: [VerificationReport.Finding]
+    }
+
+    static func run(_ arguments: inout Arguments) throws -> Int32 {
+        let path = try arguments.positional("store path")
+        let json = arguments.flag("--json")
+        try arguments.finish()
+        let report = try SlotStore.verify(at: path)
+        if json {
+            try JSONOutput.print(Report(path: report.path, ok: report.ok, checked: report.checked, findings: report.findings))
+        } else if report.ok {
+            Output.out("\(path): ok (checked \(report.checked.joined(separator: ", ")))")
+        } else {
+            Output.out("\(path): \(report.findings.count) problem\(report.findings.count == 1 ? "" : "s") found")
+            for finding in report.findings { Output.out("  \(finding)") }
+        }
+        return report.ok ? ExitStatus.success : ExitStatus.problem
+    }
+}
