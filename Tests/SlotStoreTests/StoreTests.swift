@@ -7,8 +7,10 @@ import Testing
 struct StoreTests {
     let directory = TemporaryDirectory()
 
-    @Test("creates a store, then reopens it with the same values after closing")
-    func createAndReopen() throws {
+    @Test("creates a store, then reopens it with the same values after closing, on tmpfs and on disk",
+          arguments: ["/dev/shm", "/var/tmp"])
+    func createAndReopen(base: String) throws {
+        let directory = TemporaryDirectory(on: base)
         let path = directory.file("a.slots")
         do {
             let store = try SlotStore(path: path, schema: .sample)

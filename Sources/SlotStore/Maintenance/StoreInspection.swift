@@ -12,27 +12,35 @@ public struct StoreInspection: Sendable, Codable, Hashable {
     public struct Format: Sendable, Codable, Hashable {
         /// `major.minor`.
         public var version: String
+        /// The page size the regions are aligned to.
         public var pageSize: Int
+        /// The file's size in bytes.
         public var fileSize: Int
         /// Increases each time a tool rewrites the file's structure.
         public var generation: UInt64
         /// Creation time, ISO 8601 in UTC.
         public var createdAt: String
+        /// Whether every field starts on its own 64-byte cache line.
         public var cacheLineAligned: Bool
     }
 
     /// The stored schema's identity.
     public struct SchemaSummary: Sendable, Codable, Hashable {
+        /// The schema version chosen by its author.
         public var version: Int
         /// FNV-1a-64 of the canonical field list, in hex.
         public var hash: String
+        /// The number of fields.
         public var fields: Int
     }
 
     /// One region of the file.
     public struct Region: Sendable, Codable, Hashable {
+        /// `header`, `lock`, `journal`, `schema` or `data`.
         public var name: String
+        /// The region's first byte.
         public var offset: Int
+        /// The region's size in bytes.
         public var size: Int
     }
 
@@ -41,11 +49,17 @@ public struct StoreInspection: Sendable, Codable, Hashable {
         /// `free`, `held` (by a running process), `needs-recovery` (its holder
         /// died) or `stale` (left from before a reboot; the next first opener resets it).
         public var state: String
+        /// The PID the holder recorded, when the lock is not free.
         public var holderPID: Int32?
+        /// Whether that process is running.
         public var holderAlive: Bool
+        /// Locks taken since creation.
         public var acquisitions: UInt64
+        /// Interrupted writes rolled back since creation.
         public var recoveries: UInt64
+        /// Times a first opener re-initialized the lock.
         public var resets: UInt64
+        /// The PID whose interrupted write was last rolled back.
         public var lastRecoveredPID: Int32?
     }
 
@@ -53,26 +67,39 @@ public struct StoreInspection: Sendable, Codable, Hashable {
     public struct Journal: Sendable, Codable, Hashable {
         /// `clean` or `dirty`.
         public var state: String
+        /// The number of undo records.
         public var records: Int
+        /// The bytes they occupy.
         public var bytes: Int
     }
 
     /// One field: where it lives and, for scalars and short strings, its value.
     public struct FieldInfo: Sendable, Codable, Hashable {
+        /// The field's name.
         public var name: String
+        /// The field's type, as ``FieldType/description`` spells it.
         public var type: String
+        /// The field's first byte in the file.
         public var offset: Int
+        /// The bytes reserved for it, with its prefix and padding.
         public var size: Int
         /// Present for scalars, strings up to 64 bytes and bytes up to 32.
         public var value: FieldValue?
     }
 
+    /// The inspected path.
     public var path: String
+    /// Header facts.
     public var format: Format
+    /// The stored schema's identity.
     public var schema: SchemaSummary
+    /// The file's regions in order.
     public var regions: [Region]
+    /// The lock.
     public var lock: Lock
+    /// The undo journal.
     public var journal: Journal
+    /// Every field in file order.
     public var fields: [FieldInfo]
 }
 

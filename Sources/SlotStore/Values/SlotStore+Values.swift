@@ -147,6 +147,7 @@ extension StoreCore {
         case (.scalar(let type), _):
             try recordUndo(offset: field.offset, length: 8, sequenceOffset: 0)
             address(field.offset).storeBits(type.bits(of: value), width: type.byteWidth)
+            FaultInjection.reach(.afterWrite)
         case (.array(let element, let count), .array(let values)):
             try recordUndo(offset: field.payloadOffset, length: roundUp(count * element.byteWidth, to: 8), sequenceOffset: field.sequenceOffset)
             let sequence = beginSeqlockWrite(field)
@@ -154,6 +155,7 @@ extension StoreCore {
                 address(field.payloadOffset + index * element.byteWidth).storeBits(element.bits(of: item), width: element.byteWidth)
             }
             endSeqlockWrite(sequence)
+            FaultInjection.reach(.afterWrite)
         case (.string, .string(let text)):
             try VariableField(core: self, layout: field).write(text.utf8)
         case (.bytes, .bytes(let bytes)):
