@@ -14,13 +14,16 @@ public struct OpenOptions: Sendable {
     public enum Durability: Sendable, Hashable {
         /// Committed writes survive the death of any process at once; they
         /// reach the disk when the kernel writes dirty pages back or at
-        /// ``SlotStore/sync()``. A power loss can lose recent writes, but never
-        /// tears a locked write that was being journaled as the pages went out.
+        /// ``SlotStore/sync()``. Nothing orders the journal's pages before the
+        /// data's on the way to disk, so after a power loss a write that was in
+        /// progress can be found half done: use ``flushOnCommit`` where that matters.
         case processCrash
         /// Every locked write and transaction is flushed (`msync`) before it
-        /// returns, so it also survives a power loss. Costs one flush of the
-        /// journal per changed field plus one of the data at commit. Lock-free
-        /// scalar and array-element writes are not flushed: call ``SlotStore/sync()``.
+        /// returns, so it also survives a power loss: the journal reaches the
+        /// disk before the data it protects, and the data before the commit.
+        /// Costs one flush of the journal per changed field, one of the data
+        /// region and one of the journal header per commit. Lock-free scalar
+        /// and array-element writes are not flushed: call ``SlotStore/sync()``.
         case flushOnCommit
     }
 

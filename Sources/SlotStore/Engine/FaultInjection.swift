@@ -30,8 +30,11 @@ enum FaultInjection {
     private static let plan: Plan? = {
         guard let raw = getenv("SLOTSTORE_FAULT") else { return nil }
         let parts = String(cString: raw).split(separator: ":").map(String.init)
+        // A misspelled point or action disables injection rather than killing somewhere unexpected.
         guard let first = parts.first, let point = FaultPoint(rawValue: first) else { return nil }
-        let hold = parts.count > 1 && parts[1] == "hold"
+        let action = parts.count > 1 ? parts[1] : "kill"
+        guard action == "kill" || action == "hold" else { return nil }
+        let hold = action == "hold"
         let countdown = parts.count > 2 ? Int(parts[2]) ?? 1 : 1
         return Plan(point: point, hold: hold, countdown: max(1, countdown))
     }()

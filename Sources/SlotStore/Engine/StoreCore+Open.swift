@@ -202,7 +202,7 @@ extension StoreCore {
         }
         let resets = lock.resets.pointee.load(ordering: .relaxed)
         lock.resets.pointee.store(resets &+ 1, ordering: .relaxed)
-        if durable { try? file.flush(offset: layout.lockOffset, count: layout.lockSize) }
+        if durable { try? file.flush() }
     }
 
     private static func temporaryPath(for path: String) -> String {

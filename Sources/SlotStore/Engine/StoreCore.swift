@@ -136,9 +136,10 @@ final class StoreCore: @unchecked Sendable {
 
     private func commit() throws(SlotStoreError) {
         if durable && journal.isDirty {
-            for record in journal.records().records {
-                try file.flush(offset: record.dataOffset, count: record.length)
-            }
+            // The whole data region, not just the journaled ranges: a longer
+            // new string reaches bytes its old value did not cover. msync
+            // writes only the dirty pages.
+            try file.flush(offset: layout.dataOffset, count: layout.dataSize)
             journal.clear()
             try file.flush(offset: layout.journalOffset, count: UndoJournal.headerBytes)
         } else {

@@ -40,7 +40,6 @@ struct UndoJournal: @unchecked Sendable {
 
     /// Records the current bytes at `dataOffset..<dataOffset+length` unless
     /// this transaction already recorded exactly that range.
-    /// - Returns: the journal offset of the published record's end, for flushing.
     @inline(__always)
     func record(dataOffset: Int, length: Int, sequenceOffset: Int, pid: Int32, path: String) throws(SlotStoreError) {
         let used = Int(usedBytes.pointee.load(ordering: .relaxed))

@@ -96,6 +96,10 @@ struct FileHeader: Equatable, Sendable {
         guard stored == computed else {
             throw .headerChecksumMismatch(path: path, stored: stored, computed: computed)
         }
+        let headerSize = bytes.littleEndian(UInt32.self, at: 16)
+        guard headerSize == UInt32(size) else {
+            throw .corruptHeader(path: path, detail: "the header size field says \(headerSize), format \(major).x uses \(size)")
+        }
         return FileHeader(
             formatMajor: major, formatMinor: minor,
             pageSize: bytes.littleEndian(UInt32.self, at: 20),

@@ -21,7 +21,9 @@ extension SlotStore {
     /// It refuses, naming the PID, while a running process holds the lock,
     /// and refuses when neither header copy is intact.
     ///
-    /// - Parameter dryRun: report the plan without changing anything.
+    /// - Parameters:
+    ///   - path: the store file.
+    ///   - dryRun: report the plan without changing anything.
     /// - Throws: only when there is no file to repair.
     public static func repair(at path: String, dryRun: Bool = false) throws(SlotStoreError) -> RepairReport {
         let image = try FileImage.open(path, writable: !dryRun)

@@ -6,7 +6,7 @@ import Glibc
 ///
 /// Its JSON form (the `--json` output) has the keys `path`, `format`,
 /// `schema`, `regions`, `lock`, `journal` and `fields`, as documented in the
-/// Tools article.
+/// <doc:Tools> article.
 public struct StoreInspection: Sendable, Codable, Hashable {
     /// Format-level facts from the header.
     public struct Format: Sendable, Codable, Hashable {
@@ -16,7 +16,7 @@ public struct StoreInspection: Sendable, Codable, Hashable {
         public var pageSize: Int
         /// The file's size in bytes.
         public var fileSize: Int
-        /// Increases each time a tool rewrites the file's structure.
+        /// 1 when created; reserved for tools that rewrite the file's structure (compaction, migration).
         public var generation: UInt64
         /// Creation time, ISO 8601 in UTC.
         public var createdAt: String

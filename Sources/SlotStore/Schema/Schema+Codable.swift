@@ -74,7 +74,9 @@ extension Schema: Codable {
 
     /// Decodes and validates a schema from JSON bytes.
     ///
-    /// - Parameter source: where the JSON came from, named in errors.
+    /// - Parameters:
+    ///   - json: the schema's JSON form.
+    ///   - source: where the JSON came from, named in errors.
     public init(json: some Sequence<UInt8>, source: String = "schema") throws(SlotStoreError) {
         let data = Data(json)
         let decoded: Schema

@@ -74,7 +74,7 @@ public struct Schema: Sendable, Hashable {
         self.fields = fields
     }
 
-    /// The largest capacity of a string or bytes field, and the largest element count of an array.
+    /// The largest capacity of a string or bytes field in bytes; an array may hold this many bytes / 8 elements.
     public static let maximumFieldBytes = 1 << 30
     /// The largest number of fields in one schema.
     public static let maximumFieldCount = 65_536

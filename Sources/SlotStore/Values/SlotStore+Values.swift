@@ -56,7 +56,7 @@ extension SlotStore {
 
     /// Adds `delta` to numeric field `name` and returns the new value.
     ///
-    /// Unlike ``ScalarField/add(_:)``, an integer result outside the field's
+    /// Unlike a ``ScalarField``'s `add`, an integer result outside the field's
     /// range is an error and leaves the value unchanged.
     @discardableResult
     public func add(_ delta: FieldValue, to name: String) throws(SlotStoreError) -> FieldValue {
@@ -147,11 +147,13 @@ extension StoreCore {
         case (.scalar(let type), _):
             try recordUndo(offset: field.offset, length: 8, sequenceOffset: 0)
             address(field.offset).storeBits(type.bits(of: value), width: type.byteWidth)
+            FaultInjection.reach(.midWrite)
             FaultInjection.reach(.afterWrite)
         case (.array(let element, let count), .array(let values)):
             try recordUndo(offset: field.payloadOffset, length: roundUp(count * element.byteWidth, to: 8), sequenceOffset: field.sequenceOffset)
             let sequence = beginSeqlockWrite(field)
             for (index, item) in values.enumerated() {
+                if index == count / 2 { FaultInjection.reach(.midWrite) }
                 address(field.payloadOffset + index * element.byteWidth).storeBits(element.bits(of: item), width: element.byteWidth)
             }
             endSeqlockWrite(sequence)
