@@ -83,8 +83,12 @@ public struct StoreInspection: Sendable, Codable, Hashable {
         public var offset: Int
         /// The bytes reserved for it, with its prefix and padding.
         public var size: Int
-        /// Present for scalars, strings up to 64 bytes and bytes up to 32.
+        /// Present for scalars, strings up to 64 bytes and bytes up to 32,
+        /// unless a write of the field is in progress or was interrupted.
         public var value: FieldValue?
+        /// True when the field's sequence word is odd: a write is in progress,
+        /// or was interrupted and the journal holds the old value.
+        public var midWrite: Bool
     }
 
     /// The inspected path.
@@ -117,8 +121,10 @@ extension SlotStore {
 
         let created = Date(timeIntervalSince1970: Double(header.createdAtNanoseconds) / 1e9)
         let fields = layout.fields.map { field in
-            StoreInspection.FieldInfo(name: field.name, type: field.type.description, offset: field.offset,
-                                      size: field.size, value: state.shortValue(of: field))
+            let midWrite = field.hasSequence && state.sequence(of: field) & 1 == 1
+            return StoreInspection.FieldInfo(name: field.name, type: field.type.description, offset: field.offset,
+                                             size: field.size, value: midWrite ? nil : state.shortValue(of: field),
+                                             midWrite: midWrite)
         }
         return StoreInspection(
             path: path,

@@ -37,7 +37,8 @@ enum InspectCommand: Command {
         lines.append("    " + pad("name", nameWidth) + "  " + pad("type", typeWidth) + "  " + left("offset", 8) + "  " + left("size", 7) + "  value")
         for field in report.fields {
             lines.append("    " + pad(field.name, nameWidth) + "  " + pad(field.type, typeWidth) + "  " + left(String(field.offset), 8)
-                         + "  " + left(String(field.size), 7) + "  " + (field.value?.description ?? "…"))
+                         + "  " + left(String(field.size), 7) + "  "
+                         + (field.midWrite ? "(mid-write; the journal holds the old value)" : field.value?.description ?? "…"))
         }
         Output.out(lines.joined(separator: "\n"))
         return ExitStatus.success
