@@ -106,14 +106,14 @@ extension FieldValue {
             for value in values { converted.append(try value.convertedScalar(to: element, refuse)) }
             return .array(converted)
         case .string(let capacity):
-            guard case .string(let text) = self else { throw refuse("expected a string, found \(self)") }
+            guard case .string(let text) = self.specialNumberAsText else { throw refuse("expected a string, found \(self)") }
             guard text.utf8.count <= capacity else {
                 throw .valueTooLarge(path: path, field: field, capacity: capacity, size: text.utf8.count)
             }
-            return self
+            return .string(text)
         case .bytes(let capacity):
             let bytes: [UInt8]
-            switch self {
+            switch self.specialNumberAsText {
             case .bytes(let value): bytes = value
             case .string(let text): bytes = Array(text.utf8)
             default: throw refuse("expected bytes ({\"base64\": …} or a string), found \(self)")
@@ -121,6 +121,16 @@ extension FieldValue {
             guard bytes.count <= capacity else { throw .valueTooLarge(path: path, field: field, capacity: capacity, size: bytes.count) }
             return .bytes(bytes)
         }
+    }
+
+    /// JSON has no number for nan, ±inf and -0, so the dump writes them as
+    /// strings and decoding reads those strings as doubles; for a string or
+    /// bytes field they are the text they were.
+    private var specialNumberAsText: FieldValue {
+        if case .double(let value) = self, !value.isFinite || (value == 0 && value.sign == .minus) {
+            return .string(FieldValue.format(value))
+        }
+        return self
     }
 
     private func convertedScalar(to type: ScalarType, _ refuse: (String) -> SlotStoreError) throws(SlotStoreError) -> FieldValue {

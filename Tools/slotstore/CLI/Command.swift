@@ -28,6 +28,13 @@ enum ExitStatus {
     static let usage: Int32 = 2
 }
 
+/// A problem with an input file the command was given (a schema or dump
+/// file that is missing or malformed): one line on stderr, exit status 2.
+struct InputError: Error, CustomStringConvertible {
+    let description: String
+    init(_ description: String) { self.description = description }
+}
+
 /// A usage mistake: printed with the command's usage, exit status 2.
 struct UsageError: Error, CustomStringConvertible {
     let description: String

@@ -21,9 +21,13 @@ enum CommandLineTool {
     ]
 
     static func run(_ words: [String]) -> Int32 {
-        guard let name = words.first, name != "--help", name != "-h", name != "help" else {
+        guard let name = words.first else {
+            Output.error(overview)
+            return ExitStatus.usage
+        }
+        if name == "--help" || name == "-h" || name == "help" {
             Output.out(overview)
-            return words.isEmpty ? ExitStatus.usage : ExitStatus.success
+            return ExitStatus.success
         }
         if name == "--version" {
             Output.out("slotstore \(version)")
@@ -42,6 +46,9 @@ enum CommandLineTool {
             return try command.run(&arguments)
         } catch let error as UsageError {
             Output.error("slotstore \(name): \(error)\n\(command.usage)")
+            return ExitStatus.usage
+        } catch let error as InputError {
+            Output.error("slotstore \(name): \(error)")
             return ExitStatus.usage
         } catch let error as SlotStoreError {
             Output.error("slotstore \(name): \(error)")

@@ -41,7 +41,7 @@ func readInputFile(_ path: String, what: String) throws -> Data {
     guard let data = FileManager.default.contents(atPath: path) else {
         var isDirectory: ObjCBool = false
         let exists = FileManager.default.fileExists(atPath: path, isDirectory: &isDirectory)
-        throw UsageError("\(path): cannot read the \(what): \(exists ? (isDirectory.boolValue ? "it is a directory" : "permission denied") : "no such file")")
+        throw InputError("\(path): cannot read the \(what): \(exists ? (isDirectory.boolValue ? "it is a directory" : "permission denied") : "no such file")")
     }
     return data
 }

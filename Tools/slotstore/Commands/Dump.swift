@@ -36,7 +36,7 @@ enum DumpCommand: Command {
         let text = try JSONOutput.encode(dump)
         if let output {
             guard FileManager.default.createFile(atPath: output, contents: Data((text + "\n").utf8)) else {
-                throw UsageError("\(output): cannot write the dump there")
+                throw InputError("\(output): cannot write the dump there")
             }
         } else {
             Output.out(text)

@@ -1,4 +1,5 @@
 import Foundation
+import Glibc
 import SlotStore
 
 /// `slotstore load PATH DUMP.json`
@@ -33,29 +34,62 @@ enum LoadCommand: Command {
         let dump: DumpFile
         do {
             dump = try JSONDecoder().decode(DumpFile.self, from: readInputFile(dumpPath, what: "dump"))
-        } catch let error as UsageError {
+        } catch let error as InputError {
             throw error
         } catch {
-            throw UsageError("\(dumpPath): not a slotstore dump: \(error.localizedDescription)")
+            throw InputError("\(dumpPath): not a slotstore dump: \(error.localizedDescription)")
         }
         guard dump.format == DumpFile.formatName else {
-            throw UsageError("\(dumpPath): expected format \"\(DumpFile.formatName)\", found \"\(dump.format)\"")
+            throw InputError("\(dumpPath): expected format \"\(DumpFile.formatName)\", found \"\(dump.format)\"")
         }
         guard dump.formatVersion <= DumpFile.currentVersion else {
-            throw UsageError("\(dumpPath): dump format version \(dump.formatVersion) is newer than this tool's \(DumpFile.currentVersion); use a newer slotstore")
+            throw InputError("\(dumpPath): dump format version \(dump.formatVersion) is newer than this tool's \(DumpFile.currentVersion); use a newer slotstore")
         }
         try dump.schema.validate()
-        let store = try SlotStore(path: path, schema: nil == fileExists(path) ? dump.schema : nil,
-                                  options: OpenOptions(fileMode: mode))
-        defer { store.close() }
-        try store.setValues(dump.values)
-        if json { try JSONOutput.print(Report(path: path, created: store.created, fields: dump.values.count)) }
-        else { Output.out("loaded \(dump.values.count) fields into \(path)\(store.created ? " (created)" : "")") }
+        let created: Bool
+        if FileManager.default.fileExists(atPath: path) {
+            let store = try SlotStore(path: path, options: OpenOptions(mode: .open))
+            defer { store.close() }
+            try store.setValues(dump.values)
+            created = false
+        } else {
+            try createLoaded(path: path, dump: dump, mode: mode)
+            created = true
+        }
+        if json { try JSONOutput.print(Report(path: path, created: created, fields: dump.values.count)) }
+        else { Output.out("loaded \(dump.values.count) fields into \(path)\(created ? " (created)" : "")") }
         return ExitStatus.success
     }
 
-    /// nil when nothing is at the path, so a new store gets the dump's schema.
-    private static func fileExists(_ path: String) -> Bool? {
-        FileManager.default.fileExists(atPath: path) ? true : nil
+    /// Builds the new store under a temporary name and links it into place
+    /// only when every value is in: a refused or killed load leaves no store
+    /// at `path`.
+    private static func createLoaded(path: String, dump: DumpFile, mode: UInt32) throws {
+        let slash = path.lastIndex(of: "/")
+        let directory = slash.map { String(path[...$0]) } ?? ""
+        let name = slash.map { String(path[path.index(after: $0)...]) } ?? path
+        // Check every value first, so an error names the path the user gave.
+        for (field, value) in dump.values.sorted(by: { $0.key < $1.key }) {
+            guard let declared = dump.schema.field(named: field) else {
+                throw SlotStoreError.unknownField(path: path, name: field, available: dump.schema.fields.map(\.name))
+            }
+            _ = try value.converted(to: declared.type, field: field, path: path)
+        }
+        let temporary = "\(directory).\(name).loading-\(getpid())"
+        unlink(temporary)
+        defer { unlink(temporary) }
+        let store = try SlotStore(path: temporary, schema: dump.schema, options: OpenOptions(mode: .create, fileMode: mode))
+        do {
+            try store.setValues(dump.values)
+            try store.sync()
+        } catch {
+            store.close()
+            throw error
+        }
+        store.close()
+        guard link(temporary, path) == 0 else {
+            throw errno == EEXIST ? SlotStoreError.alreadyExists(path: path)
+                : SlotStoreError.systemCallFailed(path: path, call: "link", errno: errno)
+        }
     }
 }
