@@ -42,6 +42,8 @@ public enum SlotStoreError: Error, Sendable, Equatable, CustomStringConvertible 
     case valueTooLarge(path: String, field: String, capacity: Int, size: Int)
     /// A value cannot be represented by the field's type.
     case invalidValue(path: String, field: String, detail: String)
+    /// A map holds as many entries as its capacity allows.
+    case mapFull(path: String, field: String, capacity: Int, count: Int)
     /// The lock was not acquired within the timeout.
     case lockTimeout(path: String, holderPID: Int32, holderAlive: Bool, seconds: Double)
     /// The lock is permanently unusable until every process closes the store.
@@ -83,6 +85,7 @@ public enum SlotStoreError: Error, Sendable, Equatable, CustomStringConvertible 
         case .transactionTooLarge: 23
         case .noSpace: 24
         case .systemCallFailed: 25
+        case .mapFull: 26
         }
     }
 
@@ -127,6 +130,8 @@ public enum SlotStoreError: Error, Sendable, Equatable, CustomStringConvertible 
             "\(path): a value of \(size) bytes does not fit field \"\(field)\", whose capacity is \(capacity); shorten the value or give the field a larger capacity (the stored value is unchanged)"
         case .invalidValue(let path, let field, let detail):
             "\(path): invalid value for field \"\(field)\": \(detail); the stored value is unchanged"
+        case .mapFull(let path, let field, let capacity, let count):
+            "\(path): map \"\(field)\" is full: it holds \(count) entries and its capacity is \(capacity); remove entries, or give it a larger capacity in the schema (`slotstore compact --capacity \(field)=N` once available, or dump, edit the schema, and load into a new store); nothing was inserted"
         case .lockTimeout(let path, let pid, let alive, let seconds):
             "\(path): the store's lock was not acquired within \(seconds) s; it is held by PID \(pid)\(alive ? " (alive)" : pid == 0 ? "" : " (not running)"); find out why that process holds it, or raise the lock timeout"
         case .lockUnrecoverable(let path):

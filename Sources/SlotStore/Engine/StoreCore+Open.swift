@@ -47,7 +47,8 @@ extension StoreCore {
             schemaLength: UInt32(schemaBytes.count), schemaChecksum: CRC32C.checksum(schemaBytes),
             dataOffset: UInt64(layout.dataOffset), dataSize: UInt64(layout.dataSize),
             schemaVersion: UInt64(schema.version), schemaHash: schema.fieldsHash,
-            generation: 1, createdAtNanoseconds: nowNanoseconds())
+            generation: 1, createdAtNanoseconds: nowNanoseconds(),
+            hashSeed: UInt64.random(in: 0...UInt64.max))
 
         let temporary = temporaryPath(for: path)
         let fd: Int32

@@ -41,6 +41,9 @@ struct FileHeader: Equatable, Sendable {
     var schemaHash: UInt64
     var generation: UInt64
     var createdAtNanoseconds: Int64
+    /// Random at creation; seeds every map's hash so keys chosen by an
+    /// outsider can't be made to collide.
+    var hashSeed: UInt64 = 0
 
     var formatVersion: String { "\(formatMajor).\(formatMinor)" }
 
@@ -69,6 +72,7 @@ struct FileHeader: Equatable, Sendable {
         bytes.setLittleEndian(schemaHash, at: 120)
         bytes.setLittleEndian(generation, at: 128)
         bytes.setLittleEndian(createdAtNanoseconds, at: 136)
+        bytes.setLittleEndian(hashSeed, at: 144)
         bytes.setLittleEndian(CRC32C.checksum(bytes[0..<FileHeader.checksumOffset]), at: FileHeader.checksumOffset)
         return bytes
     }
@@ -119,7 +123,8 @@ struct FileHeader: Equatable, Sendable {
             schemaVersion: bytes.littleEndian(UInt64.self, at: 112),
             schemaHash: bytes.littleEndian(UInt64.self, at: 120),
             generation: bytes.littleEndian(UInt64.self, at: 128),
-            createdAtNanoseconds: bytes.littleEndian(Int64.self, at: 136))
+            createdAtNanoseconds: bytes.littleEndian(Int64.self, at: 136),
+            hashSeed: bytes.littleEndian(UInt64.self, at: 144))
     }
 
     /// Checks that the regions are page-aligned, ordered, non-overlapping and

@@ -23,8 +23,10 @@ struct FieldLayout: Sendable, Hashable {
     static let prefixBytes = 16
 
     var hasSequence: Bool {
-        if case .scalar = type { return false }
-        return true
+        switch type {
+        case .scalar, .map: false
+        default: true
+        }
     }
     /// Offset of the sequence word (arrays, strings, bytes).
     var sequenceOffset: Int { offset }
@@ -38,6 +40,7 @@ struct FieldLayout: Sendable, Hashable {
         case .scalar(let scalar): scalar.byteWidth
         case .array(let element, let count): element.byteWidth * count
         case .string(let capacity), .bytes(let capacity): capacity
+        case .map: 0
         }
     }
 
@@ -46,6 +49,74 @@ struct FieldLayout: Sendable, Hashable {
         case .scalar: 8
         case .array(let element, let count): prefixBytes + roundUp(element.byteWidth * count, to: 8)
         case .string(let capacity), .bytes(let capacity): prefixBytes + roundUp(capacity, to: 8)
+        case .map(let key, let value, let capacity): MapGeometry(key: key, value: value, capacity: capacity).totalBytes
+        }
+    }
+
+    /// The bytes a value of `type` takes inside a map bucket: its slot without the seqlock prefix.
+    static func valueBytes(of type: FieldType) -> Int {
+        switch type {
+        case .scalar: 8
+        case .array(let element, let count): roundUp(element.byteWidth * count, to: 8)
+        case .string(let capacity), .bytes(let capacity): 8 + roundUp(capacity, to: 8)
+        case .map: 0
+        }
+    }
+}
+
+/// The shape of a map field's slot:
+///
+/// ```
+/// header (64 bytes)  count u64, tombstones u64, epoch u64
+/// buckets            bucketCount × bucket
+/// bucket             sequence u64, meta u64, key, value
+/// meta               bits 0-1 state (0 empty, 1 full, 2 tombstone),
+///                    bits 8-31 key length, bits 32-63 epoch
+/// key                capacity rounded up to 8 (8 for integer keys)
+/// value              the value's slot without a seqlock prefix:
+///                    scalar 8; string/bytes length u64 + capacity; array elements
+/// ```
+///
+/// A bucket whose epoch differs from the header's is empty, which makes
+/// `removeAll` one journaled header write. `bucketCount` is a power of two
+/// holding `capacity` entries at a load factor of at most 3/4.
+struct MapGeometry: Sendable, Hashable {
+    static let headerBytes = 64
+    static let countOffset = 0
+    static let tombstonesOffset = 8
+    static let epochOffset = 16
+    static let bucketPrefixBytes = 16
+
+    let key: FieldType
+    let value: FieldType
+    let capacity: Int
+    let keyBytes: Int
+    let valueBytes: Int
+    let bucketBytes: Int
+    let bucketCount: Int
+
+    init(key: FieldType, value: FieldType, capacity: Int) {
+        self.key = key
+        self.value = value
+        self.capacity = capacity
+        switch key {
+        case .string(let keyCapacity), .bytes(let keyCapacity): keyBytes = roundUp(max(keyCapacity, 1), to: 8)
+        default: keyBytes = 8
+        }
+        valueBytes = FieldLayout.valueBytes(of: value)
+        bucketBytes = MapGeometry.bucketPrefixBytes + keyBytes + valueBytes
+        var buckets = 8
+        while buckets * 3 < capacity * 4 { buckets <<= 1 }
+        bucketCount = buckets
+    }
+
+    var totalBytes: Int { MapGeometry.headerBytes + bucketCount * bucketBytes }
+
+    /// The key capacity in bytes (8 for integer keys).
+    var keyCapacity: Int {
+        switch key {
+        case .string(let keyCapacity), .bytes(let keyCapacity): keyCapacity
+        default: 8
         }
     }
 }
@@ -99,8 +170,16 @@ struct Layout: Sendable {
     /// transaction that writes each field once, even all of them (as
     /// `slotstore load` does), fits. Beyond it, `UndoJournal` reports
     /// `transactionTooLarge` and nothing is written.
+    /// A map field reserves room for its header and up to 1 MiB of buckets,
+    /// so transactions touching many entries fit, without doubling the file
+    /// for a large map.
     static func journalBytes(for schema: Schema, pageSize: Int) -> Int {
-        let allFields = schema.fields.reduce(0) { $0 + UndoJournal.recordHeaderBytes + FieldLayout.slotSize(of: $1.type) }
+        let allFields = schema.fields.reduce(0) { total, field in
+            if case .map = field.type {
+                return total + min(FieldLayout.slotSize(of: field.type), 1 << 20) + 64 * UndoJournal.recordHeaderBytes
+            }
+            return total + UndoJournal.recordHeaderBytes + FieldLayout.slotSize(of: field.type)
+        }
         return roundUp(max(minimumJournalBytes, UndoJournal.headerBytes + allFields), to: pageSize)
     }
 

@@ -89,6 +89,24 @@ public struct StoreInspection: Sendable, Codable, Hashable {
         /// True when the field's sequence word is odd: a write is in progress,
         /// or was interrupted and the journal holds the old value.
         public var midWrite: Bool
+        /// For a map field: its occupancy.
+        public var map: MapStatistics?
+    }
+
+    /// The occupancy of a map field.
+    public struct MapStatistics: Sendable, Codable, Hashable {
+        /// Live entries.
+        public var count: Int
+        /// Removed entries whose buckets are not yet reused.
+        public var tombstones: Int
+        /// The most entries the map holds.
+        public var capacity: Int
+        /// The number of buckets (a power of two, at least capacity × 4/3).
+        public var buckets: Int
+        /// Live entries per bucket.
+        public var loadFactor: Double
+        /// The most buckets a lookup of a present key visits.
+        public var longestProbe: Int
     }
 
     /// The inspected path.
@@ -122,9 +140,17 @@ extension SlotStore {
         let created = Date(timeIntervalSince1970: Double(header.createdAtNanoseconds) / 1e9)
         let fields = layout.fields.map { field in
             let midWrite = field.hasSequence && state.sequence(of: field) & 1 == 1
+            var statistics: StoreInspection.MapStatistics?
+            if field.type.isMap {
+                let scan = state.mapScan(field)
+                statistics = .init(count: scan.entries.count, tombstones: scan.tombstones, capacity: scan.geometry.capacity,
+                                   buckets: scan.geometry.bucketCount,
+                                   loadFactor: Double(scan.entries.count) / Double(scan.geometry.bucketCount),
+                                   longestProbe: scan.longestProbe)
+            }
             return StoreInspection.FieldInfo(name: field.name, type: field.type.description, offset: field.offset,
                                              size: field.size, value: midWrite ? nil : state.shortValue(of: field),
-                                             midWrite: midWrite)
+                                             midWrite: midWrite, map: statistics)
         }
         return StoreInspection(
             path: path,
@@ -155,9 +181,11 @@ struct StoreFileState {
     let journalUsed: Int
     let journalRecords: [UndoJournal.Record]
     let journalDamage: String?
+    let hashSeed: UInt64
 
     init(image: FileImage, header: FileHeader, layout: Layout) {
         self.layout = layout
+        hashSeed = header.hashSeed
         lockBytes = RegionBytes(bytes: image.bytes(at: layout.lockOffset, count: LockRegion.bytes), origin: layout.lockOffset)
         journalBytes = RegionBytes(bytes: image.bytes(at: layout.journalOffset, count: layout.journalSize), origin: layout.journalOffset)
         data = RegionBytes(bytes: image.bytes(at: layout.dataOffset, count: layout.dataSize), origin: layout.dataOffset)
@@ -207,7 +235,85 @@ struct StoreFileState {
             let bytes = data.slice(field.payloadOffset, count: length)
             if case .string = field.type { return .string(String(decoding: bytes, as: UTF8.self)) }
             return .bytes(bytes)
+        case .map(let keyType, let valueType, _):
+            let scan = mapScan(field)
+            return .map(scan.entries.map { entry in
+                var image = slice(entry.valueOffset, count: scan.geometry.valueBytes)
+                let value = image.withUnsafeMutableBytes { MapCodec.read(type: valueType, from: MappedAddress($0.baseAddress!)) }
+                let key = entry.key.withUnsafeBytes { MapCodec.key(from: $0, type: keyType) }
+                return FieldValue.MapEntry(key: key, value: value)
+            }.sorted { $0.key.sortsBefore($1.key) })
         }
+    }
+
+    private func slice(_ offset: Int, count: Int) -> [UInt8] {
+        let bytes = data.slice(offset, count: count)
+        return bytes.count == count ? bytes : [UInt8](repeating: 0, count: max(count, 8))
+    }
+
+    /// A map's buckets as the file holds them, with what verify and inspect need.
+    struct MapScan {
+        struct Entry {
+            let bucket: Int
+            let key: [UInt8]
+            let valueOffset: Int
+            let probeDistance: Int
+        }
+        let geometry: MapGeometry
+        let storedCount: UInt64
+        let storedTombstones: UInt64
+        var entries: [Entry] = []
+        var tombstones = 0
+        var oddSequences: [Int] = []
+        var unreachable: [Int] = []
+        var badKeyLengths: [Int] = []
+        var duplicateKeys = 0
+        var longestProbe: Int { entries.map(\.probeDistance).max().map { $0 + 1 } ?? 0 }
+    }
+
+    func mapScan(_ field: FieldLayout) -> MapScan {
+        guard case .map(let keyType, let valueType, let capacity) = field.type else {
+            return MapScan(geometry: MapGeometry(key: .scalar(.int64), value: .scalar(.int64), capacity: 1), storedCount: 0, storedTombstones: 0)
+        }
+        let geometry = MapGeometry(key: keyType, value: valueType, capacity: capacity)
+        var scan = MapScan(geometry: geometry, storedCount: data.u64(field.offset + MapGeometry.countOffset),
+                           storedTombstones: data.u64(field.offset + MapGeometry.tombstonesOffset))
+        let epoch = data.u64(field.offset + MapGeometry.epochOffset) & 0xFFFF_FFFF
+        let seed = MapTable.seed(store: hashSeed, fieldIndex: field.index)
+        let mask = geometry.bucketCount - 1
+        var live = [UInt8](repeating: 0, count: geometry.bucketCount)  // 0 empty, 1 full, 2 tombstone
+        var seen = Set<[UInt8]>()
+        for index in 0..<geometry.bucketCount {
+            let offset = field.offset + MapGeometry.headerBytes + index * geometry.bucketBytes
+            if data.u64(offset) & 1 == 1 { scan.oddSequences.append(index) }
+            let meta = data.u64(offset + 8)
+            guard meta >> 32 == epoch else { continue }
+            switch meta & 3 {
+            case MapTable.full:
+                live[index] = 1
+                let length = Int((meta >> 8) & 0xFF_FFFF)
+                guard length <= geometry.keyCapacity else { scan.badKeyLengths.append(index); continue }
+                let key = data.slice(offset + MapGeometry.bucketPrefixBytes, count: length)
+                if !seen.insert(key).inserted { scan.duplicateKeys += 1 }
+                let home = key.withUnsafeBytes { Int(truncatingIfNeeded: MapTable.hash($0, seed: seed)) & mask }
+                scan.entries.append(.init(bucket: index, key: key,
+                                          valueOffset: offset + MapGeometry.bucketPrefixBytes + geometry.keyBytes,
+                                          probeDistance: (index - home) & mask))
+            case MapTable.tombstone:
+                live[index] = 2
+                scan.tombstones += 1
+            default: break
+            }
+        }
+        // Every entry must be reachable from its home bucket without crossing an empty one.
+        for entry in scan.entries where entry.probeDistance > 0 {
+            var index = (entry.bucket - entry.probeDistance) & mask
+            while index != entry.bucket {
+                if live[index] == 0 { scan.unreachable.append(entry.bucket); break }
+                index = (index + 1) & mask
+            }
+        }
+        return scan
     }
 
     /// The value for inspect's listing: scalars, strings up to 64 bytes, bytes up to 32.
@@ -216,7 +322,7 @@ struct StoreFileState {
         case .scalar: return value(of: field)
         case .string: return storedLength(of: field) <= 64 ? value(of: field) : nil
         case .bytes: return storedLength(of: field) <= 32 ? value(of: field) : nil
-        case .array: return nil
+        case .array, .map: return nil
         }
     }
 }

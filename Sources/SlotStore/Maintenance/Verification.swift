@@ -131,6 +131,29 @@ extension SlotStore {
                         find("field-value", "string field \"\(field.name)\" holds bytes that are not valid UTF-8")
                     }
                 }
+            case .map:
+                let scan = state.mapScan(field)
+                if scan.storedCount != UInt64(scan.entries.count) {
+                    find("map-count", "map \"\(field.name)\" records \(scan.storedCount) entries but holds \(scan.entries.count)")
+                }
+                if scan.storedTombstones != UInt64(scan.tombstones) {
+                    find("map-count", "map \"\(field.name)\" records \(scan.storedTombstones) tombstones but holds \(scan.tombstones)")
+                }
+                if scan.entries.count > scan.geometry.capacity {
+                    find("map-count", "map \"\(field.name)\" holds \(scan.entries.count) entries, over its capacity \(scan.geometry.capacity)")
+                }
+                if !scan.unreachable.isEmpty {
+                    find("map-unreachable", "map \"\(field.name)\" has \(scan.unreachable.count) entr\(scan.unreachable.count == 1 ? "y" : "ies") a lookup cannot reach from its hash (buckets \(scan.unreachable.prefix(5).map(String.init).joined(separator: ", ")))")
+                }
+                if scan.duplicateKeys > 0 {
+                    find("map-duplicate", "map \"\(field.name)\" holds \(scan.duplicateKeys) duplicate key(s)")
+                }
+                if !scan.badKeyLengths.isEmpty {
+                    find("map-key-length", "map \"\(field.name)\" has \(scan.badKeyLengths.count) key(s) longer than the key capacity")
+                }
+                if !scan.oddSequences.isEmpty && !liveWriter {
+                    find("field-sequence", "map \"\(field.name)\" has \(scan.oddSequences.count) bucket(s) left mid-write; the next writer or `slotstore repair` settles them")
+                }
             }
         }
         return VerificationReport(path: path, findings: findings, checked: checked)

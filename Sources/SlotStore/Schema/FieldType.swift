@@ -30,9 +30,9 @@ public enum ScalarType: String, Sendable, Hashable, CaseIterable, Codable {
     public var isFloatingPoint: Bool { self == .float || self == .double }
 }
 
-/// The type of a field: a scalar, a fixed-count array of scalars, or a
-/// fixed-capacity UTF-8 string or byte string.
-public enum FieldType: Sendable, Hashable, CustomStringConvertible {
+/// The type of a field: a scalar, a fixed-count array of scalars, a
+/// fixed-capacity UTF-8 string or byte string, or a keyed map of those.
+public indirect enum FieldType: Sendable, Hashable, CustomStringConvertible {
     /// One integer, floating-point or Boolean value.
     case scalar(ScalarType)
     /// `count` elements of one scalar type.
@@ -41,6 +41,9 @@ public enum FieldType: Sendable, Hashable, CustomStringConvertible {
     case string(capacity: Int)
     /// A byte string of at most `capacity` bytes.
     case bytes(capacity: Int)
+    /// A hash map of at most `capacity` entries. Keys are a fixed-capacity
+    /// `string` or `bytes`, or an integer scalar; values are any non-map type.
+    case map(key: FieldType, value: FieldType, capacity: Int)
 
     /// The type as the schema's JSON spells it, for example `array<double>[64]`.
     public var description: String {
@@ -49,6 +52,7 @@ public enum FieldType: Sendable, Hashable, CustomStringConvertible {
         case .array(let element, let count): "array<\(element.rawValue)>[\(count)]"
         case .string(let capacity): "string[\(capacity)]"
         case .bytes(let capacity): "bytes[\(capacity)]"
+        case .map(let key, let value, let capacity): "map<\(key), \(value)>[\(capacity)]"
         }
     }
 
@@ -59,6 +63,21 @@ public enum FieldType: Sendable, Hashable, CustomStringConvertible {
         case .array(let element, _): "array<\(element.rawValue)>"
         case .string: "string"
         case .bytes: "bytes"
+        case .map(let key, let value, _): "map<\(key), \(value)>"
         }
+    }
+
+    /// Whether values of this type can be map keys: strings, bytes and integers.
+    var isValidMapKey: Bool {
+        switch self {
+        case .string, .bytes: true
+        case .scalar(let scalar): scalar.isInteger
+        default: false
+        }
+    }
+
+    var isMap: Bool {
+        if case .map = self { return true }
+        return false
     }
 }

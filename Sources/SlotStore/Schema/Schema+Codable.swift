@@ -1,15 +1,18 @@
 import Foundation
 
-// The JSON form: {"name":"latency","type":"array","of":"double","count":64}.
+// The JSON form: {"name":"latency","type":"array","of":"double","count":64},
+// {"name":"sessions","type":"map","key":{"type":"string","capacity":32},
+//  "value":{"type":"int64"},"capacity":100000}.
 // Written by hand rather than synthesized so the shape stays flat and stable
 // for operators who write schema files for the `slotstore` tool.
-extension Field: Codable {
-    private enum CodingKeys: String, CodingKey { case name, type, of, count, capacity }
+extension FieldType: Codable {
+    private enum CodingKeys: String, CodingKey { case type, of, count, capacity, key, value }
 
-    /// Decodes a field from its JSON form.
+    static var typeNames: [String] { ScalarType.allCases.map(\.rawValue) + ["array", "string", "bytes", "map"] }
+
+    /// Decodes a type from the keys `type`, `of`, `count`, `capacity`, `key` and `value`.
     public init(from decoder: any Decoder) throws {
         let container = try decoder.container(keyedBy: CodingKeys.self)
-        let name = try container.decode(String.self, forKey: .name)
         let typeName = try container.decode(String.self, forKey: .type)
         switch typeName {
         case "array":
@@ -17,28 +20,31 @@ extension Field: Codable {
             guard let element = ScalarType(rawValue: elementName) else {
                 throw DecodingError.dataCorruptedError(
                     forKey: .of, in: container,
-                    debugDescription: "field \"\(name)\": unknown array element type \"\(elementName)\"; expected one of \(ScalarType.allCases.map(\.rawValue).joined(separator: ", "))")
+                    debugDescription: "unknown array element type \"\(elementName)\"; expected one of \(ScalarType.allCases.map(\.rawValue).joined(separator: ", "))")
             }
-            self.init(name, .array(of: element, count: try container.decode(Int.self, forKey: .count)))
+            self = .array(of: element, count: try container.decode(Int.self, forKey: .count))
         case "string":
-            self.init(name, .string(capacity: try container.decode(Int.self, forKey: .capacity)))
+            self = .string(capacity: try container.decode(Int.self, forKey: .capacity))
         case "bytes":
-            self.init(name, .bytes(capacity: try container.decode(Int.self, forKey: .capacity)))
+            self = .bytes(capacity: try container.decode(Int.self, forKey: .capacity))
+        case "map":
+            self = .map(key: try container.decode(FieldType.self, forKey: .key),
+                        value: try container.decode(FieldType.self, forKey: .value),
+                        capacity: try container.decode(Int.self, forKey: .capacity))
         default:
             guard let scalar = ScalarType(rawValue: typeName) else {
                 throw DecodingError.dataCorruptedError(
                     forKey: .type, in: container,
-                    debugDescription: "field \"\(name)\": unknown type \"\(typeName)\"; expected one of \((ScalarType.allCases.map(\.rawValue) + ["array", "string", "bytes"]).joined(separator: ", "))")
+                    debugDescription: "unknown type \"\(typeName)\"; expected one of \(FieldType.typeNames.joined(separator: ", "))")
             }
-            self.init(name, .scalar(scalar))
+            self = .scalar(scalar)
         }
     }
 
-    /// Encodes the field in its JSON form.
+    /// Encodes the type's keys.
     public func encode(to encoder: any Encoder) throws {
         var container = encoder.container(keyedBy: CodingKeys.self)
-        try container.encode(name, forKey: .name)
-        switch type {
+        switch self {
         case .scalar(let scalar):
             try container.encode(scalar.rawValue, forKey: .type)
         case .array(let element, let count):
@@ -51,7 +57,35 @@ extension Field: Codable {
         case .bytes(let capacity):
             try container.encode("bytes", forKey: .type)
             try container.encode(capacity, forKey: .capacity)
+        case .map(let key, let value, let capacity):
+            try container.encode("map", forKey: .type)
+            try container.encode(key, forKey: .key)
+            try container.encode(value, forKey: .value)
+            try container.encode(capacity, forKey: .capacity)
         }
+    }
+}
+
+extension Field: Codable {
+    private enum CodingKeys: String, CodingKey { case name }
+
+    /// Decodes a field: its `name` and, in the same object, its type's keys.
+    public init(from decoder: any Decoder) throws {
+        let container = try decoder.container(keyedBy: CodingKeys.self)
+        let name = try container.decode(String.self, forKey: .name)
+        do {
+            self.init(name, try FieldType(from: decoder))
+        } catch DecodingError.dataCorrupted(let context) {
+            throw DecodingError.dataCorrupted(.init(codingPath: context.codingPath,
+                                                    debugDescription: "field \"\(name)\": " + context.debugDescription))
+        }
+    }
+
+    /// Encodes the field in its JSON form.
+    public func encode(to encoder: any Encoder) throws {
+        var container = encoder.container(keyedBy: CodingKeys.self)
+        try container.encode(name, forKey: .name)
+        try type.encode(to: encoder)
     }
 }
 

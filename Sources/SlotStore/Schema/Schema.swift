@@ -33,6 +33,10 @@ public struct Field: Sendable, Hashable {
     public static func double(_ name: String) -> Field { Field(name, .scalar(.double)) }
     /// A `bool` field.
     public static func bool(_ name: String) -> Field { Field(name, .scalar(.bool)) }
+    /// A map field of at most `capacity` entries.
+    public static func map(_ name: String, key: FieldType, value: FieldType, capacity: Int) -> Field {
+        Field(name, .map(key: key, value: value, capacity: capacity))
+    }
     /// An array field of `count` elements.
     public static func array(_ name: String, of element: ScalarType, count: Int) -> Field {
         Field(name, .array(of: element, count: count))
@@ -99,16 +103,44 @@ public struct Schema: Sendable, Hashable {
             guard seen.insert(field.name).inserted else {
                 throw .invalidSchema("field names must be unique, found \"\(field.name)\" twice")
             }
-            switch field.type {
-            case .scalar: break
-            case .array(_, let count):
-                guard count >= 1, count <= Schema.maximumFieldBytes / 8 else {
-                    throw .invalidSchema("array field \"\(field.name)\" needs a count from 1 to \(Schema.maximumFieldBytes / 8), found \(count)")
-                }
-            case .string(let capacity), .bytes(let capacity):
-                guard capacity >= 1, capacity <= Schema.maximumFieldBytes else {
-                    throw .invalidSchema("field \"\(field.name)\" needs a capacity from 1 to \(Schema.maximumFieldBytes) bytes, found \(capacity)")
-                }
+            try Schema.validate(field.type, name: field.name)
+        }
+    }
+
+    /// The largest number of entries in one map.
+    public static let maximumMapEntries = 1 << 26
+    /// The largest key capacity of a map, in bytes.
+    public static let maximumMapKeyBytes = 4096
+
+    static func validate(_ type: FieldType, name: String) throws(SlotStoreError) {
+        switch type {
+        case .scalar: break
+        case .array(_, let count):
+            guard count >= 1, count <= Schema.maximumFieldBytes / 8 else {
+                throw .invalidSchema("array field \"\(name)\" needs a count from 1 to \(Schema.maximumFieldBytes / 8), found \(count)")
+            }
+        case .string(let capacity), .bytes(let capacity):
+            guard capacity >= 1, capacity <= Schema.maximumFieldBytes else {
+                throw .invalidSchema("field \"\(name)\" needs a capacity from 1 to \(Schema.maximumFieldBytes) bytes, found \(capacity)")
+            }
+        case .map(let key, let value, let capacity):
+            guard key.isValidMapKey else {
+                throw .invalidSchema("map field \"\(name)\" has key type \(key); keys must be a string, bytes or an integer type")
+            }
+            if case .string(let keyCapacity) = key, keyCapacity > maximumMapKeyBytes {
+                throw .invalidSchema("map field \"\(name)\" has a key capacity of \(keyCapacity) bytes; the limit is \(maximumMapKeyBytes)")
+            }
+            if case .bytes(let keyCapacity) = key, keyCapacity > maximumMapKeyBytes {
+                throw .invalidSchema("map field \"\(name)\" has a key capacity of \(keyCapacity) bytes; the limit is \(maximumMapKeyBytes)")
+            }
+            guard !value.isMap else { throw .invalidSchema("map field \"\(name)\" has a map as its value type; values must be scalars, arrays, strings or bytes") }
+            try validate(key, name: name + ".key")
+            try validate(value, name: name + ".value")
+            guard capacity >= 1, capacity <= maximumMapEntries else {
+                throw .invalidSchema("map field \"\(name)\" needs a capacity from 1 to \(maximumMapEntries) entries, found \(capacity)")
+            }
+            guard FieldLayout.slotSize(of: type) <= Int(Int32.max) * 8 else {
+                throw .invalidSchema("map field \"\(name)\" would need \(FieldLayout.slotSize(of: type)) bytes; lower its capacity or its key and value sizes")
             }
         }
     }

@@ -21,6 +21,21 @@ public enum FieldValue: Sendable, Hashable, CustomStringConvertible {
     case bytes([UInt8])
     /// The elements of an array field.
     case array([FieldValue])
+    /// The entries of a map field, sorted by key.
+    case map([MapEntry])
+
+    /// One key and value of a map.
+    public struct MapEntry: Sendable, Hashable, Codable {
+        /// The key.
+        public var key: FieldValue
+        /// The value.
+        public var value: FieldValue
+        /// Creates an entry.
+        public init(key: FieldValue, value: FieldValue) {
+            self.key = key
+            self.value = value
+        }
+    }
 
     /// The value as the CLI prints it: numbers and Booleans bare, strings quoted, bytes in hex.
     public var description: String {
@@ -32,6 +47,7 @@ public enum FieldValue: Sendable, Hashable, CustomStringConvertible {
         case .string(let value): "\"" + value.replacingOccurrences(of: "\\", with: "\\\\").replacingOccurrences(of: "\"", with: "\\\"").replacingOccurrences(of: "\n", with: "\\n") + "\""
         case .bytes(let value): "0x" + value.map { String(format: "%02x", $0) }.joined()
         case .array(let values): "[" + values.map(\.description).joined(separator: ", ") + "]"
+        case .map(let entries): "{" + entries.map { "\($0.key): \($0.value)" }.joined(separator: ", ") + "}"
         }
     }
 
@@ -64,6 +80,7 @@ extension FieldValue: Codable {
             return
         }
         if let value = try? container.decode([FieldValue].self) { self = .array(value); return }
+        if let entries = try? container.decode([MapEntry].self) { self = .map(entries); return }
         if let object = try? container.decode([String: String].self), let text = object["base64"], object.count == 1,
            let data = Data(base64Encoded: text) {
             self = .bytes(Array(data))
@@ -85,6 +102,7 @@ extension FieldValue: Codable {
         case .string(let value): try container.encode(value)
         case .bytes(let value): try container.encode(["base64": Data(value).base64EncodedString()])
         case .array(let values): try container.encode(values)
+        case .map(let entries): try container.encode(entries)
         }
     }
 }
@@ -120,6 +138,25 @@ extension FieldValue {
             }
             guard bytes.count <= capacity else { throw .valueTooLarge(path: path, field: field, capacity: capacity, size: bytes.count) }
             return .bytes(bytes)
+        case .map(let keyType, let valueType, let capacity):
+            let entries: [MapEntry]
+            switch self {
+            case .map(let given): entries = given
+            case .array(let given) where given.isEmpty: entries = []
+            default: throw refuse("expected a map ([{\"key\": …, \"value\": …}, …]), found \(self)")
+            }
+            guard entries.count <= capacity else {
+                throw .mapFull(path: path, field: field, capacity: capacity, count: entries.count)
+            }
+            var converted: [MapEntry] = []
+            converted.reserveCapacity(entries.count)
+            var seen = Set<FieldValue>()
+            for entry in entries {
+                let key = try entry.key.converted(to: keyType, field: "\(field) key", path: path)
+                guard seen.insert(key).inserted else { throw refuse("the key \(key) appears twice") }
+                converted.append(MapEntry(key: key, value: try entry.value.converted(to: valueType, field: "\(field)[\(key)]", path: path)))
+            }
+            return .map(converted.sorted { $0.key.sortsBefore($1.key) })
         }
     }
 
@@ -190,9 +227,10 @@ extension FieldValue {
         case .bytes:
             if text.hasPrefix("0x"), let bytes = FieldValue.hexBytes(String(text.dropFirst(2))) { raw = .bytes(bytes) }
             else { raw = .bytes(Array(text.utf8)) }
-        case .array:
+        case .array, .map:
             guard let decoded = try? JSONDecoder().decode(FieldValue.self, from: Data(text.utf8)) else {
-                throw .invalidValue(path: path, field: field, detail: "expected a JSON array like [1,2,3], found \(text)")
+                let example = type.isMap ? "a JSON list of entries like [{\"key\":\"a\",\"value\":1}]" : "a JSON array like [1,2,3]"
+                throw .invalidValue(path: path, field: field, detail: "expected \(example), found \(text)")
             }
             raw = decoded
         case .scalar(.bool):
@@ -214,6 +252,17 @@ extension FieldValue {
             }
         }
         return try raw.converted(to: type, field: field, path: path)
+    }
+
+    /// The order of map keys in dumps: numbers numerically, strings and bytes by their bytes.
+    func sortsBefore(_ other: FieldValue) -> Bool {
+        switch (self, other) {
+        case (.int(let a), .int(let b)): a < b
+        case (.uint(let a), .uint(let b)): a < b
+        case (.string(let a), .string(let b)): Array(a.utf8).lexicographicallyPrecedes(Array(b.utf8))
+        case (.bytes(let a), .bytes(let b)): a.lexicographicallyPrecedes(b)
+        default: description < other.description
+        }
     }
 
     static func hexBytes(_ text: String) -> [UInt8]? {

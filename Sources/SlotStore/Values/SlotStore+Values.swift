@@ -138,6 +138,19 @@ extension StoreCore {
             let bytes = locked ? variable.readLocked() : try variable.read()
             if case .string = field.type { return .string(String(decoding: bytes, as: UTF8.self)) }
             return .bytes(bytes)
+        case .map(let keyType, let valueType, _):
+            // Each entry is read consistently; under the lock, the whole map is one moment.
+            var entries: [FieldValue.MapEntry] = []
+            do {
+                try MapTable(core: self, field: field).forEach { key, value in
+                    entries.append(.init(key: MapCodec.key(from: key, type: keyType), value: MapCodec.read(type: valueType, from: value)))
+                }
+            } catch let error as SlotStoreError {
+                throw error
+            } catch {
+                throw .invalidValue(path: path, field: field.name, detail: "\(error)")
+            }
+            return .map(entries.sorted { $0.key.sortsBefore($1.key) })
         }
     }
 
@@ -162,6 +175,15 @@ extension StoreCore {
             try VariableField(core: self, layout: field).write(text.utf8)
         case (.bytes, .bytes(let bytes)):
             try VariableField(core: self, layout: field).write(bytes)
+        case (.map(let keyType, let valueType, _), .map(let entries)):
+            let table = MapTable(core: self, field: field)
+            try table.removeAll()
+            for entry in entries {
+                let key = MapCodec.keyBytes(entry.key, type: keyType)
+                try MapTable.withBytes(of: key) { keyBytes throws(SlotStoreError) in
+                    try table.set(keyBytes) { MapCodec.write(entry.value, type: valueType, to: $0) }
+                }
+            }
         default:
             throw .invalidValue(path: path, field: field.name, detail: "\(value) does not match \(field.type)")
         }

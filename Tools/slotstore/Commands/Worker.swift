@@ -22,6 +22,9 @@ enum WorkerCommand: Command {
       hold-lock PATH                       take the lock, print SLOTSTORE-HOLDING, wait to be killed
       open PATH SCHEMA-JSON                open or create, print "created" or "opened"
       demo PATH ID COUNT                   the demo's worker loop
+      map-work PATH FIELD COUNT ID         add 1 to shared keys k0…k9; insert w<ID>-<i>, remove the odd ones
+      map-set PATH FIELD KEY VALUE         one map insert or replace (string key, int64 value)
+      map-remove PATH FIELD KEY            one map removal
     """
 
     static func run(_ arguments: inout Arguments) throws -> Int32 {
@@ -123,6 +126,27 @@ enum WorkerCommand: Command {
                 Output.out("SLOTSTORE-HOLDING \(getpid())")
                 while true { pause() }
             }
+        case "map-work":
+            let store = try SlotStore(path: path)
+            let map = try store.map(try arguments.positional("field"), key: String.self, value: Int64.self)
+            let count = try number(arguments.positional("count"))
+            let id = try arguments.positional("id")
+            for index in 0..<count {
+                try map.add(1, for: "k\(index % 10)")
+                try map.set(Int64(index), for: "w\(id)-\(index)")
+                if index % 2 == 1 { try map.remove("w\(id)-\(index)") }
+            }
+            Output.out("done \(count)")
+        case "map-set":
+            let store = try SlotStore(path: path)
+            let map = try store.map(try arguments.positional("field"), key: String.self, value: Int64.self)
+            let key = try arguments.positional("key")
+            try map.set(Int64(try number(arguments.positional("value"))), for: key)
+            Output.out("done")
+        case "map-remove":
+            let store = try SlotStore(path: path)
+            let map = try store.map(try arguments.positional("field"), key: String.self, value: Int64.self)
+            Output.out(try map.remove(try arguments.positional("key")) ? "removed" : "absent")
         case "demo":
             return try DemoWorker.run(path: path, id: number(arguments.positional("id")),
                                       count: number(arguments.positional("count")))

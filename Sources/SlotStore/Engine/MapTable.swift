@@ -1,0 +1,288 @@
+import Glibc
+import Synchronization
+
+/// The engine of a map field: open addressing with linear probing over
+/// fixed-size buckets in the mapping (see `MapGeometry` for the layout).
+///
+/// Lookups take no lock: each bucket has its own seqlock, so a reader copies
+/// a key and value and accepts them only if the bucket's sequence word did
+/// not move. Writes hold the store's lock and journal the bucket (and the
+/// header words) before changing them, like every multi-word write, so a
+/// crash mid-insert or mid-remove rolls back to the previous entry. Keys never
+/// move once written: removal leaves a tombstone, and inserts reuse the first
+/// tombstone on a key's probe path.
+struct MapTable: Sendable {
+    static let empty: UInt64 = 0
+    static let full: UInt64 = 1
+    static let tombstone: UInt64 = 2
+
+    let core: StoreCore
+    let field: FieldLayout
+    let geometry: MapGeometry
+    let seed: UInt64
+    let base: MappedAddress
+    let mask: Int
+
+    init(core: StoreCore, field: FieldLayout) {
+        guard case .map(let key, let value, let capacity) = field.type else {
+            preconditionFailure("MapTable over non-map field \(field.name)")
+        }
+        self.core = core
+        self.field = field
+        self.geometry = MapGeometry(key: key, value: value, capacity: capacity)
+        self.seed = MapTable.seed(store: core.header.hashSeed, fieldIndex: field.index)
+        self.base = core.address(field.offset)
+        self.mask = geometry.bucketCount - 1
+    }
+
+    static func seed(store: UInt64, fieldIndex: Int) -> UInt64 {
+        mum(store ^ 0x2D35_8DCC_AA6C_78A5, UInt64(fieldIndex) &+ 0x8BB8_4B93_962E_ACC9)
+    }
+
+    var count: UnsafeMutablePointer<Atomic<UInt64>> { base.advanced(by: MapGeometry.countOffset).atomic(UInt64.self) }
+    var tombstones: UnsafeMutablePointer<Atomic<UInt64>> { base.advanced(by: MapGeometry.tombstonesOffset).atomic(UInt64.self) }
+    var epochWord: UnsafeMutablePointer<Atomic<UInt64>> { base.advanced(by: MapGeometry.epochOffset).atomic(UInt64.self) }
+
+    @inline(__always)
+    func bucket(_ index: Int) -> MappedAddress {
+        base.advanced(by: MapGeometry.headerBytes + index * geometry.bucketBytes)
+    }
+
+    /// A keyed, length-aware multiply-mix hash (the wyhash family's `mum`).
+    /// Seeded per store: without the seed, colliding keys can't be precomputed.
+    @inline(__always)
+    static func hash(_ key: UnsafeRawBufferPointer, seed: UInt64) -> UInt64 {
+        var state = seed ^ 0xA076_1D64_78BD_642F
+        var index = 0
+        let count = key.count
+        while index + 8 <= count {
+            state = mum(state ^ key.loadUnaligned(fromByteOffset: index, as: UInt64.self), 0xE703_7ED1_A0B4_28DB)
+            index += 8
+        }
+        var tail: UInt64 = 0
+        var shift: UInt64 = 0
+        while index < count {
+            tail |= UInt64(key[index]) << shift
+            shift += 8
+            index += 1
+        }
+        state = mum(state ^ tail ^ UInt64(count), 0x8EBC_6AF0_9C88_C6E3)
+        return mum(state, 0x5899_65CC_7537_4CC3 ^ seed)
+    }
+
+    @inline(__always)
+    static func mum(_ a: UInt64, _ b: UInt64) -> UInt64 {
+        let product = a.multipliedFullWidth(by: b)
+        return product.high ^ product.low
+    }
+
+    @inline(__always)
+    static func meta(state: UInt64, keyLength: Int, epoch: UInt64) -> UInt64 {
+        state | UInt64(keyLength) << 8 | (epoch & 0xFFFF_FFFF) << 32
+    }
+
+    /// The current epoch (buckets of other epochs are empty).
+    @inline(__always)
+    var epoch: UInt64 { epochWord.pointee.load(ordering: .acquiring) & 0xFFFF_FFFF }
+
+    @inline(__always)
+    func keyMatches(_ bucket: MappedAddress, _ key: UnsafeRawBufferPointer) -> Bool {
+        key.count == 0 || memcmp(bucket.pointer + MapGeometry.bucketPrefixBytes, key.baseAddress!, key.count) == 0
+    }
+
+    /// Lends the bytes of `key` with typed throws (Array's own `withUnsafeBytes` rethrows untyped).
+    @inline(__always)
+    static func withBytes<R>(of key: [UInt8], _ body: (UnsafeRawBufferPointer) throws(SlotStoreError) -> R) throws(SlotStoreError) -> R {
+        try key.withUnsafeBytes { bytes in Result { () throws(SlotStoreError) in try body(bytes) } }.get()
+    }
+
+    // MARK: Lock-free reads
+
+    /// Finds `key` and calls `read` on its value's address while the bucket is stable.
+    func lookup<R>(_ key: UnsafeRawBufferPointer, _ read: (MappedAddress) -> R) throws(SlotStoreError) -> R? {
+        let home = Int(truncatingIfNeeded: MapTable.hash(key, seed: seed)) & mask
+        var attempts = 0
+        search: while true {
+            let epoch = self.epoch
+            var index = home
+            for _ in 0..<geometry.bucketCount {
+                let bucket = self.bucket(index)
+                let sequence = bucket.atomic(UInt64.self)
+                while true {
+                    let before = sequence.pointee.load(ordering: .acquiring)
+                    if before & 1 == 1 {
+                        attempts += 1
+                        if attempts > 64 { sched_yield() }
+                        if attempts > 4096 { try core.settleStalledWriter(); attempts = 0 }
+                        continue
+                    }
+                    let meta = bucket.advanced(by: 8).atomic(UInt64.self).pointee.load(ordering: .relaxed)
+                    let state = meta & 3
+                    let live = meta >> 32 == epoch
+                    if !live || state == MapTable.empty {
+                        atomicMemoryFence(ordering: .acquiring)
+                        guard sequence.pointee.load(ordering: .relaxed) == before else { continue }
+                        // Recheck the epoch: a removeAll during the probe restarts it.
+                        if self.epoch != epoch { continue search }
+                        return nil
+                    }
+                    if state == MapTable.full && Int((meta >> 8) & 0xFF_FFFF) == key.count && keyMatches(bucket, key) {
+                        let result = read(bucket.advanced(by: MapGeometry.bucketPrefixBytes + geometry.keyBytes))
+                        atomicMemoryFence(ordering: .acquiring)
+                        guard sequence.pointee.load(ordering: .relaxed) == before else { continue }
+                        return result
+                    }
+                    atomicMemoryFence(ordering: .acquiring)
+                    guard sequence.pointee.load(ordering: .relaxed) == before else { continue }
+                    break
+                }
+                index = (index + 1) & mask
+            }
+            if self.epoch != epoch { continue search }
+            return nil
+        }
+    }
+
+    /// Calls `body` with each live entry's key bytes and value address, each read consistently.
+    func forEach(_ body: (UnsafeRawBufferPointer, MappedAddress) throws -> Void) throws {
+        let epoch = self.epoch
+        var keyBuffer = [UInt8](repeating: 0, count: geometry.keyBytes)
+        for index in 0..<geometry.bucketCount {
+            let bucket = self.bucket(index)
+            let sequence = bucket.atomic(UInt64.self)
+            var attempts = 0
+            while true {
+                let before = sequence.pointee.load(ordering: .acquiring)
+                if before & 1 == 1 {
+                    attempts += 1
+                    if attempts > 64 { sched_yield() }
+                    if attempts > 4096 { try core.settleStalledWriter(); attempts = 0 }
+                    continue
+                }
+                let meta = bucket.advanced(by: 8).atomic(UInt64.self).pointee.load(ordering: .relaxed)
+                guard meta & 3 == MapTable.full, meta >> 32 == epoch else { break }
+                let length = min(Int((meta >> 8) & 0xFF_FFFF), geometry.keyCapacity)
+                keyBuffer.withUnsafeMutableBytes { destination in
+                    bucket.advanced(by: MapGeometry.bucketPrefixBytes).copyBytes(to: destination.baseAddress!, count: length)
+                }
+                var copied: [UInt8]? = nil
+                let value = bucket.advanced(by: MapGeometry.bucketPrefixBytes + geometry.keyBytes)
+                // Copy the value bytes too, so `body` works on a stable image.
+                copied = value.bytes(count: geometry.valueBytes)
+                atomicMemoryFence(ordering: .acquiring)
+                guard sequence.pointee.load(ordering: .relaxed) == before else { continue }
+                try copied!.withUnsafeMutableBytes { image in
+                    try keyBuffer.withUnsafeBytes { keyBytes in
+                        try body(UnsafeRawBufferPointer(rebasing: keyBytes[0..<length]), MappedAddress(image.baseAddress!))
+                    }
+                }
+                break
+            }
+        }
+    }
+
+    // MARK: Locked writes (call with the store's lock held)
+
+    /// The bucket holding `key`, and the bucket an insert of it would use.
+    func locate(_ key: UnsafeRawBufferPointer) -> (found: Int?, insertAt: Int?) {
+        let epoch = self.epoch
+        var index = Int(truncatingIfNeeded: MapTable.hash(key, seed: seed)) & mask
+        var firstFree: Int?
+        for _ in 0..<geometry.bucketCount {
+            let bucket = self.bucket(index)
+            let meta = bucket.advanced(by: 8).atomic(UInt64.self).pointee.load(ordering: .relaxed)
+            let state = meta & 3
+            if meta >> 32 != epoch || state == MapTable.empty { return (nil, firstFree ?? index) }
+            if state == MapTable.tombstone {
+                if firstFree == nil { firstFree = index }
+            } else if Int((meta >> 8) & 0xFF_FFFF) == key.count && keyMatches(bucket, key) {
+                return (index, nil)
+            }
+            index = (index + 1) & mask
+        }
+        return (nil, firstFree)
+    }
+
+    private func journalHeader() throws(SlotStoreError) {
+        try core.recordUndo(offset: field.offset, length: 24, sequenceOffset: 0)
+    }
+
+    private func journalBucket(_ index: Int) throws(SlotStoreError) {
+        let offset = field.offset + MapGeometry.headerBytes + index * geometry.bucketBytes
+        try core.recordUndo(offset: offset + 8, length: geometry.bucketBytes - 8, sequenceOffset: offset)
+    }
+
+    /// Inserts or replaces; `writeValue` fills the value area. Returns whether it inserted.
+    @discardableResult
+    func set(_ key: UnsafeRawBufferPointer, _ writeValue: (MappedAddress) -> Void) throws(SlotStoreError) -> Bool {
+        let (found, insertAt) = locate(key)
+        if let found {
+            try journalBucket(found)
+            let bucket = self.bucket(found)
+            let sequence = beginWrite(bucket)
+            writeValue(bucket.advanced(by: MapGeometry.bucketPrefixBytes + geometry.keyBytes))
+            FaultInjection.reach(.midWrite)
+            core.endSeqlockWrite(sequence)
+            FaultInjection.reach(.afterWrite)
+            return false
+        }
+        let live = Int(count.pointee.load(ordering: .relaxed))
+        guard live < geometry.capacity, let target = insertAt else {
+            throw .mapFull(path: core.path, field: field.name, capacity: geometry.capacity, count: live)
+        }
+        try journalHeader()
+        try journalBucket(target)
+        let bucket = self.bucket(target)
+        let oldMeta = bucket.advanced(by: 8).atomic(UInt64.self).pointee.load(ordering: .relaxed)
+        let reusesTombstone = oldMeta & 3 == MapTable.tombstone && oldMeta >> 32 == epoch
+        let sequence = beginWrite(bucket)
+        key.withMemoryRebound(to: UInt8.self) { bytes in
+            if let source = bytes.baseAddress { bucket.advanced(by: MapGeometry.bucketPrefixBytes).copyBytes(from: source, count: bytes.count) }
+        }
+        writeValue(bucket.advanced(by: MapGeometry.bucketPrefixBytes + geometry.keyBytes))
+        FaultInjection.reach(.midWrite)
+        bucket.advanced(by: 8).atomic(UInt64.self).pointee.store(
+            MapTable.meta(state: MapTable.full, keyLength: key.count, epoch: epoch), ordering: .relaxed)
+        core.endSeqlockWrite(sequence)
+        count.pointee.store(UInt64(live + 1), ordering: .relaxed)
+        if reusesTombstone {
+            tombstones.pointee.store(tombstones.pointee.load(ordering: .relaxed) &- 1, ordering: .relaxed)
+        }
+        FaultInjection.reach(.afterWrite)
+        return true
+    }
+
+    /// Removes `key`, leaving a tombstone. Returns whether it was present.
+    func remove(_ key: UnsafeRawBufferPointer) throws(SlotStoreError) -> Bool {
+        guard let found = locate(key).found else { return false }
+        try journalHeader()
+        try journalBucket(found)
+        let bucket = self.bucket(found)
+        let sequence = beginWrite(bucket)
+        bucket.advanced(by: 8).atomic(UInt64.self).pointee.store(
+            MapTable.meta(state: MapTable.tombstone, keyLength: 0, epoch: epoch), ordering: .relaxed)
+        FaultInjection.reach(.midWrite)
+        core.endSeqlockWrite(sequence)
+        count.pointee.store(count.pointee.load(ordering: .relaxed) &- 1, ordering: .relaxed)
+        tombstones.pointee.store(tombstones.pointee.load(ordering: .relaxed) &+ 1, ordering: .relaxed)
+        FaultInjection.reach(.afterWrite)
+        return true
+    }
+
+    /// Empties the map in one journaled header write: every bucket of the old epoch becomes empty.
+    func removeAll() throws(SlotStoreError) {
+        try journalHeader()
+        count.pointee.store(0, ordering: .relaxed)
+        tombstones.pointee.store(0, ordering: .relaxed)
+        epochWord.pointee.store((epoch &+ 1) & 0xFFFF_FFFF, ordering: .releasing)
+        FaultInjection.reach(.afterWrite)
+    }
+
+    @inline(__always)
+    private func beginWrite(_ bucket: MappedAddress) -> UnsafeMutablePointer<Atomic<UInt64>> {
+        let sequence = bucket.atomic(UInt64.self)
+        sequence.pointee.store(sequence.pointee.load(ordering: .relaxed) | 1, ordering: .relaxed)
+        atomicMemoryFence(ordering: .releasing)
+        return sequence
+    }
+}

@@ -1,0 +1,171 @@
+/// A handle to a map field: a hash map of at most `capacity` entries in the file.
+///
+/// ```swift
+/// let hits = try store.map("hits", key: String.self, value: Int64.self)
+/// try hits.add(1, for: "/index.html")      // inserts 0 first when missing
+/// let count = try hits.get("/index.html")  // lock-free, never torn
+/// ```
+///
+/// Lookups take no lock and never see a torn entry. Inserts, replacements
+/// and removals take the store's lock and are journaled, so a process killed
+/// in the middle of one leaves the map as it was before it. Removal leaves a
+/// tombstone that a later insert on the same probe path reuses.
+public struct MapField<Key: SlotMapKey, Value: SlotMapValue>: Sendable {
+    let table: MapTable
+
+    init(table: MapTable) { self.table = table }
+
+    /// The field's name.
+    public var name: String { table.field.name }
+    /// The most entries the map holds.
+    public var capacity: Int { table.geometry.capacity }
+    /// The number of entries now.
+    public var count: Int { Int(table.count.pointee.load(ordering: .acquiring)) }
+
+    private var core: StoreCore { table.core }
+    private var keyType: FieldType { table.geometry.key }
+    private var valueType: FieldType { table.geometry.value }
+
+    /// Lends the key's bytes, refusing a key longer than the key capacity.
+    func withKey<R>(_ key: Key, _ body: (UnsafeRawBufferPointer) throws(SlotStoreError) -> R) throws(SlotStoreError) -> R {
+        try key._withKeyBytes { bytes throws(SlotStoreError) in
+            guard bytes.count <= table.geometry.keyCapacity else {
+                throw .valueTooLarge(path: core.path, field: "\(name) key", capacity: table.geometry.keyCapacity, size: bytes.count)
+            }
+            return try body(bytes)
+        }
+    }
+
+    func checkValue(_ value: Value) throws(SlotStoreError) {
+        if let size = value._excessSize(for: valueType) {
+            if case .array(_, let count) = valueType {
+                throw .invalidValue(path: core.path, field: name, detail: "expected exactly \(count) elements, found \(size)")
+            }
+            var capacity = 0
+            if case .string(let limit) = valueType { capacity = limit }
+            if case .bytes(let limit) = valueType { capacity = limit }
+            throw .valueTooLarge(path: core.path, field: "\(name) value", capacity: capacity, size: size)
+        }
+    }
+
+    /// The value for `key`, or nil when the map has no such key.
+    public func get(_ key: Key) throws(SlotStoreError) -> Value? {
+        try withKey(key) { bytes throws(SlotStoreError) in
+            try table.lookup(bytes) { Value._read(from: $0.pointer, type: valueType) }
+        }
+    }
+
+    /// Whether the map has `key`.
+    public func contains(_ key: Key) throws(SlotStoreError) -> Bool {
+        try withKey(key) { bytes throws(SlotStoreError) in try table.lookup(bytes) { _ in true } ?? false }
+    }
+
+    /// Inserts `value` for `key`, or replaces the value already there.
+    ///
+    /// - Throws: ``SlotStoreError/mapFull(path:field:capacity:count:)`` when
+    ///   inserting into a full map; the map is then unchanged.
+    public func set(_ value: Value, for key: Key) throws(SlotStoreError) {
+        try checkValue(value)
+        try core.transaction { () throws(SlotStoreError) in try setLocked(value, for: key) }
+    }
+
+    /// Removes `key`; returns whether it was there.
+    @discardableResult
+    public func remove(_ key: Key) throws(SlotStoreError) -> Bool {
+        try core.transaction { () throws(SlotStoreError) in try removeLocked(key) }
+    }
+
+    /// Removes every entry, in one journaled step.
+    public func removeAll() throws(SlotStoreError) {
+        try core.transaction { () throws(SlotStoreError) in try table.removeAll() }
+    }
+
+    /// Calls `body` for every entry; each entry is read consistently, and the
+    /// entries are those present at some moment during the iteration.
+    public func forEach(_ body: (Key, Value) throws -> Void) throws {
+        try table.forEach { key, value in
+            try body(Key(_keyBytes: key), Value._read(from: value.pointer, type: valueType))
+        }
+    }
+
+    /// Every entry, in bucket order.
+    public func entries() throws -> [(key: Key, value: Value)] {
+        var result: [(key: Key, value: Value)] = []
+        try forEach { result.append(($0, $1)) }
+        return result
+    }
+
+    func getLocked(_ key: Key) throws(SlotStoreError) -> Value? {
+        try withKey(key) { bytes throws(SlotStoreError) in
+            guard let index = table.locate(bytes).found else { return nil }
+            return Value._read(from: table.bucket(index).pointer + MapGeometry.bucketPrefixBytes + table.geometry.keyBytes, type: valueType)
+        }
+    }
+
+    func setLocked(_ value: Value, for key: Key) throws(SlotStoreError) {
+        try checkValue(value)
+        try withKey(key) { bytes throws(SlotStoreError) in
+            _ = try table.set(bytes) { value._write(to: $0.pointer, type: valueType) }
+        }
+    }
+
+    func removeLocked(_ key: Key) throws(SlotStoreError) -> Bool {
+        try withKey(key) { bytes throws(SlotStoreError) in try table.remove(bytes) }
+    }
+}
+
+extension MapField where Value: SlotInteger {
+    /// Adds `delta` (wrapping) to the value for `key`, inserting `0` first when
+    /// the key is missing, and returns the new value. Atomic: it holds the lock.
+    @discardableResult
+    public func add(_ delta: Value, for key: Key) throws(SlotStoreError) -> Value {
+        try core.transaction { () throws(SlotStoreError) in try addLocked(delta, for: key) }
+    }
+
+    func addLocked(_ delta: Value, for key: Key) throws(SlotStoreError) -> Value {
+        let next = (try getLocked(key) ?? 0) &+ delta
+        try setLocked(next, for: key)
+        return next
+    }
+}
+
+extension SlotStore {
+    /// The handle of map field `name`, whose key and value types must match `Key` and `Value`.
+    public func map<Key: SlotMapKey, Value: SlotMapValue>(_ name: String, key: Key.Type = Key.self,
+                                                          value: Value.Type = Value.self) throws(SlotStoreError) -> MapField<Key, Value> {
+        let field = try core.field(named: name)
+        guard case .map(let keyType, let valueType, _) = field.type, Key._isCompatibleKey(with: keyType),
+              Value._isCompatible(with: valueType) else {
+            throw .wrongFieldType(path: path, name: name, expected: "map<\(Key.self), \(Value.self)>", found: field.type.description)
+        }
+        return MapField(table: MapTable(core: core, field: field))
+    }
+}
+
+extension Transaction {
+    /// The value for `key` in a map, read under the transaction's lock.
+    public func load<Key, Value>(_ key: Key, from map: MapField<Key, Value>) throws(SlotStoreError) -> Value? {
+        precondition(map.table.core === core, "map \"\(map.name)\" belongs to another store than this transaction")
+        return try map.getLocked(key)
+    }
+
+    /// Inserts or replaces `key`'s value in a map, as part of the transaction.
+    public func store<Key, Value>(_ value: Value, for key: Key, in map: MapField<Key, Value>) throws(SlotStoreError) {
+        precondition(map.table.core === core, "map \"\(map.name)\" belongs to another store than this transaction")
+        try map.setLocked(value, for: key)
+    }
+
+    /// Removes `key` from a map, as part of the transaction; returns whether it was there.
+    @discardableResult
+    public func remove<Key, Value>(_ key: Key, from map: MapField<Key, Value>) throws(SlotStoreError) -> Bool {
+        precondition(map.table.core === core, "map \"\(map.name)\" belongs to another store than this transaction")
+        return try map.removeLocked(key)
+    }
+
+    /// Adds `delta` to `key`'s integer value in a map (inserting 0 first), as part of the transaction.
+    @discardableResult
+    public func add<Key, Value: SlotInteger>(_ delta: Value, for key: Key, in map: MapField<Key, Value>) throws(SlotStoreError) -> Value {
+        precondition(map.table.core === core, "map \"\(map.name)\" belongs to another store than this transaction")
+        return try map.addLocked(delta, for: key)
+    }
+}

@@ -1,0 +1,174 @@
+/// A Swift type that can be a map key: `String` (a `string` key), `[UInt8]`
+/// (a `bytes` key) or an integer type (an integer key of that type).
+public protocol SlotMapKey: Sendable, Hashable {
+    /// Whether keys of the schema's `type` are this Swift type. Implementation detail.
+    static func _isCompatibleKey(with type: FieldType) -> Bool
+    /// Lends the key's stored bytes. Implementation detail.
+    func _withKeyBytes<R>(_ body: (UnsafeRawBufferPointer) throws(SlotStoreError) -> R) throws(SlotStoreError) -> R
+    /// Rebuilds a key from its stored bytes. Implementation detail.
+    init(_keyBytes bytes: UnsafeRawBufferPointer)
+}
+
+/// A Swift type that can be a map value: any ``SlotScalar`` (a scalar value),
+/// `String` (a `string` value), and `[Element]` for an array value, or for a
+/// `bytes` value when `Element` is `UInt8`.
+public protocol SlotMapValue: Sendable {
+    /// Whether values of the schema's `type` are this Swift type. Implementation detail.
+    static func _isCompatible(with type: FieldType) -> Bool
+    /// The value's size in bytes when it exceeds what `type` holds, else nil. Implementation detail.
+    func _excessSize(for type: FieldType) -> Int?
+    /// Writes the value into a bucket's value area. Implementation detail.
+    func _write(to area: UnsafeMutableRawPointer, type: FieldType)
+    /// Reads a value from a bucket's value area. Implementation detail.
+    static func _read(from area: UnsafeRawPointer, type: FieldType) -> Self
+}
+
+extension String: SlotMapKey, SlotMapValue {
+    /// `string` keys.
+    public static func _isCompatibleKey(with type: FieldType) -> Bool { _isCompatible(with: type) }
+    /// `string` values.
+    public static func _isCompatible(with type: FieldType) -> Bool {
+        if case .string = type { return true }
+        return false
+    }
+    /// The UTF-8 bytes.
+    public func _withKeyBytes<R>(_ body: (UnsafeRawBufferPointer) throws(SlotStoreError) -> R) throws(SlotStoreError) -> R {
+        if let result = utf8.withContiguousStorageIfAvailable({ bytes in
+            Result { () throws(SlotStoreError) in try body(UnsafeRawBufferPointer(bytes)) }
+        }) {
+            return try result.get()
+        }
+        return try MapTable.withBytes(of: Array(utf8), body)
+    }
+    /// Decodes UTF-8, repairing invalid bytes.
+    public init(_keyBytes bytes: UnsafeRawBufferPointer) { self = String(decoding: bytes, as: UTF8.self) }
+    /// The UTF-8 length when over capacity.
+    public func _excessSize(for type: FieldType) -> Int? {
+        guard case .string(let capacity) = type, utf8.count > capacity else { return nil }
+        return utf8.count
+    }
+    /// Length, then bytes.
+    public func _write(to area: UnsafeMutableRawPointer, type: FieldType) {
+        var copy = self
+        copy.withUTF8 { bytes in MapCodecRaw.writeVariable(UnsafeRawBufferPointer(bytes), to: area) }
+    }
+    /// Length, then bytes.
+    public static func _read(from area: UnsafeRawPointer, type: FieldType) -> String {
+        MapCodecRaw.readVariable(from: area, type: type) { String(decoding: $0, as: UTF8.self) }
+    }
+}
+
+extension Array: SlotMapKey where Element == UInt8 {
+    /// `bytes` keys.
+    public static func _isCompatibleKey(with type: FieldType) -> Bool {
+        if case .bytes = type { return true }
+        return false
+    }
+    /// The bytes themselves.
+    public func _withKeyBytes<R>(_ body: (UnsafeRawBufferPointer) throws(SlotStoreError) -> R) throws(SlotStoreError) -> R {
+        try MapTable.withBytes(of: self, body)
+    }
+    /// A copy of the bytes.
+    public init(_keyBytes bytes: UnsafeRawBufferPointer) { self = Array(bytes) }
+}
+
+extension Array: SlotMapValue where Element: SlotScalar {
+    /// `array` values of `Element`, and `bytes` values for `[UInt8]`.
+    public static func _isCompatible(with type: FieldType) -> Bool {
+        switch type {
+        case .array(let element, _): return element == Element.scalarType
+        case .bytes: return Element.self == UInt8.self
+        default: return false
+        }
+    }
+    /// For arrays, any count other than the field's; for bytes, a length over capacity.
+    public func _excessSize(for type: FieldType) -> Int? {
+        switch type {
+        case .array(_, let count): return self.count == count ? nil : self.count
+        case .bytes(let capacity): return self.count > capacity ? self.count : nil
+        default: return nil
+        }
+    }
+    /// Elements at their width, or length and bytes.
+    public func _write(to area: UnsafeMutableRawPointer, type: FieldType) {
+        if case .bytes = type {
+            withUnsafeBytes { MapCodecRaw.writeVariable($0, to: area) }
+            return
+        }
+        let address = MappedAddress(area)
+        for (index, element) in enumerated() {
+            address.advanced(by: index * Element.scalarType.byteWidth).storeBits(element._slotBits, width: Element.scalarType.byteWidth)
+        }
+    }
+    /// Elements at their width, or length and bytes.
+    public static func _read(from area: UnsafeRawPointer, type: FieldType) -> [Element] {
+        if case .bytes = type {
+            return MapCodecRaw.readVariable(from: area, type: type) { bytes in bytes.map { Element(_slotBits: UInt64($0)) } }
+        }
+        guard case .array(_, let count) = type else { return [] }
+        let address = MappedAddress(UnsafeMutableRawPointer(mutating: area))
+        return (0..<count).map { Element(_slotBits: address.advanced(by: $0 * Element.scalarType.byteWidth).loadBits(width: Element.scalarType.byteWidth)) }
+    }
+}
+
+extension SlotMapKey where Self: SlotInteger {
+    /// Integer keys of this type.
+    public static func _isCompatibleKey(with type: FieldType) -> Bool { type == .scalar(Self.scalarType) }
+    /// The integer's bits as 8 little-endian bytes.
+    @inlinable
+    public func _withKeyBytes<R>(_ body: (UnsafeRawBufferPointer) throws(SlotStoreError) -> R) throws(SlotStoreError) -> R {
+        let bits = _slotBits.littleEndian
+        return try withUnsafeBytes(of: bits) { bytes in Result { () throws(SlotStoreError) in try body(bytes) } }.get()
+    }
+    /// From 8 little-endian bytes.
+    public init(_keyBytes bytes: UnsafeRawBufferPointer) {
+        var bits: UInt64 = 0
+        for index in 0..<Swift.min(8, bytes.count) { bits |= UInt64(bytes[index]) << (8 * UInt64(index)) }
+        self.init(_slotBits: bits)
+    }
+}
+
+extension SlotMapValue where Self: SlotScalar {
+    /// Scalar values of this type.
+    public static func _isCompatible(with type: FieldType) -> Bool { type == .scalar(Self.scalarType) }
+    /// Always fits.
+    public func _excessSize(for type: FieldType) -> Int? { nil }
+    /// One atomic 8-byte word.
+    public func _write(to area: UnsafeMutableRawPointer, type: FieldType) {
+        MappedAddress(area).storeBits(_slotBits, width: 8)
+    }
+    /// One atomic load of the type's width.
+    public static func _read(from area: UnsafeRawPointer, type: FieldType) -> Self {
+        Self(_slotBits: MappedAddress(UnsafeMutableRawPointer(mutating: area)).loadBits(width: Self.scalarType.byteWidth))
+    }
+}
+
+extension Int8: SlotMapKey, SlotMapValue {}
+extension Int16: SlotMapKey, SlotMapValue {}
+extension Int32: SlotMapKey, SlotMapValue {}
+extension Int64: SlotMapKey, SlotMapValue {}
+extension UInt8: SlotMapKey, SlotMapValue {}
+extension UInt16: SlotMapKey, SlotMapValue {}
+extension UInt32: SlotMapKey, SlotMapValue {}
+extension UInt64: SlotMapKey, SlotMapValue {}
+extension Float: SlotMapValue {}
+extension Double: SlotMapValue {}
+extension Bool: SlotMapValue {}
+
+/// Length-prefixed byte areas inside map buckets.
+enum MapCodecRaw {
+    static func writeVariable(_ bytes: UnsafeRawBufferPointer, to area: UnsafeMutableRawPointer) {
+        MappedAddress(area).atomic(UInt64.self).pointee.store(UInt64(bytes.count), ordering: .relaxed)
+        if let base = bytes.baseAddress { (area + 8).copyMemory(from: base, byteCount: bytes.count) }
+    }
+
+    static func readVariable<R>(from area: UnsafeRawPointer, type: FieldType, _ make: (UnsafeRawBufferPointer) -> R) -> R {
+        let capacity: Int
+        switch type {
+        case .string(let value), .bytes(let value): capacity = value
+        default: capacity = 0
+        }
+        let length = Int(min(MappedAddress(UnsafeMutableRawPointer(mutating: area)).atomic(UInt64.self).pointee.load(ordering: .relaxed), UInt64(capacity)))
+        return make(UnsafeRawBufferPointer(start: area + 8, count: length))
+    }
+}

@@ -1,0 +1,243 @@
+import Foundation
+import Glibc
+import Testing
+@testable import SlotStore
+
+@Suite("Maps")
+struct MapTests {
+    let directory = TemporaryDirectory()
+
+    static let schema = Schema(version: 1, fields: [
+        .int64("before"),
+        .map("sessions", key: .string(capacity: 32), value: .scalar(.int64), capacity: 1000),
+        .map("names", key: .scalar(.uint32), value: .string(capacity: 24), capacity: 64),
+        .map("blobs", key: .bytes(capacity: 8), value: .array(of: .int16, count: 3), capacity: 16),
+        .int64("after"),
+    ])
+
+    /// A small seeded generator so a failing sequence can be replayed.
+    struct Generator: RandomNumberGenerator {
+        var state: UInt64
+        mutating func next() -> UInt64 {
+            state &+= 0x9E37_79B9_7F4A_7C15
+            var z = state
+            z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
+            z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
+            return z ^ (z >> 31)
+        }
+    }
+
+    @Test("a map behaves like a Dictionary over seeded random operations", arguments: [1, 2, 3, 4, 5] as [UInt64])
+    func matchesDictionaryModel(seed: UInt64) throws {
+        let store = try SlotStore(path: directory.file("model-\(seed).slots"), schema: Self.schema)
+        let map = try store.map("sessions", key: String.self, value: Int64.self)
+        var model: [String: Int64] = [:]
+        var random = Generator(state: seed)
+        // Few distinct keys, so inserts, replaces, removes and tombstone reuse all happen often.
+        let keys = (0..<300).map { "key-\($0)-" + String(repeating: "x", count: $0 % 20) }
+        for step in 0..<5000 {
+            let key = keys[Int(random.next() % UInt64(keys.count))]
+            switch random.next() % 10 {
+            case 0, 1, 2:
+                let value = Int64(bitPattern: random.next())
+                try map.set(value, for: key)
+                model[key] = value
+            case 3, 4:
+                #expect(try map.remove(key) == (model.removeValue(forKey: key) != nil), "step \(step)")
+            case 5, 6:
+                let delta = Int64(random.next() % 1000) - 500
+                let expected = (model[key] ?? 0) &+ delta
+                #expect(try map.add(delta, for: key) == expected, "step \(step)")
+                model[key] = expected
+            case 7:
+                #expect(try map.contains(key) == (model[key] != nil), "step \(step)")
+            default:
+                #expect(try map.get(key) == model[key], "step \(step)")
+            }
+            if step % 1000 == 999 {
+                #expect(map.count == model.count)
+                let entries = try map.entries()
+                #expect(Dictionary(uniqueKeysWithValues: entries.map { ($0.key, $0.value) }) == model)
+            }
+        }
+        #expect(try SlotStore.verify(at: store.path).ok)
+        try map.removeAll()
+        #expect(map.count == 0)
+        #expect(try map.get(keys[0]) == nil)
+        #expect(try map.entries().isEmpty)
+        try map.set(7, for: keys[0])
+        #expect(try map.get(keys[0]) == 7)
+        #expect(try SlotStore.verify(at: store.path).ok)
+    }
+
+    @Test("integer keys with string values, and bytes keys with array values")
+    func otherKeyAndValueTypes() throws {
+        let store = try SlotStore(path: directory.file("types.slots"), schema: Self.schema)
+        let names = try store.map("names", key: UInt32.self, value: String.self)
+        try names.set("zero", for: 0)
+        try names.set("max", for: .max)
+        #expect(try names.get(.max) == "max")
+        #expect(try names.get(0) == "zero")
+        #expect(try names.get(5) == nil)
+        #expect(throws: SlotStoreError.valueTooLarge(path: store.path, field: "names value", capacity: 24, size: 25)) {
+            try names.set(String(repeating: "a", count: 25), for: 1)
+        }
+        let blobs = try store.map("blobs", key: [UInt8].self, value: [Int16].self)
+        try blobs.set([1, -2, 3], for: [0, 1])
+        #expect(try blobs.get([0, 1]) == [1, -2, 3])
+        #expect(throws: SlotStoreError.self) { try blobs.set([1], for: [9]) }
+        #expect(throws: SlotStoreError.valueTooLarge(path: store.path, field: "blobs key", capacity: 8, size: 9)) {
+            try blobs.set([1, 2, 3], for: Array(repeating: 1, count: 9))
+        }
+        #expect(throws: SlotStoreError.self) { _ = try store.map("names", key: String.self, value: String.self) }
+        // Neighbouring fields are untouched by map writes.
+        #expect(try store.scalar("before", as: Int64.self).load() == 0)
+        #expect(try store.scalar("after", as: Int64.self).load() == 0)
+    }
+
+    @Test("inserting into a full map throws, naming field, capacity and count, and changes nothing")
+    func full() throws {
+        let store = try SlotStore(path: directory.file("full.slots"), schema: Self.schema)
+        let blobs = try store.map("blobs", key: [UInt8].self, value: [Int16].self)
+        for index in 0..<16 { try blobs.set([Int16(index), 0, 0], for: [UInt8(index)]) }
+        #expect(throws: SlotStoreError.mapFull(path: store.path, field: "blobs", capacity: 16, count: 16)) {
+            try blobs.set([0, 0, 0], for: [99])
+        }
+        try blobs.set([5, 5, 5], for: [3])  // replacing still works
+        #expect(blobs.count == 16)
+        #expect(try blobs.remove([3]))
+        try blobs.set([0, 0, 0], for: [99])
+        #expect(try blobs.get([99]) == [0, 0, 0])
+    }
+
+    @Test("a transaction over map entries and scalars is all or nothing")
+    func transactions() throws {
+        struct Refused: Error {}
+        let store = try SlotStore(path: directory.file("tx.slots"), schema: Self.schema)
+        let sessions = try store.map("sessions", key: String.self, value: Int64.self)
+        try sessions.set(10, for: "a")
+        #expect(throws: Refused.self) {
+            try store.transaction { tx in
+                try tx.add(5, for: "a", in: sessions)
+                try tx.store(1, for: "b", in: sessions)
+                try tx.remove("a", from: sessions)
+                throw Refused()
+            }
+        }
+        #expect(try sessions.get("a") == 10)
+        #expect(try sessions.get("b") == nil)
+        #expect(sessions.count == 1)
+        try store.transaction { tx in
+            try tx.add(5, for: "a", in: sessions)
+            try tx.store(1, for: "b", in: sessions)
+        }
+        #expect(try sessions.get("a") == 15 && sessions.get("b") == 1)
+        #expect(try SlotStore.verify(at: store.path).ok)
+    }
+
+    @Test("maps dump and load through FieldValue in key order")
+    func dynamicValues() throws {
+        let store = try SlotStore(path: directory.file("dyn.slots"), schema: Self.schema)
+        let sessions = try store.map("sessions", key: String.self, value: Int64.self)
+        try sessions.set(2, for: "b")
+        try sessions.set(1, for: "a")
+        let value = try store.value(of: "sessions")
+        #expect(value == .map([.init(key: .string("a"), value: .int(1)), .init(key: .string("b"), value: .int(2))]))
+        let copy = try SlotStore(path: directory.file("dyn-copy.slots"), schema: Self.schema)
+        try copy.setValues(try store.values())
+        #expect(try copy.values() == store.values())
+        #expect(throws: SlotStoreError.self) {
+            try copy.setValue(.map([.init(key: .string("a"), value: .int(1)), .init(key: .string("a"), value: .int(2))]), for: "sessions")
+        }
+        let inspection = try SlotStore.inspect(at: store.path)
+        let statistics = try #require(inspection.fields.first { $0.name == "sessions" }?.map)
+        #expect(statistics.count == 2 && statistics.capacity == 1000 && statistics.buckets == 2048)
+        #expect(statistics.longestProbe >= 1)
+    }
+
+    @Test("get and set stay O(1) at 75% load: a full 1,000-entry map finds every key within a short probe")
+    func probeLengths() throws {
+        let store = try SlotStore(path: directory.file("probe.slots"), schema: Self.schema)
+        let sessions = try store.map("sessions", key: String.self, value: Int64.self)
+        for index in 0..<1000 { try sessions.set(Int64(index), for: "session-\(index)") }
+        for index in 0..<1000 { #expect(try sessions.get("session-\(index)") == Int64(index)) }
+        let statistics = try #require(SlotStore.inspect(at: store.path).fields.first { $0.name == "sessions" }?.map)
+        #expect(statistics.count == 1000)
+        #expect(statistics.longestProbe < 40, "longest probe \(statistics.longestProbe)")
+        #expect(try SlotStore.verify(at: store.path).ok)
+    }
+
+    @Test("verify finds a map whose count or reachability was damaged")
+    func verifyCatchesDamage() throws {
+        let path = directory.file("damaged.slots")
+        let store = try SlotStore(path: path, schema: Self.schema)
+        let sessions = try store.map("sessions", key: String.self, value: Int64.self)
+        for index in 0..<50 { try sessions.set(1, for: "k\(index)") }
+        let field = try #require(store.core.layout.field(named: "sessions"))
+        store.close()
+        var count = [UInt8](repeating: 0, count: 8)
+        count.setLittleEndian(UInt64(49), at: 0)
+        patchFile(path, at: field.offset + MapGeometry.countOffset, count)
+        let report = try SlotStore.verify(at: path)
+        #expect(report.findings.contains { $0.code == "map-count" })
+    }
+}
+
+@Suite("Maps across processes")
+struct MapProcessTests {
+    let directory = TemporaryDirectory()
+
+    @Test("3 processes inserting, removing and incrementing end with exact contents")
+    func concurrentWork() throws {
+        let path = directory.file("shared-map.slots")
+        let store = try SlotStore(path: path, schema: MapTests.schema)
+        let sessions = try store.map("sessions", key: String.self, value: Int64.self)
+        let workers = try (0..<3).map { try Tool.start(["_worker", "map-work", path, "sessions", "300", "\($0)"]) }
+        // Lock-free readers meanwhile: a present shared counter is never torn or negative.
+        while workers.contains(where: { $0.process.isRunning }) {
+            for key in 0..<10 { if let value = try sessions.get("k\(key)") { #expect(value > 0 && value <= 90) } }
+        }
+        for result in workers.map({ $0.wait() }) { #expect(result.succeeded, "\(result.stderr)") }
+        var expected: [String: Int64] = [:]
+        for key in 0..<10 { expected["k\(key)"] = 90 }
+        for id in 0..<3 { for index in stride(from: 0, to: 300, by: 2) { expected["w\(id)-\(index)"] = Int64(index) } }
+        let actual = Dictionary(uniqueKeysWithValues: try sessions.entries().map { ($0.key, $0.value) })
+        #expect(actual == expected)
+        #expect(sessions.count == expected.count)
+        #expect(try SlotStore.verify(at: path).ok)
+    }
+
+    enum Operation: String, CaseIterable, Sendable { case insert, replace, remove }
+
+    @Test("a writer SIGKILLed mid-insert, mid-replace or mid-remove leaves a map verify accepts, with the old or new entry",
+          arguments: Operation.allCases, FaultPoint.allCases)
+    func killed(operation: Operation, point: FaultPoint) throws {
+        let path = directory.file("crash-\(operation)-\(point).slots")
+        let store = try SlotStore(path: path, schema: MapTests.schema)
+        let sessions = try store.map("sessions", key: String.self, value: Int64.self)
+        for index in 0..<20 { try sessions.set(Int64(index), for: "old-\(index)") }
+        try sessions.remove("old-3")  // a tombstone an insert may reuse
+        let arguments: [String] = switch operation {
+        case .insert: ["_worker", "map-set", path, "sessions", "new-key", "77"]
+        case .replace: ["_worker", "map-set", path, "sessions", "old-5", "77"]
+        case .remove: ["_worker", "map-remove", path, "sessions", "old-7"]
+        }
+        let result = try Tool.run(arguments, environment: ["SLOTSTORE_FAULT": "\(point.rawValue):kill"])
+        #expect(result.killedBySIGKILL, "\(result)")
+        try store.transaction { _ in }  // the next lock holder recovers
+        let committed = point == .beforeUnlock
+        switch operation {
+        case .insert:
+            #expect(try sessions.get("new-key") == (committed ? 77 : nil))
+            #expect(sessions.count == (committed ? 20 : 19))
+        case .replace:
+            #expect(try sessions.get("old-5") == (committed ? 77 : 5))
+        case .remove:
+            #expect(try sessions.get("old-7") == (committed ? nil : 7))
+            #expect(sessions.count == (committed ? 18 : 19))
+        }
+        for index in 0..<20 where ![3, 5, 7].contains(index) { #expect(try sessions.get("old-\(index)") == Int64(index)) }
+        let report = try SlotStore.verify(at: path)
+        #expect(report.ok, "\(report.findings)")
+    }
+}
