@@ -1,3 +1,4 @@
+import Foundation
 import SlotStore
 
 /// `slotstore inspect PATH`: read-only, lock-free look at a store.
@@ -38,7 +39,9 @@ enum InspectCommand: Command {
         for field in report.fields {
             lines.append("    " + pad(field.name, nameWidth) + "  " + pad(field.type, typeWidth) + "  " + left(String(field.offset), 8)
                          + "  " + left(String(field.size), 7) + "  "
-                         + (field.midWrite ? "(mid-write; the journal holds the old value)" : field.value?.description ?? "…"))
+                         + (field.midWrite ? "(mid-write; the journal holds the old value)"
+                            : field.map.map { "\($0.count) entries, \($0.tombstones) tombstones, capacity \($0.capacity), \($0.buckets) buckets, load \(String(format: "%.2f", $0.loadFactor)), longest probe \($0.longestProbe)" }
+                            ?? field.value?.description ?? "…"))
         }
         Output.out(lines.joined(separator: "\n"))
         return ExitStatus.success
