@@ -41,18 +41,31 @@ public struct OpenOptions: Sendable {
     /// a store; an existing store keeps its layout. Default: `false`.
     public var cacheLineAligned: Bool
 
+    /// When the given schema differs from the stored one: nil (the default)
+    /// fails with ``SlotStoreError/schemaMismatch(path:differences:)``; a value
+    /// migrates the store to the given schema first, as ``SlotStore/compact(at:output:schema:capacities:migration:dryRun:progress:)``
+    /// does, with these permissions. Migration rewrites the file, so no other
+    /// process may have the store open then.
+    public var migration: MigrationOptions?
+
+    /// The generation written into a created header; compaction sets it.
+    var initialGeneration: UInt64 = 1
+
     /// Creates options; every parameter has the default described on its property.
     public init(mode: Mode = .createOrOpen, fileMode: UInt32 = 0o600, lockTimeout: Duration = .seconds(5),
-                durability: Durability = .processCrash, cacheLineAligned: Bool = false) {
+                durability: Durability = .processCrash, cacheLineAligned: Bool = false,
+                migration: MigrationOptions? = nil) {
         self.mode = mode
         self.fileMode = fileMode
         self.lockTimeout = lockTimeout
         self.durability = durability
         self.cacheLineAligned = cacheLineAligned
+        self.migration = migration
     }
 
     var lockTimeoutSeconds: Double {
         let (seconds, attoseconds) = lockTimeout.components
-        return max(0, Double(seconds) + Double(attoseconds) / 1e18)
+        // Clamped to about 31 years, so "wait forever" can't overflow a timespec.
+        return min(1e9, max(0, Double(seconds) + Double(attoseconds) / 1e18))
     }
 }

@@ -45,9 +45,16 @@ public final class SlotStore: Sendable {
     /// - Throws: ``SlotStoreError`` naming the path and the problem; a file that
     ///   fails validation is left unchanged.
     public init(path: String, schema: Schema? = nil, options: OpenOptions = OpenOptions()) throws(SlotStoreError) {
-        let (core, created) = try StoreCore.open(path: path, schema: schema, options: options)
-        self.core = core
-        self.created = created
+        let opened: (StoreCore, created: Bool)
+        do {
+            opened = try StoreCore.open(path: path, schema: schema, options: options)
+        } catch .schemaMismatch(let path, let differences) {
+            guard let migration = options.migration, let schema else { throw .schemaMismatch(path: path, differences: differences) }
+            _ = try SlotStore.compact(at: path, schema: schema, migration: migration)
+            opened = try StoreCore.open(path: path, schema: schema, options: options)
+        }
+        self.core = opened.0
+        self.created = opened.created
     }
 
     /// Opens or creates a store holding one scalar field named `value`, and
@@ -139,12 +146,15 @@ public final class SlotStore: Sendable {
 
     /// Unmaps the store and releases this process's hold on it.
     ///
-    /// Call it when no thread is inside a transaction and no handle of this
-    /// store will be used again: a handle used after `close()` faults
-    /// deterministically. Without `close()`, the store is unmapped when the
-    /// store and all its handles are gone.
+    /// It waits for other threads' transactions and locked writes to finish
+    /// (later ones fail with ``SlotStoreError/storeClosed(path:)``), because
+    /// unmapping a held lock would leave it stuck for every process. Calling it
+    /// inside a transaction is a programming error. Lock-free handle calls
+    /// (scalar and element loads and stores) must not race with `close()`:
+    /// a handle used after it faults deterministically. Without `close()`,
+    /// the store is unmapped when the store and all its handles are gone.
     public func close() {
-        core.file.close()
+        core.close()
     }
 
     /// Deletes the store file at `path`. Processes that have it open keep

@@ -44,6 +44,16 @@ public enum SlotStoreError: Error, Sendable, Equatable, CustomStringConvertible 
     case invalidValue(path: String, field: String, detail: String)
     /// A map holds as many entries as its capacity allows.
     case mapFull(path: String, field: String, capacity: Int, count: Int)
+    /// A migration would lose or change data in a way its options do not allow.
+    case migrationRefused(path: String, reasons: [String])
+    /// An operation that rewrites the file needs every other process to close the store.
+    case storeInUse(path: String, operation: String)
+    /// The store was closed in this process.
+    case storeClosed(path: String)
+    /// A consistent read did not succeed within the lock timeout because the field kept changing.
+    case readTimeout(path: String, field: String, seconds: Double)
+    /// The transaction committed, but flushing it to disk failed afterwards.
+    case committedButNotFlushed(path: String, detail: String)
     /// The lock was not acquired within the timeout.
     case lockTimeout(path: String, holderPID: Int32, holderAlive: Bool, seconds: Double)
     /// The lock is permanently unusable until every process closes the store.
@@ -86,6 +96,11 @@ public enum SlotStoreError: Error, Sendable, Equatable, CustomStringConvertible 
         case .noSpace: 24
         case .systemCallFailed: 25
         case .mapFull: 26
+        case .migrationRefused: 27
+        case .storeInUse: 28
+        case .storeClosed: 29
+        case .readTimeout: 30
+        case .committedButNotFlushed: 31
         }
     }
 
@@ -132,6 +147,16 @@ public enum SlotStoreError: Error, Sendable, Equatable, CustomStringConvertible 
             "\(path): invalid value for field \"\(field)\": \(detail); the stored value is unchanged"
         case .mapFull(let path, let field, let capacity, let count):
             "\(path): map \"\(field)\" is full: it holds \(count) entries and its capacity is \(capacity); remove entries, or give it a larger capacity in the schema (`slotstore compact --capacity \(field)=N` once available, or dump, edit the schema, and load into a new store); nothing was inserted"
+        case .migrationRefused(let path, let reasons):
+            "\(path): the migration was refused, nothing was changed: \(reasons.joined(separator: "; "))"
+        case .storeInUse(let path, let operation):
+            "\(path): other processes have the store open, and \(operation) rewrites the file; stop them first, or write the result elsewhere (`slotstore compact --output NEWPATH`)"
+        case .storeClosed(let path):
+            "\(path): this store was closed in this process; open it again to use it"
+        case .readTimeout(let path, let field, let seconds):
+            "\(path): no consistent read of field \"\(field)\" within \(seconds) s because other writers kept changing it; read it inside a transaction, or raise the lock timeout"
+        case .committedButNotFlushed(let path, let detail):
+            "\(path): the transaction IS committed (do not retry it), but flushing it to disk failed afterwards: \(detail); check the disk, then call sync()"
         case .lockTimeout(let path, let pid, let alive, let seconds):
             "\(path): the store's lock was not acquired within \(seconds) s; it is held by PID \(pid)\(alive ? " (alive)" : pid == 0 ? "" : " (not running)"); find out why that process holds it, or raise the lock timeout"
         case .lockUnrecoverable(let path):

@@ -259,4 +259,43 @@ struct StoreTests {
         #expect(status.journalDirty == false)
         #expect(status.lockResets >= 1)
     }
+
+    @Test("close() waits for a transaction in another thread, then later locked writes fail cleanly")
+    func closeWaitsForTransaction() throws {
+        let path = directory.file("close.slots")
+        let store = try SlotStore(path: path, schema: .sample)
+        let motd = try store.string("motd")
+        let inside = DispatchSemaphore(value: 0)
+        let finish = DispatchSemaphore(value: 0)
+        let closed = DispatchSemaphore(value: 0)
+        let worker = Thread {
+            try? store.transaction { tx in
+                try tx.store("written inside", to: motd)
+                inside.signal()
+                finish.wait()
+            }
+        }
+        worker.start()
+        inside.wait()
+        let closer = Thread {
+            store.close()
+            closed.signal()
+        }
+        closer.start()
+        #expect(closed.wait(timeout: .now() + .milliseconds(100)) == .timedOut, "close() returned while a transaction held the lock")
+        finish.signal()
+        closed.wait()
+        let reopened = try SlotStore(path: path, schema: .sample, options: OpenOptions(lockTimeout: .milliseconds(500)))
+        #expect(try reopened.string("motd").load() == "written inside")
+        #expect(reopened.status.lockHolderPID == nil)
+        try reopened.string("motd").store("lock is free")
+    }
+
+    @Test("a lock timeout of 'forever' is accepted")
+    func hugeTimeout() throws {
+        let store = try SlotStore(path: directory.file("forever.slots"), schema: .sample,
+                                  options: OpenOptions(lockTimeout: .seconds(Int64.max)))
+        try store.string("motd").store("ok")
+        #expect(try store.string("motd").load() == "ok")
+    }
 }

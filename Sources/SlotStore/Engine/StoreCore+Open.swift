@@ -47,7 +47,7 @@ extension StoreCore {
             schemaLength: UInt32(schemaBytes.count), schemaChecksum: CRC32C.checksum(schemaBytes),
             dataOffset: UInt64(layout.dataOffset), dataSize: UInt64(layout.dataSize),
             schemaVersion: UInt64(schema.version), schemaHash: schema.fieldsHash,
-            generation: 1, createdAtNanoseconds: nowNanoseconds(),
+            generation: options.initialGeneration, createdAtNanoseconds: nowNanoseconds(),
             hashSeed: UInt64.random(in: 0...UInt64.max))
 
         let temporary = temporaryPath(for: path)
@@ -123,7 +123,19 @@ extension StoreCore {
         let file = try MappedFile(path: path, fd: fd, size: Int(header.fileSize), writable: true)
         let core = StoreCore(path: path, file: file, header: header, layout: layout, schema: storedSchema, options: options)
         try core.passOpenGate()
+        // Compaction replaces the file by renaming a new one over the path
+        // while it holds the exclusive open lock; an opener that waited on the
+        // old file must not use it. Same inode as the path now, or start over.
+        guard core.isStillAtPath() else { return nil }
         return core
+    }
+
+    /// Whether the path still names the file this core has open.
+    func isStillAtPath() -> Bool {
+        var open = stat()
+        var named = stat()
+        guard fstat(file.fd, &open) == 0, lstat(path, &named) == 0 else { return false }
+        return open.st_dev == named.st_dev && open.st_ino == named.st_ino
     }
 
     /// Reads and checks the header and the stored schema with `pread`, never

@@ -20,6 +20,16 @@ final class StoreCore: @unchecked Sendable {
     /// The thread holding the lock through this object, so a nested lock
     /// becomes an error instead of a self-deadlock.
     private let lockingThread = Atomic<UInt>(0)
+    /// Threads of this process inside `acquireLock`…`releaseLock`; `close()`
+    /// waits for none, because unmapping under a held robust mutex would
+    /// leave it stuck for every process (the kernel can't mark a mutex it
+    /// can no longer reach as owner-dead).
+    private let lockUsers = Atomic<Int>(0)
+    private let closing = Atomic<Bool>(false)
+    /// False only while compaction fills a new store that no other process
+    /// can see yet: a crash then leaves just a temporary file, so the undo
+    /// journal (which holds at most 1 MiB of a large map) is not needed.
+    nonisolated(unsafe) var journaling = true
 
     init(path: String, file: MappedFile, header: FileHeader, layout: Layout, schema: Schema, options: OpenOptions) {
         self.path = path
@@ -45,6 +55,24 @@ final class StoreCore: @unchecked Sendable {
     func acquireLock() throws(SlotStoreError) {
         let me = UInt(pthread_self())
         if lockingThread.load(ordering: .relaxed) == me { throw .nestedTransaction(path: path) }
+        lockUsers.wrappingAdd(1, ordering: .acquiringAndReleasing)
+        guard !closing.load(ordering: .acquiring) else {
+            lockUsers.wrappingSubtract(1, ordering: .acquiringAndReleasing)
+            throw .storeClosed(path: path)
+        }
+        do {
+            try lockAndRecover()
+        } catch {
+            lockUsers.wrappingSubtract(1, ordering: .acquiringAndReleasing)
+            throw error
+        }
+        lockingThread.store(me, ordering: .relaxed)
+        lock.holderPID.pointee.store(pid, ordering: .relaxed)
+        let count = lock.acquisitions.pointee.load(ordering: .relaxed)
+        lock.acquisitions.pointee.store(count &+ 1, ordering: .relaxed)
+    }
+
+    private func lockAndRecover() throws(SlotStoreError) {
         switch lock.lock(timeout: lockTimeout) {
         case .success(.clean):
             break
@@ -58,16 +86,22 @@ final class StoreCore: @unchecked Sendable {
         case .failure(.failed(let code)):
             throw .systemCallFailed(path: path, call: "pthread_mutex_timedlock", errno: code)
         }
-        lockingThread.store(me, ordering: .relaxed)
-        lock.holderPID.pointee.store(pid, ordering: .relaxed)
-        let count = lock.acquisitions.pointee.load(ordering: .relaxed)
-        lock.acquisitions.pointee.store(count &+ 1, ordering: .relaxed)
     }
 
     func releaseLock() {
         lock.holderPID.pointee.store(0, ordering: .relaxed)
         lockingThread.store(0, ordering: .relaxed)
         lock.unlock()
+        lockUsers.wrappingSubtract(1, ordering: .acquiringAndReleasing)
+    }
+
+    /// Refuses new lock users, waits for the current ones, then unmaps.
+    func close() {
+        precondition(lockingThread.load(ordering: .relaxed) != UInt(pthread_self()),
+                     "close() called inside a transaction of the same store")
+        closing.store(true, ordering: .releasing)
+        while lockUsers.load(ordering: .acquiring) > 0 { sched_yield() }
+        file.close()
     }
 
     /// The one path after `EOWNERDEAD`: roll the dead writer's journal back,
@@ -79,7 +113,6 @@ final class StoreCore: @unchecked Sendable {
         lock.lastRecoveryTime.pointee.store(StoreCore.nowNanoseconds(), ordering: .relaxed)
         let count = lock.recoveries.pointee.load(ordering: .relaxed)
         lock.recoveries.pointee.store(count &+ 1, ordering: .relaxed)
-        if durable { try? file.flush() }
         if lock.markConsistent() != 0 {
             lock.unlock()
             throw .lockUnrecoverable(path: path)
@@ -89,7 +122,7 @@ final class StoreCore: @unchecked Sendable {
     /// Rolls back a dirty journal and makes every odd sequence word even.
     /// Called with the lock held, or with no other process attached.
     func repairDataAfterInterruptedWrite() {
-        journal.rollBack()
+        rollBackJournal()
         for field in layout.fields where field.hasSequence {
             let sequence = address(field.sequenceOffset).atomic(UInt64.self)
             let value = sequence.pointee.load(ordering: .relaxed)
@@ -103,12 +136,11 @@ final class StoreCore: @unchecked Sendable {
         let result: R
         do {
             result = try body()
-            try commit()
         } catch {
             abort()
             throw error
         }
-        releaseLock()
+        try commitAndRelease()
         return result
     }
 
@@ -118,34 +150,54 @@ final class StoreCore: @unchecked Sendable {
         let result: R
         do {
             result = try body()
-            try commit()
         } catch {
             abort()
             throw error
         }
-        releaseLock()
+        try commitAndRelease()
         return result
     }
 
     /// Rolls back everything the transaction wrote and releases the lock.
     private func abort() {
-        journal.rollBack()
-        if durable { try? file.flush(offset: layout.dataOffset, count: layout.dataSize) }
+        rollBackJournal()
         releaseLock()
     }
 
-    private func commit() throws(SlotStoreError) {
+    /// Restores the journal's before-images; in durable mode the restored
+    /// data reaches the disk before the cleared journal does.
+    func rollBackJournal() {
+        journal.rollBack(beforeClearing: durable ? { try? self.file.flush(offset: self.layout.dataOffset, count: self.layout.dataSize) } : nil)
+        if durable { try? file.flush(offset: layout.journalOffset, count: UndoJournal.headerBytes) }
+    }
+
+    /// Commits (clearing the journal is the commit point) and unlocks. A flush
+    /// that fails before the commit point rolls back; one that fails after it
+    /// reports that the transaction is committed but its durability in doubt.
+    private func commitAndRelease() throws(SlotStoreError) {
         if durable && journal.isDirty {
             // The whole data region, not just the journaled ranges: a longer
             // new string reaches bytes its old value did not cover. msync
             // writes only the dirty pages.
-            try file.flush(offset: layout.dataOffset, count: layout.dataSize)
+            do {
+                try file.flush(offset: layout.dataOffset, count: layout.dataSize)
+            } catch {
+                abort()
+                throw error
+            }
             journal.clear()
-            try file.flush(offset: layout.journalOffset, count: UndoJournal.headerBytes)
+            do {
+                try file.flush(offset: layout.journalOffset, count: UndoJournal.headerBytes)
+            } catch {
+                FaultInjection.reach(.beforeUnlock)
+                releaseLock()
+                throw .committedButNotFlushed(path: path, detail: error.description)
+            }
         } else {
             journal.clear()
         }
         FaultInjection.reach(.beforeUnlock)
+        releaseLock()
     }
 
     // MARK: Locked writes
@@ -153,10 +205,17 @@ final class StoreCore: @unchecked Sendable {
     /// Records the before-image of `offset..<offset+length`; call with the lock held, before changing those bytes.
     func recordUndo(offset: Int, length: Int, sequenceOffset: Int) throws(SlotStoreError) {
         FaultInjection.reach(.beforeJournal)
-        try journal.record(dataOffset: offset, length: length, sequenceOffset: sequenceOffset, pid: pid, path: path)
+        guard journaling else { return }
         if durable {
-            let range = journal.publishedRange
-            try file.flush(offset: range.lowerBound, count: range.count)
+            // The record's image must be on disk before the size that
+            // publishes it, and both before the data changes.
+            let file = self.file
+            try journal.record(dataOffset: offset, length: length, sequenceOffset: sequenceOffset, pid: pid, path: path) { range throws(SlotStoreError) in
+                try file.flush(offset: range.lowerBound, count: range.count)
+            }
+            try file.flush(offset: journal.journalOffset, count: UndoJournal.headerBytes)
+        } else {
+            try journal.record(dataOffset: offset, length: length, sequenceOffset: sequenceOffset, pid: pid, path: path)
         }
         FaultInjection.reach(.afterJournal)
     }
@@ -211,6 +270,7 @@ final class StoreCore: @unchecked Sendable {
         let sequence = address(field.sequenceOffset).atomic(UInt64.self)
         let writes = address(field.secondWordOffset).atomic(UInt64.self)
         var attempts = 0
+        var started: UInt64 = 0
         while true {
             let before = sequence.pointee.load(ordering: .acquiring)
             let writesBefore = checkingElementWrites ? writes.pointee.load(ordering: .acquiring) : 0
@@ -222,9 +282,16 @@ final class StoreCore: @unchecked Sendable {
             }
             attempts += 1
             if attempts > 64 { sched_yield() }
-            if attempts > 4096 {
-                try settleStalledWriter()
-                attempts = 0
+            if attempts & 4095 == 0 {
+                // An odd word that stays odd may be a dead writer's: taking the
+                // lock once recovers it. A word that keeps changing is live
+                // traffic (element stores take no lock): give up after the
+                // lock timeout rather than spin forever.
+                if sequence.pointee.load(ordering: .relaxed) & 1 == 1 { try settleStalledWriter() }
+                if started == 0 { started = StoreCore.monotonicNanoseconds() }
+                else if Double(StoreCore.monotonicNanoseconds() - started) / 1e9 > lockTimeout {
+                    throw .readTimeout(path: path, field: field.name, seconds: lockTimeout)
+                }
             }
         }
     }
@@ -240,6 +307,12 @@ final class StoreCore: @unchecked Sendable {
     static func isAlive(_ pid: Int32) -> Bool {
         guard pid > 0 else { return false }
         return kill(pid, 0) == 0 || errno == EPERM
+    }
+
+    static func monotonicNanoseconds() -> UInt64 {
+        var now = timespec()
+        clock_gettime(CLOCK_MONOTONIC, &now)
+        return UInt64(now.tv_sec) * 1_000_000_000 + UInt64(now.tv_nsec)
     }
 
     static func nowNanoseconds() -> Int64 {

@@ -41,7 +41,8 @@ struct UndoJournal: @unchecked Sendable {
     /// Records the current bytes at `dataOffset..<dataOffset+length` unless
     /// this transaction already recorded exactly that range.
     @inline(__always)
-    func record(dataOffset: Int, length: Int, sequenceOffset: Int, pid: Int32, path: String) throws(SlotStoreError) {
+    func record(dataOffset: Int, length: Int, sequenceOffset: Int, pid: Int32, path: String,
+                beforePublishing flush: ((Range<Int>) throws(SlotStoreError) -> Void)? = nil) throws(SlotStoreError) {
         let used = Int(usedBytes.pointee.load(ordering: .relaxed))
         var cursor = UndoJournal.headerBytes
         let end = UndoJournal.headerBytes + used
@@ -64,6 +65,7 @@ struct UndoJournal: @unchecked Sendable {
         header.advanced(by: UndoJournal.recordHeaderBytes)
             .copyBytes(from: fileBase.pointer + dataOffset, count: length)
         if used == 0 { writerPID.pointee.store(pid, ordering: .relaxed) }
+        if let flush { try flush((journalOffset + end)..<(journalOffset + end + needed)) }
         // Publishing the size is what makes the record count: a death before
         // this store leaves the data untouched and the record ignored.
         usedBytes.pointee.store(UInt64(used + needed), ordering: .releasing)
@@ -126,7 +128,7 @@ struct UndoJournal: @unchecked Sendable {
     /// before the dead writer can't accept a mix of new and restored bytes.
     /// - Returns: the number of records restored.
     @discardableResult
-    func rollBack() -> Int {
+    func rollBack(beforeClearing: (() -> Void)? = nil) -> Int {
         let (parsed, _) = records()
         for record in parsed.reversed() {
             let sequence = record.sequenceOffset == 0 ? nil : fileBase.advanced(by: record.sequenceOffset).atomic(UInt64.self)
@@ -146,6 +148,7 @@ struct UndoJournal: @unchecked Sendable {
                 sequence.pointee.store((value | 1) &+ 1, ordering: .releasing)
             }
         }
+        beforeClearing?()
         clear()
         return parsed.count
     }

@@ -12,6 +12,10 @@ struct FileImage {
     let header: Result<FileHeader, SlotStoreError>
     /// The copy at offset 2048, or why it is unusable.
     let headerCopy: Result<FileHeader, SlotStoreError>
+    /// The raw bytes of both, so repair copies an intact header byte for byte
+    /// (keeping fields a newer minor version added that this build doesn't know).
+    let headerBytes: [UInt8]
+    let headerCopyBytes: [UInt8]
 
     /// Opens the file (read-only unless `writable`) and decodes both header copies.
     /// Throws only when there is no file to look at.
@@ -54,8 +58,13 @@ struct FileImage {
                 return header
             }
         }
+        func raw(at offset: Int) -> [UInt8] {
+            guard case .success(let bytes) = Syscall.read(fd, count: FileHeader.size, at: offset) else { return [] }
+            return bytes
+        }
         return FileImage(path: path, fd: fd, size: info.size, owner: info.owner,
-                         header: decodeHeader(at: 0), headerCopy: decodeHeader(at: FileHeader.copyOffset))
+                         header: decodeHeader(at: 0), headerCopy: decodeHeader(at: FileHeader.copyOffset),
+                         headerBytes: raw(at: 0), headerCopyBytes: raw(at: FileHeader.copyOffset))
     }
 
     func close() { Glibc.close(fd) }

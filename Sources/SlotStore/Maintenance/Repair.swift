@@ -34,16 +34,16 @@ extension SlotStore {
         // 1. The header: keep two identical intact copies.
         let header: FileHeader
         switch (image.header, image.headerCopy) {
-        case (.success(let primary), .success(let copy)) where primary == copy:
+        case (.success(let primary), .success) where image.headerBytes == image.headerCopyBytes:
             header = primary
         case (.success(let primary), _):
             header = primary
             report.actions.append("rewrite the header copy at offset \(FileHeader.copyOffset) from the header")
-            if !dryRun { try write(primary.encoded(), at: FileHeader.copyOffset, image) }
+            if !dryRun { try write(image.headerBytes, at: FileHeader.copyOffset, image) }
         case (.failure(let error), .success(let copy)):
             header = copy
             report.actions.append("restore the header from its copy at offset \(FileHeader.copyOffset) (\(error))")
-            if !dryRun { try write(copy.encoded(), at: 0, image) }
+            if !dryRun { try write(image.headerCopyBytes, at: 0, image) }
         case (.failure(let error), .failure):
             report.refused = "neither header copy is intact (\(error)); restore the store from a dump"
             return report

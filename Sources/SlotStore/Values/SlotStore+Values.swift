@@ -180,7 +180,7 @@ extension StoreCore {
             try table.removeAll()
             for entry in entries {
                 let key = MapCodec.keyBytes(entry.key, type: keyType)
-                try MapTable.withBytes(of: key) { keyBytes throws(SlotStoreError) in
+                _ = try MapTable.withBytes(of: key) { keyBytes throws(SlotStoreError) in
                     try table.set(keyBytes) { MapCodec.write(entry.value, type: valueType, to: $0) }
                 }
             }

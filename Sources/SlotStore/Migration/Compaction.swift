@@ -1,0 +1,158 @@
+import Glibc
+
+extension SlotStore {
+    /// Rewrites a store into a new file: maps rebuilt without tombstones (at a
+    /// new capacity if asked), values carried into a new schema, the format
+    /// upgraded to the current version.
+    ///
+    /// Fields are matched by name. Safe changes (new fields, widening, larger
+    /// capacities) always apply; narrowing, retyping and dropping need their
+    /// flag in `migration`, and a value that does not fit its new type fails
+    /// the whole compaction with nothing changed.
+    ///
+    /// The source is read under its lock, so no locked write is half-copied.
+    /// Without `output` (or with `output == path`) the new file replaces `path`
+    /// atomically by `rename`; that needs every other process to have closed
+    /// the store (``SlotStoreError/storeInUse(path:operation:)`` otherwise),
+    /// because lock-free writes by other processes could not be carried over.
+    /// With `output`, the source stays in service and the result is a
+    /// snapshot. A crash at any point leaves the source as it was (and at most
+    /// a hidden `.NAME.compacting-PID` file beside it).
+    ///
+    /// - Parameters:
+    ///   - path: the store to compact.
+    ///   - output: where to write the result; nil replaces `path`.
+    ///   - schema: the new schema; nil keeps the stored one.
+    ///   - capacities: new capacities by field name (maps, strings, bytes) or counts (arrays).
+    ///   - migration: what the migration may do beyond safe changes.
+    ///   - dryRun: only compute and return the plan.
+    ///   - progress: called with a line per step, for large stores.
+    @discardableResult
+    public static func compact(at path: String, output: String? = nil, schema: Schema? = nil, capacities: [String: Int] = [:],
+                               migration: MigrationOptions = MigrationOptions(), dryRun: Bool = false,
+                               progress: ((String) -> Void)? = nil) throws(SlotStoreError) -> CompactionPlan {
+        let destination = output ?? path
+        let inPlace = destination == path
+        let source = try SlotStore(path: path, options: OpenOptions(mode: .open))
+        defer { source.close() }
+        if inPlace && !dryRun {
+            guard case .success(true) = OpenGate.tryExclusive(source.core.file.fd) else {
+                throw .storeInUse(path: path, operation: "compaction in place")
+            }
+        }
+        let target = try targetSchema(source.schema, schema, capacities: capacities, path: path)
+        var plan = try makePlan(source: source, target: target, output: destination, migration: migration, dryRun: dryRun)
+        if dryRun { return plan }
+
+        var info = stat()
+        let mode = fstat(source.core.file.fd, &info) == 0 ? UInt32(info.st_mode & 0o7777) : 0o600
+        let temporary = temporaryPath(near: destination)
+        unlink(temporary)
+        defer { unlink(temporary) }
+        var options = OpenOptions(mode: .create, fileMode: mode,
+                                  cacheLineAligned: source.core.header.flags.contains(.cacheLineAligned))
+        options.initialGeneration = source.core.header.generation &+ 1
+        let result = try SlotStore(path: temporary, schema: target, options: options)
+        result.core.journaling = false
+        defer { result.close() }
+
+        // Hold the source's lock for the whole copy: locked writers wait, and
+        // the copy is one consistent moment.
+        try source.core.transaction { () throws(SlotStoreError) in
+            try result.core.transaction { () throws(SlotStoreError) in
+                for field in target.fields {
+                    guard let old = source.core.layout.field(named: field.name),
+                          let new = result.core.layout.field(named: field.name) else { continue }
+                    progress?("copying \(field.name) (\(old.type))")
+                    let value = try source.core.readValue(old, locked: true)
+                    let converted: FieldValue
+                    do {
+                        converted = try value.converted(to: new.type, field: field.name, path: path)
+                    } catch {
+                        throw .migrationRefused(path: path, reasons: ["field \"\(field.name)\": \(error)"])
+                    }
+                    try result.core.writeValue(converted, to: new)
+                }
+            }
+        }
+        try result.sync()
+        result.close()
+        if inPlace {
+            guard rename(temporary, path) == 0 else {
+                throw Syscall.fileError(Errno(errno), path: path, call: "rename", operation: "put the compacted store in place")
+            }
+        } else if link(temporary, destination) != 0 {
+            let code = errno
+            throw code == EEXIST ? .alreadyExists(path: destination)
+                : Syscall.fileError(Errno(code), path: destination, call: "link", operation: "put the compacted store in place")
+        }
+        syncDirectory(of: destination)
+        plan.bytesAfter = Int(try SlotStore.inspect(at: destination).format.fileSize)
+        progress?("wrote \(destination)")
+        return plan
+    }
+
+    static func targetSchema(_ stored: Schema, _ given: Schema?, capacities: [String: Int], path: String) throws(SlotStoreError) -> Schema {
+        var target = given ?? stored
+        for (name, capacity) in capacities.sorted(by: { $0.key < $1.key }) {
+            guard let index = target.fields.firstIndex(where: { $0.name == name }) else {
+                throw .unknownField(path: path, name: name, available: target.fields.map(\.name))
+            }
+            switch target.fields[index].type {
+            case .map(let key, let value, _): target.fields[index].type = .map(key: key, value: value, capacity: capacity)
+            case .string: target.fields[index].type = .string(capacity: capacity)
+            case .bytes: target.fields[index].type = .bytes(capacity: capacity)
+            case .array(let element, _): target.fields[index].type = .array(of: element, count: capacity)
+            case .scalar:
+                throw .invalidValue(path: path, field: name, detail: "a capacity applies to maps, strings, bytes and arrays, and \(name) is \(target.fields[index].type)")
+            }
+        }
+        try target.validate()
+        return target
+    }
+
+    static func makePlan(source: SlotStore, target: Schema, output: String, migration: MigrationOptions,
+                         dryRun: Bool) throws(SlotStoreError) -> CompactionPlan {
+        var fields: [CompactionPlan.FieldPlan] = []
+        var refusals: [String] = []
+        for field in target.fields {
+            guard let old = source.schema.field(named: field.name) else {
+                fields.append(.init(name: field.name, fate: "new", from: nil, to: field.type.description))
+                continue
+            }
+            switch MigrationRules.fate(of: field.name, from: old.type, to: field.type, options: migration) {
+            case .success(let fate): fields.append(.init(name: field.name, fate: fate, from: old.type.description, to: field.type.description))
+            case .failure(let refusal): refusals.append(refusal.reason)
+            }
+        }
+        for field in source.schema.fields where target.field(named: field.name) == nil {
+            if migration.allowDropping {
+                fields.append(.init(name: field.name, fate: "drop", from: field.type.description, to: nil))
+            } else {
+                refusals.append("field \"\(field.name)\" would be dropped with its value; pass the dropping flag (--allow-dropping) to drop it")
+            }
+        }
+        guard refusals.isEmpty else { throw .migrationRefused(path: source.path, reasons: refusals) }
+        let after = Layout(schema: target, schemaBytes: target.jsonBytes().count, pageSize: Int(source.core.header.pageSize),
+                           cacheLineAligned: source.core.header.flags.contains(.cacheLineAligned))
+        return CompactionPlan(path: source.path, output: output, bytesBefore: Int(source.core.header.fileSize),
+                              bytesAfter: after.fileSize, formatBefore: source.core.header.formatVersion,
+                              formatAfter: "\(FileHeader.currentMajor).\(FileHeader.currentMinor)",
+                              schemaVersion: target.version, fields: fields, dryRun: dryRun)
+    }
+
+    private static func temporaryPath(near path: String) -> String {
+        let slash = path.lastIndex(of: "/")
+        let directory = slash.map { String(path[...$0]) } ?? ""
+        let name = slash.map { String(path[path.index(after: $0)...]) } ?? path
+        return "\(directory).\(name).compacting-\(getpid())"
+    }
+
+    private static func syncDirectory(of path: String) {
+        let directory = path.lastIndex(of: "/").map { String(path[..<$0]) } ?? "."
+        let fd = Glibc.open(directory.isEmpty ? "/" : directory, O_RDONLY | O_DIRECTORY | O_CLOEXEC)
+        guard fd >= 0 else { return }
+        _ = fsync(fd)
+        Glibc.close(fd)
+    }
+}
