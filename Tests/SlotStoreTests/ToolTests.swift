@@ -289,7 +289,7 @@ struct ToolTests {
         let verified = try slotstore("verify", path, "--json")
         expectSuccess(verified)
         let verification = try jsonObject(verified.stdout)
-        #expect(Set(verification.keys) == ["path", "ok", "checked", "findings"])
+        #expect(Set(verification.keys) == ["path", "ok", "checked", "findings", "notes"])
         #expect(verification["path"] as? String == path && bool(verification["ok"]) == true)
         #expect(verification["checked"] as? [String] == ["header", "schema", "layout", "lock", "journal", "fields"])
         #expect((verification["findings"] as? [Any])?.isEmpty == true)
@@ -785,9 +785,10 @@ struct ToolTests {
         holder.kill()
         #expect(store.status.lockHolderPID == pid && !store.status.lockHolderAlive)
 
-        let verify = try slotstore("verify", path, "--json")
-        #expect(verify.status == 1)
-        #expect(try findingCodes(path).contains("lock-owner-dead"))
+        // The holder died with nothing half written: verify notes it, a writer or repair takes it over.
+        let verify = try slotstore("verify", path)
+        #expect(verify.status == 0 && verify.stdout.contains("note: the lock is held by PID \(pid)"), "\(verify.stdout)")
+        #expect(try !findingCodes(path).contains("lock-owner-dead"))
 
         let plan = try slotstore("repair", path, "--dry-run")
         expectSuccess(plan)

@@ -50,7 +50,8 @@ extension StoreCore {
             generation: options.initialGeneration, createdAtNanoseconds: nowNanoseconds(),
             hashSeed: UInt64.random(in: 0...UInt64.max))
 
-        let temporary = temporaryPath(for: path)
+        TemporaryFiles.removeStale(for: path)
+        let temporary = TemporaryFiles.path(for: path, kind: "creating", unique: String(UInt32.random(in: 0...UInt32.max)))
         let fd: Int32
         switch Syscall.open(temporary, flags: O_RDWR | O_CREAT | O_EXCL | O_NOFOLLOW, mode: mode_t(options.fileMode & 0o7777)) {
         case .success(let opened): fd = opened
@@ -216,13 +217,6 @@ extension StoreCore {
         let resets = lock.resets.pointee.load(ordering: .relaxed)
         lock.resets.pointee.store(resets &+ 1, ordering: .relaxed)
         if durable { try? file.flush() }
-    }
-
-    private static func temporaryPath(for path: String) -> String {
-        let slash = path.lastIndex(of: "/")
-        let directory = slash.map { String(path[...$0]) } ?? ""
-        let name = slash.map { String(path[path.index(after: $0)...]) } ?? path
-        return "\(directory).\(name).creating-\(getpid())-\(UInt32.random(in: 0...UInt32.max))"
     }
 
     private static func syncDirectory(of path: String) {

@@ -16,6 +16,9 @@ public struct VerificationReport: Sendable, Codable, Hashable {
     public var findings: [Finding]
     /// What was checked, in order, for the report.
     public var checked: [String]
+    /// Observations that are not problems, such as a lock whose holder died
+    /// with nothing to roll back (the next writer takes it over).
+    public var notes: [String] = []
     /// Whether no problem was found.
     public var ok: Bool { findings.isEmpty }
 }
@@ -32,6 +35,7 @@ extension SlotStore {
         defer { image.close() }
         var findings: [VerificationReport.Finding] = []
         var checked: [String] = []
+        var notes: [String] = []
         func find(_ code: String, _ message: String) { findings.append(.init(code: code, message: message)) }
 
         checked.append("header")
@@ -48,7 +52,7 @@ extension SlotStore {
             find(code(of: error), "\(error) (the copy at offset \(FileHeader.copyOffset) is intact)")
         case (.failure(let error), .failure):
             find(code(of: error), "\(error); the header copy is unusable too, so nothing else can be checked")
-            return VerificationReport(path: path, findings: findings, checked: checked)
+            return VerificationReport(path: path, findings: findings, checked: checked, notes: notes)
         }
         if header.lockABI != LockRegion.currentABI {
             find("lock-abi", "the lock was made for \(LockRegion.describeABI(header.lockABI)), this tool uses \(LockRegion.describeABI(LockRegion.currentABI))")
@@ -60,7 +64,7 @@ extension SlotStore {
         case .success(let decoded): schema = decoded
         case .failure(let error):
             find("schema", error.description)
-            return VerificationReport(path: path, findings: findings, checked: checked)
+            return VerificationReport(path: path, findings: findings, checked: checked, notes: notes)
         }
 
         checked.append("layout")
@@ -69,7 +73,7 @@ extension SlotStore {
             layout = try Layout(header: header, schema: schema, path: path)
         } catch {
             find("layout", error.description)
-            return VerificationReport(path: path, findings: findings, checked: checked)
+            return VerificationReport(path: path, findings: findings, checked: checked, notes: notes)
         }
         var end = layout.dataOffset
         for field in layout.fields {
@@ -84,7 +88,17 @@ extension SlotStore {
         let lock = state.lock
         switch lock.state {
         case "needs-recovery":
-            find("lock-owner-dead", "the lock is held by PID \(lock.holderPID.map(String.init) ?? "?"), which is no longer running; the next writer recovers it, or run `slotstore repair`")
+            // A dead holder with a clean journal and settled fields left nothing
+            // half done: the next locker takes the lock over. Only a holder that
+            // died mid-write is a problem.
+            let interrupted = state.journalUsed != 0
+                || layout.fields.contains { $0.hasSequence && state.sequence(of: $0) & 1 == 1 }
+                || layout.fields.contains { $0.type.isMap && !state.mapScan($0).oddSequences.isEmpty }
+            if interrupted {
+                find("lock-owner-dead", "the lock is held by PID \(lock.holderPID.map(String.init) ?? "?"), which died in the middle of a write; the next writer rolls it back, or run `slotstore repair`")
+            } else {
+                notes.append("the lock is held by PID \(lock.holderPID.map(String.init) ?? "?"), which is no longer running, with nothing to roll back; the next writer takes it over (`slotstore repair` does it now)")
+            }
         case "stale":
             find("lock-stale", "the lock was left held before a reboot (by PID \(lock.holderPID.map(String.init) ?? "?")); the next first opener resets it, or run `slotstore repair`")
         default: break
@@ -156,7 +170,7 @@ extension SlotStore {
                 }
             }
         }
-        return VerificationReport(path: path, findings: findings, checked: checked)
+        return VerificationReport(path: path, findings: findings, checked: checked, notes: notes)
     }
 
     private static func code(of error: SlotStoreError) -> String {

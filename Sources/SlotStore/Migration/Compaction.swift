@@ -46,7 +46,8 @@ extension SlotStore {
 
         var info = stat()
         let mode = fstat(source.core.file.fd, &info) == 0 ? UInt32(info.st_mode & 0o7777) : 0o600
-        let temporary = temporaryPath(near: destination)
+        TemporaryFiles.removeStale(for: destination)
+        let temporary = TemporaryFiles.path(for: destination, kind: "compacting")
         unlink(temporary)
         defer { unlink(temporary) }
         var options = OpenOptions(mode: .create, fileMode: mode,
@@ -139,13 +140,6 @@ extension SlotStore {
                               bytesAfter: after.fileSize, formatBefore: source.core.header.formatVersion,
                               formatAfter: "\(FileHeader.currentMajor).\(FileHeader.currentMinor)",
                               schemaVersion: target.version, fields: fields, dryRun: dryRun)
-    }
-
-    private static func temporaryPath(near path: String) -> String {
-        let slash = path.lastIndex(of: "/")
-        let directory = slash.map { String(path[...$0]) } ?? ""
-        let name = slash.map { String(path[path.index(after: $0)...]) } ?? path
-        return "\(directory).\(name).compacting-\(getpid())"
     }
 
     private static func syncDirectory(of path: String) {

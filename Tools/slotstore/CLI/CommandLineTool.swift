@@ -15,6 +15,7 @@ enum CommandLineTool {
         AddCommand.self,
         DumpCommand.self,
         LoadCommand.self,
+        CompactCommand.self,
         VerifyCommand.self,
         RepairCommand.self,
         WorkerCommand.self,

@@ -10,7 +10,7 @@ enum VerifyCommand: Command {
       file, the stored schema, the field layout, the journal, the lock and each
       field's invariants. Prints every finding; exits 0 when clean, 1 when
       anything was found, 2 when there is no file to check. Never writes.
-      --json   print {"path": …, "ok": …, "checked": […], "findings": [{"code": …, "message": …}]}
+      --json   print {"path": …, "ok": …, "checked": […], "findings": [{"code": …, "message": …}], "notes": […]}
     """
 
     struct Report: Encodable {
@@ -18,6 +18,7 @@ enum VerifyCommand: Command {
         let ok: Bool
         let checked: [String]
         let findings: [VerificationReport.Finding]
+        let notes: [String]
     }
 
     static func run(_ arguments: inout Arguments) throws -> Int32 {
@@ -26,9 +27,11 @@ enum VerifyCommand: Command {
         try arguments.finish()
         let report = try SlotStore.verify(at: path)
         if json {
-            try JSONOutput.print(Report(path: report.path, ok: report.ok, checked: report.checked, findings: report.findings))
+            try JSONOutput.print(Report(path: report.path, ok: report.ok, checked: report.checked, findings: report.findings,
+                                        notes: report.notes))
         } else if report.ok {
             Output.out("\(path): ok (checked \(report.checked.joined(separator: ", ")))")
+            for note in report.notes { Output.out("  note: \(note)") }
         } else {
             Output.out("\(path): \(report.findings.count) problem\(report.findings.count == 1 ? "" : "s") found")
             for finding in report.findings { Output.out("  \(finding)") }

@@ -1,0 +1,36 @@
+import Foundation
+import Glibc
+
+/// The hidden files that creation, `slotstore load` and compaction build
+/// beside a store before linking or renaming them into place:
+/// `.NAME.creating-PID-…`, `.NAME.loading-PID`, `.NAME.compacting-PID`.
+/// A process killed while building one leaves it behind; the next process
+/// to build one for the same store removes those whose PID is gone.
+enum TemporaryFiles {
+    static let kinds = ["creating", "loading", "compacting"]
+
+    static func path(for store: String, kind: String, unique: String? = nil) -> String {
+        let (directory, name) = split(store)
+        return "\(directory).\(name).\(kind)-\(getpid())" + (unique.map { "-\($0)" } ?? "")
+    }
+
+    /// Removes this store's leftovers whose creating process is no longer running.
+    static func removeStale(for store: String) {
+        let (directory, name) = split(store)
+        let prefix = ".\(name)."
+        guard let entries = try? FileManager.default.contentsOfDirectory(atPath: directory.isEmpty ? "." : directory) else { return }
+        for entry in entries where entry.hasPrefix(prefix) {
+            let rest = entry.dropFirst(prefix.count)
+            guard let kind = kinds.first(where: { rest.hasPrefix($0 + "-") }) else { continue }
+            let digits = rest.dropFirst(kind.count + 1).prefix { $0.isNumber }
+            guard let pid = Int32(digits), pid > 0, !StoreCore.isAlive(pid) else { continue }
+            unlink(directory + entry)
+        }
+    }
+
+    /// The directory (with a trailing slash, or empty) and the file name.
+    static func split(_ path: String) -> (directory: String, name: String) {
+        guard let slash = path.lastIndex(of: "/") else { return ("", path) }
+        return (String(path[...slash]), String(path[path.index(after: slash)...]))
+    }
+}

@@ -1,0 +1,173 @@
+import Foundation
+import Glibc
+import Testing
+@testable import SlotStore
+
+@Suite("Compaction and migration")
+struct CompactionTests {
+    let directory = TemporaryDirectory()
+
+    static let v1 = Schema(version: 1, fields: [
+        .int32("hits"), .float("ratio"), .string("motd", capacity: 16), .bool("legacy"),
+        .map("sessions", key: .string(capacity: 16), value: .scalar(.int64), capacity: 100),
+    ])
+
+    func makeStore(_ name: String) throws -> SlotStore {
+        let store = try SlotStore(path: directory.file(name), schema: Self.v1)
+        try store.scalar("hits", as: Int32.self).store(-7)
+        try store.scalar("ratio", as: Float.self).store(0.5)
+        try store.string("motd").store("hello")
+        try store.scalar("legacy", as: Bool.self).store(true)
+        let sessions = try store.map("sessions", key: String.self, value: Int64.self)
+        for index in 0..<60 { try sessions.set(Int64(index), for: "s\(index)") }
+        for index in stride(from: 0, to: 60, by: 3) { try sessions.remove("s\(index)") }
+        return store
+    }
+
+    @Test("compaction drops tombstones and grows a map's capacity, keeping every entry")
+    func rehashAndGrow() throws {
+        let store = try makeStore("grow.slots")
+        let path = store.path
+        let expected = try store.values()
+        #expect(try SlotStore.inspect(at: path).fields.first { $0.name == "sessions" }?.map?.tombstones == 20)
+        store.close()
+        waitUntilNoOpener(path)
+        let plan = try SlotStore.compact(at: path, capacities: ["sessions": 1000])
+        #expect(plan.fields.first { $0.name == "sessions" }?.fate == "grow")
+        let after = try SlotStore.inspect(at: path)
+        let statistics = try #require(after.fields.first { $0.name == "sessions" }?.map)
+        #expect(statistics.tombstones == 0 && statistics.count == 40 && statistics.capacity == 1000)
+        #expect(after.format.generation == 2)
+        let reopened = try SlotStore(path: path)
+        var values = try reopened.values()
+        #expect(values.removeValue(forKey: "sessions") != nil)
+        var original = expected
+        original.removeValue(forKey: "sessions")
+        #expect(values == original)
+        #expect(try reopened.value(of: "sessions") == expected["sessions"])
+        #expect(try SlotStore.verify(at: path).ok)
+    }
+
+    @Test("migration: add, widen and grow apply; narrowing, retyping and dropping need their flag")
+    func migrationRules() throws {
+        let store = try makeStore("migrate.slots")
+        let path = store.path
+        store.close()
+        waitUntilNoOpener(path)
+        let before = bytesOutsideLock(path)
+        var v2 = Self.v1
+        v2.version = 2
+        v2.fields[0] = .int64("hits")                       // widen
+        v2.fields[1] = .double("ratio")                     // widen
+        v2.fields[2] = .string("motd", capacity: 64)        // grow
+        v2.fields.remove(at: 3)                             // drop: needs the flag
+        v2.fields.append(.array("added", of: .uint16, count: 4))  // new
+        #expect {
+            try SlotStore.compact(at: path, schema: v2)
+        } throws: { error in
+            guard case .migrationRefused(_, let reasons) = error as? SlotStoreError else { return false }
+            return reasons.count == 1 && reasons[0].contains("legacy")
+        }
+        #expect(bytesOutsideLock(path) == before, "a refused migration changes nothing")
+        let plan = try SlotStore.compact(at: path, schema: v2, migration: MigrationOptions(allowDropping: true))
+        #expect(Dictionary(uniqueKeysWithValues: plan.fields.map { ($0.name, $0.fate) })
+                == ["hits": "widen", "ratio": "widen", "motd": "grow", "legacy": "drop", "added": "new", "sessions": "rehash"])
+        let migrated = try SlotStore(path: path, schema: v2)
+        #expect(try migrated.scalar("hits", as: Int64.self).load() == -7)
+        #expect(try migrated.scalar("ratio", as: Double.self).load() == 0.5)
+        #expect(try migrated.string("motd").load() == "hello")
+        #expect(try migrated.array("added", of: UInt16.self).snapshot() == [0, 0, 0, 0])
+        #expect(try migrated.map("sessions", key: String.self, value: Int64.self).count == 40)
+        migrated.close()
+        waitUntilNoOpener(path)
+
+        // Narrowing: refused without the flag; with it, values must still fit.
+        var v3 = v2
+        v3.version = 3
+        v3.fields[0] = .int8("hits")
+        #expect(throws: SlotStoreError.self) { try SlotStore.compact(at: path, schema: v3) }
+        let narrowed = try SlotStore.compact(at: path, schema: v3, migration: MigrationOptions(allowNarrowing: true))
+        #expect(narrowed.fields.first { $0.name == "hits" }?.fate == "narrow")
+        waitUntilNoOpener(path)
+        let small = try SlotStore(path: path)
+        try small.scalar("hits", as: Int8.self).store(100)
+        small.close()
+        waitUntilNoOpener(path)
+        // A value that would not fit stops the migration with nothing changed.
+        var v4 = v3
+        v4.fields[0] = .int8("hits")
+        v4.fields[2] = .string("motd", capacity: 2)
+
+        #expect(throws: SlotStoreError.self) {
+            try SlotStore.compact(at: path, schema: v4, migration: MigrationOptions(allowNarrowing: true))
+        }
+        #expect(try SlotStore(path: path).string("motd").load() == "hello")
+    }
+
+    @Test("a service migrates its own store at open with the migration option")
+    func migrateAtOpen() throws {
+        let store = try makeStore("open.slots")
+        let path = store.path
+        store.close()
+        waitUntilNoOpener(path)
+        var v2 = Self.v1
+        v2.version = 2
+        v2.fields.append(.int64("extra"))
+        #expect(throws: SlotStoreError.self) { _ = try SlotStore(path: path, schema: v2) }
+        let migrated = try SlotStore(path: path, schema: v2, options: OpenOptions(migration: MigrationOptions()))
+        #expect(migrated.schema == v2)
+        #expect(try migrated.scalar("hits", as: Int32.self).load() == -7)
+        #expect(try migrated.scalar("extra", as: Int64.self).load() == 0)
+    }
+
+    @Test("compaction in place refuses while another process has the store open; --output works meanwhile")
+    func inUse() throws {
+        let store = try makeStore("busy.slots")
+        let path = store.path
+        let holder = try Tool.Holder(["_worker", "hold-lock", path])
+        defer { holder.kill() }
+        let before = bytesOutsideLock(path)
+        #expect(throws: SlotStoreError.storeInUse(path: path, operation: "compaction in place")) {
+            try SlotStore.compact(at: path)
+        }
+        #expect(bytesOutsideLock(path) == before, "a refused compaction changes nothing")
+        store.close()
+        holder.kill()
+        let copy = directory.file("busy-copy.slots")
+        let other = try SlotStore(path: path)  // another opener: in-place is refused, a copy is fine
+        try SlotStore.compact(at: path, output: copy)
+        #expect(try SlotStore(path: copy).values() == other.values())
+    }
+
+    @Test("slotstore compact killed mid-copy leaves the source intact and verifiable; a rerun succeeds")
+    func killedMidCompaction() throws {
+        let store = try makeStore("killed.slots")
+        let path = store.path
+        let expected = try store.values()
+        store.close()
+        waitUntilNoOpener(path)
+        let killed = try Tool.run(["compact", path, "--capacity", "sessions=500"], environment: ["SLOTSTORE_FAULT": "afterWrite:kill:3"])
+        #expect(killed.killedBySIGKILL, "\(killed)")
+        #expect(try SlotStore.verify(at: path).ok)
+        #expect(try SlotStore(path: path).values() == expected)
+        waitUntilNoOpener(path)
+        let rerun = try Tool.run(["compact", path, "--capacity", "sessions=500", "--json"])
+        #expect(rerun.succeeded, "\(rerun.stderr)")
+        let plan = try JSONSerialization.jsonObject(with: Data(rerun.stdout.utf8)) as? [String: Any]
+        #expect(plan?["bytesAfter"] as? Int ?? 0 > 0)
+        #expect(try SlotStore(path: path).values() == expected)
+        let leftovers = try FileManager.default.contentsOfDirectory(atPath: directory.path).filter { $0.contains("compacting") }
+        #expect(leftovers.isEmpty, "\(leftovers)")
+    }
+
+    /// A file's bytes with the lock page blanked (every first opener resets and counts there), hashed
+    /// so a failed comparison prints two numbers, not a megabyte.
+    func bytesOutsideLock(_ path: String) -> Int {
+        var bytes = fileBytes(path)
+        if let header = try? FileHeader.decode(Array(bytes.prefix(FileHeader.size)), path: path) {
+            let start = Int(header.lockOffset), end = min(bytes.count, start + Int(header.lockSize))
+            if start < end { bytes.replaceSubrange(start..<end, with: repeatElement(0, count: end - start)) }
+        }
+        return bytes.hashValue
+    }
+}

@@ -1,0 +1,65 @@
+import Foundation
+import SlotStore
+
+/// `slotstore compact PATH`
+enum CompactCommand: Command {
+    static let name = "compact"
+    static let abstract = "rewrite a store: drop tombstones, resize maps, migrate the schema, upgrade the format"
+    static let usage = """
+    usage: slotstore compact PATH [--schema NEW.json] [--capacity FIELD=N ...] [--output NEWPATH]
+                                  [--allow-narrowing] [--allow-retyping] [--allow-dropping] [--dry-run] [--json]
+      Writes a new store with maps rebuilt (tombstones gone, at a new capacity if
+      asked), values carried into the new schema by field name, and the current
+      format. Adding fields, widening numbers and growing capacities are always
+      allowed; narrowing, retyping and dropping need their flag, and a value that
+      does not fit its new type stops the compaction with nothing changed.
+      Without --output, the result replaces PATH atomically; that needs every
+      other process to have closed the store. With --output, PATH stays in service.
+      --capacity FIELD=N   new capacity of a map, string or bytes field (or an array's count); repeatable
+      --dry-run            print the plan (sizes before and after, each field's fate) and change nothing
+      --json               print the plan as JSON: {path, output, bytesBefore, bytesAfter, formatBefore,
+                           formatAfter, schemaVersion, dryRun, fields: [{name, fate, from, to}]}
+    """
+
+    static func run(_ arguments: inout Arguments) throws -> Int32 {
+        let path = try arguments.positional("store path")
+        let schemaPath = try arguments.option("--schema")
+        var capacities: [String: Int] = [:]
+        while let text = try arguments.option("--capacity") {
+            let parts = text.split(separator: "=", maxSplits: 1).map(String.init)
+            guard parts.count == 2, !parts[0].isEmpty, let capacity = Int(parts[1]), capacity > 0 else {
+                throw UsageError("--capacity takes FIELD=N with a positive whole number, found \"\(text)\"")
+            }
+            capacities[parts[0]] = capacity
+        }
+        let output = try arguments.option("--output")
+        let migration = MigrationOptions(allowNarrowing: arguments.flag("--allow-narrowing"),
+                                         allowRetyping: arguments.flag("--allow-retyping"),
+                                         allowDropping: arguments.flag("--allow-dropping"))
+        let dryRun = arguments.flag("--dry-run")
+        let json = arguments.flag("--json")
+        try arguments.finish()
+        let schema = try schemaPath.map { try Schema(json: Array(readInputFile($0, what: "schema")), source: $0) }
+        let plan = try SlotStore.compact(at: path, output: output, schema: schema, capacities: capacities,
+                                         migration: migration, dryRun: dryRun,
+                                         progress: json ? nil : { Output.error("  \($0)") })
+        if json {
+            try JSONOutput.print(plan)
+            return ExitStatus.success
+        }
+        Output.out("\(plan.path) → \(plan.output)\(dryRun ? " (dry run: nothing written)" : "")")
+        Output.out("  size     \(plan.bytesBefore) → \(plan.bytesAfter) bytes")
+        Output.out("  format   \(plan.formatBefore) → \(plan.formatAfter); schema version \(plan.schemaVersion)")
+        for field in plan.fields {
+            let change = switch (field.from, field.to) {
+            case (let from?, let to?) where from == to: from
+            case (let from?, let to?): "\(from) → \(to)"
+            case (nil, let to?): "new, \(to)"
+            case (let from?, nil): "dropped, was \(from)"
+            default: ""
+            }
+            Output.out("  \(field.fate.padding(toLength: 7, withPad: " ", startingAt: 0))  \(field.name): \(change)")
+        }
+        return ExitStatus.success
+    }
+}
