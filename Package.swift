@@ -6,6 +6,7 @@ let package = Package(
     products: [
         .library(name: "SlotStore", targets: ["SlotStore"]),
         .executable(name: "slotstore", targets: ["slotstore"]),
+        .executable(name: "slotstore-bench", targets: ["slotstore-bench"]),
     ],
     targets: [
         .target(name: "SlotStore"),
@@ -13,6 +14,11 @@ let package = Package(
             name: "slotstore",
             dependencies: ["SlotStore"],
             path: "Tools/slotstore"
+        ),
+        .executableTarget(
+            name: "slotstore-bench",
+            dependencies: ["SlotStore"],
+            path: "Tools/slotstore-bench"
         ),
         .testTarget(
             name: "SlotStoreTests",

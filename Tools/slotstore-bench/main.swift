@@ -1,0 +1,2 @@
+// Placeholder: the benchmark is being written (issue 5).
+print("slotstore-bench: not implemented yet")
