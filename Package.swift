@@ -24,7 +24,9 @@ let package = Package(
             name: "SlotStoreTests",
             // The tests drive the real `slotstore` binary as worker processes,
             // so it must be built before they run.
-            dependencies: ["SlotStore", "slotstore"]
+            dependencies: ["SlotStore", "slotstore"],
+            // Read by path (#filePath) and copied before use: opening a store writes to it.
+            exclude: ["Fixtures"]
         ),
     ],
     swiftLanguageModes: [.v6]

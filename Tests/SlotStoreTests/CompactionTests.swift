@@ -171,3 +171,56 @@ struct CompactionTests {
         return bytes.hashValue
     }
 }
+
+@Suite("Format upgrade")
+struct FormatUpgradeTests {
+    let directory = TemporaryDirectory()
+
+    /// `Fixtures/format-1.0.slots`: a store in format 1.0 (before maps and the
+    /// hash seed): made with the 1.0 layout, header minor version 0, no hash
+    /// seed, and a clean lock region. Opening writes its lock region, so each
+    /// test works on a copy.
+    func fixtureCopy() throws -> String {
+        let fixture = URL(fileURLWithPath: #filePath).deletingLastPathComponent().appendingPathComponent("Fixtures/format-1.0.slots")
+        let path = directory.file("old.slots")
+        try FileManager.default.copyItem(atPath: fixture.path, toPath: path)
+        return path
+    }
+
+    @Test("a format 1.0 store opens as it is, and compaction upgrades it to the current format with every value")
+    func upgrade() throws {
+        let path = try fixtureCopy()
+        #expect(try SlotStore.inspect(at: path).format.version == "1.0")
+        let old = try SlotStore(path: path)
+        let values = try old.values()
+        #expect(values["requests"] == .int(123_456_789))
+        #expect(values["motd"] == .string("written by format 1.0"))
+        #expect(values["latency"] == .array([.double(1.5), .double(2.5), .double(3.5), .double(4.5)]))
+        #expect(values["blob"] == .bytes([0xDE, 0xAD, 0xBE, 0xEF]))
+        old.close()
+        waitUntilNoOpener(path)
+
+        let plan = try SlotStore.compact(at: path)
+        #expect(plan.formatBefore == "1.0" && plan.formatAfter == "\(FileHeader.currentMajor).\(FileHeader.currentMinor)")
+        let upgraded = try SlotStore(path: path)
+        #expect(upgraded.core.header.formatMinor == FileHeader.currentMinor)
+        #expect(upgraded.core.header.generation == 2)
+        #expect(upgraded.core.header.hashSeed != 0)
+        #expect(try upgraded.values() == values)
+        #expect(try SlotStore.verify(at: path).ok)
+    }
+
+    @Test("a format 1.0 store migrates at open to a schema with a map")
+    func migrateToMaps() throws {
+        let path = try fixtureCopy()
+        var schema = try SlotStore(path: path).schema
+        waitUntilNoOpener(path)
+        schema.version = 4
+        schema.fields.append(.map("hits", key: .string(capacity: 16), value: .scalar(.int64), capacity: 100))
+        let store = try SlotStore(path: path, schema: schema, options: OpenOptions(migration: MigrationOptions()))
+        let hits = try store.map("hits", key: String.self, value: Int64.self)
+        try hits.add(3, for: "/")
+        #expect(try hits.get("/") == 3)
+        #expect(try store.value(of: "requests") == .int(123_456_789))
+    }
+}

@@ -12,7 +12,9 @@ struct FileHeader: Equatable, Sendable {
     /// Written little-endian; a big-endian reader sees 0x0D0C0B0A.
     static let byteOrderMark: UInt32 = 0x0A0B_0C0D
     static let currentMajor: UInt16 = 1
-    static let currentMinor: UInt16 = 0
+    /// 1.1 added map fields and the hash seed at offset 144; 1.0 files open unchanged
+    /// and compaction upgrades them.
+    static let currentMinor: UInt16 = 1
     static let checksumOffset = 252
 
     struct Flags: OptionSet, Sendable {
