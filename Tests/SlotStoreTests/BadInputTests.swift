@@ -80,7 +80,7 @@ struct BadInputTests {
         var header = store.header
         header.formatMajor = 2
         patchFile(store.path, at: 0, header.encoded())
-        expectRefused(store.path) { $0 == .unsupportedVersion(path: store.path, found: "2.0", supported: "1.x") }
+        expectRefused(store.path) { $0 == .unsupportedVersion(path: store.path, found: "2.\(FileHeader.currentMinor)", supported: "1.x") }
     }
 
     @Test("a newer minor version still opens")
