@@ -9,7 +9,7 @@
 /// before or after each write, never torn. To read several fields as of one
 /// moment, read them inside a transaction.
 public struct Transaction: ~Copyable {
-    let core: StoreCore
+    @usableFromInline let core: StoreCore
 
     init(core: StoreCore) { self.core = core }
 
@@ -17,31 +17,32 @@ public struct Transaction: ~Copyable {
         precondition(other === core, "field \"\(name)\" belongs to another store than this transaction")
     }
 
+    // The scalar methods are inlinable so a client specializes them: a generic
+    // call into the library would look up type metadata on every use.
+
     /// The value of a scalar field.
+    @inlinable
     public func load<Value>(_ field: ScalarField<Value>) -> Value {
-        check(field.core, field.name)
+        precondition(field.core === core, "field \"\(field.name)\" belongs to another store than this transaction")
         return field.load()
     }
 
     /// Replaces the value of a scalar field.
+    @inlinable
     public func store<Value>(_ value: Value, to field: ScalarField<Value>) throws(SlotStoreError) {
-        check(field.core, field.name)
-        try core.recordUndo(offset: field.layout.offset, length: 8, sequenceOffset: 0)
+        precondition(field.core === core, "field \"\(field.name)\" belongs to another store than this transaction")
+        try core.recordScalarUndo(offset: field.offset)
         field.store(value)
-        // A scalar has no half-written state; "mid-write" is the moment between
-        // this field and the next one of the transaction.
-        FaultInjection.reach(.midWrite)
-        FaultInjection.reach(.afterWrite)
+        core.afterScalarWrite()
     }
 
     /// Adds `delta` to an integer field (wrapping) and returns the new value.
-    @discardableResult
+    @inlinable @discardableResult
     public func add<Value: SlotInteger>(_ delta: Value, to field: ScalarField<Value>) throws(SlotStoreError) -> Value {
-        check(field.core, field.name)
-        try core.recordUndo(offset: field.layout.offset, length: 8, sequenceOffset: 0)
+        precondition(field.core === core, "field \"\(field.name)\" belongs to another store than this transaction")
+        try core.recordScalarUndo(offset: field.offset)
         let result = field.add(delta)
-        FaultInjection.reach(.midWrite)
-        FaultInjection.reach(.afterWrite)
+        core.afterScalarWrite()
         return result
     }
 

@@ -296,6 +296,40 @@ final class StoreCore: @unchecked Sendable {
         }
     }
 
+    /// A consistent copy of array field number `field` into `destination`.
+    /// Every SlotScalar but Bool has the same in-memory form as its stored
+    /// little-endian bits, so the copy is bytes; Bool bytes are then
+    /// normalized to 0 or 1 so a damaged byte can't become an invalid Bool.
+    @usableFromInline
+    func readArraySnapshot(field index: Int, into destination: UnsafeMutableRawPointer) throws(SlotStoreError) {
+        let field = layout.fields[index]
+        guard case .array(let element, let count) = field.type else { return }
+        let bytes = count * element.byteWidth
+        let source = address(field.payloadOffset)
+        try readConsistently(field, checkingElementWrites: true) {
+            source.copyBytes(to: destination, count: bytes)
+        }
+        if element == .bool {
+            let flags = destination.assumingMemoryBound(to: UInt8.self)
+            for offset in 0..<count where flags[offset] > 1 { flags[offset] = 1 }
+        }
+    }
+
+    /// Journals a scalar's 8-byte slot before a transaction changes it.
+    @usableFromInline
+    func recordScalarUndo(offset: Int) throws(SlotStoreError) {
+        try recordUndo(offset: offset, length: 8, sequenceOffset: 0)
+    }
+
+    /// The fault points after a transaction's scalar write.
+    @usableFromInline
+    func afterScalarWrite() {
+        // A scalar has no half-written state; "mid-write" is the moment between
+        // this field and the next one of the transaction.
+        FaultInjection.reach(.midWrite)
+        FaultInjection.reach(.afterWrite)
+    }
+
     @inline(never)
     func settleStalledWriter() throws(SlotStoreError) {
         try acquireLock()

@@ -10,6 +10,7 @@ public struct ArrayField<Value: SlotScalar>: Sendable {
     @usableFromInline let core: StoreCore
     @usableFromInline let elements: MappedAddress
     @usableFromInline let elementWrites: MappedAddress
+    @usableFromInline let fieldIndex: Int
     let layout: FieldLayout
 
     /// The number of elements.
@@ -21,6 +22,7 @@ public struct ArrayField<Value: SlotScalar>: Sendable {
         self.count = count
         self.elements = core.address(layout.payloadOffset)
         self.elementWrites = core.address(layout.secondWordOffset)
+        self.fieldIndex = layout.index
     }
 
     /// The field's name.
@@ -44,24 +46,25 @@ public struct ArrayField<Value: SlotScalar>: Sendable {
     }
 
     /// All elements as of one moment.
+    @inlinable
     public func snapshot() throws(SlotStoreError) -> [Value] {
-        var values = [Value](unsafeUninitializedCapacity: count) { buffer, initialized in
-            for index in 0..<count { buffer.initializeElement(at: index, to: loadRelaxed(index)) }
-            initialized = count
-        }
+        var values = [Value](repeating: elements.loadScalarRelaxed(Value.self), count: count)
         try read(into: &values)
         return values
     }
 
     /// Fills `buffer` with all elements as of one moment. Allocates nothing when
     /// `buffer` already holds ``count`` elements.
+    @inlinable
     public func read(into buffer: inout [Value]) throws(SlotStoreError) {
-        if buffer.count != count { buffer = [Value](repeating: loadRelaxed(0), count: count) }
-        try core.readConsistently(layout, checkingElementWrites: true) {
-            buffer.withUnsafeMutableBufferPointer { destination in
-                for index in 0..<count { destination[index] = loadRelaxed(index) }
+        if buffer.count != count { buffer = [Value](repeating: elements.loadScalarRelaxed(Value.self), count: count) }
+        // Inlined so the client specializes it; the copy itself is one
+        // non-generic call that captures only a pointer.
+        try buffer.withUnsafeMutableBufferPointer { destination in
+            Result { () throws(SlotStoreError) in
+                try core.readArraySnapshot(field: fieldIndex, into: UnsafeMutableRawPointer(destination.baseAddress!))
             }
-        }
+        }.get()
     }
 
     /// Replaces every element, all or nothing. `values` must hold exactly ``count`` elements.

@@ -13,12 +13,15 @@ import Synchronization
 public struct ScalarField<Value: SlotScalar>: Sendable {
     @usableFromInline let core: StoreCore
     @usableFromInline let word: MappedAddress
+    /// The slot's file offset, for the transaction's undo record.
+    @usableFromInline let offset: Int
     let layout: FieldLayout
 
     init(core: StoreCore, layout: FieldLayout) {
         self.core = core
         self.layout = layout
         self.word = core.address(layout.offset)
+        self.offset = layout.offset
     }
 
     /// The field's name.

@@ -31,13 +31,19 @@ struct VariableField: Sendable {
     /// Copies a consistent value into `buffer` and returns its length.
     func read(into buffer: inout [UInt8]) throws(SlotStoreError) -> Int {
         if buffer.count < capacity { buffer = [UInt8](repeating: 0, count: capacity) }
-        return try core.readConsistently(layout, checkingElementWrites: false) {
-            let length = currentLength()
-            buffer.withUnsafeMutableBytes { destination in
-                payload.copyBytes(to: destination.baseAddress!, count: length)
+        // The retry loop runs inside the buffer access, capturing only a
+        // pointer: a closure capturing the inout array would cost a dynamic
+        // exclusivity check per attempt.
+        return try buffer.withUnsafeMutableBytes { destination in
+            let base = destination.baseAddress!
+            return Result { () throws(SlotStoreError) in
+                try core.readConsistently(layout, checkingElementWrites: false) {
+                    let length = currentLength()
+                    payload.copyBytes(to: base, count: length)
+                    return length
+                }
             }
-            return length
-        }
+        }.get()
     }
 
     /// The value read under the lock, where no writer can interleave.
