@@ -44,13 +44,8 @@ enum FaultInjection {
 
     static let enabled = plan != nil
 
-    @inline(__always)
-    static func reach(_ point: FaultPoint) {
-        if _slowPath(enabled) { trigger(point) }
-    }
-
     @inline(never)
-    private static func trigger(_ point: FaultPoint) {
+    static func trigger(_ point: FaultPoint) {
         guard let plan, plan.point == point else { return }
         hits += 1
         guard hits == plan.countdown else { return }

@@ -221,9 +221,9 @@ struct MapTable: Sendable {
             let bucket = self.bucket(found)
             let sequence = beginWrite(bucket)
             writeValue(bucket.advanced(by: MapGeometry.bucketPrefixBytes + geometry.keyBytes))
-            FaultInjection.reach(.midWrite)
+            core.fault(.midWrite)
             core.endSeqlockWrite(sequence)
-            FaultInjection.reach(.afterWrite)
+            core.fault(.afterWrite)
             return false
         }
         let live = Int(count.pointee.load(ordering: .relaxed))
@@ -240,7 +240,7 @@ struct MapTable: Sendable {
             if let source = bytes.baseAddress { bucket.advanced(by: MapGeometry.bucketPrefixBytes).copyBytes(from: source, count: bytes.count) }
         }
         writeValue(bucket.advanced(by: MapGeometry.bucketPrefixBytes + geometry.keyBytes))
-        FaultInjection.reach(.midWrite)
+        core.fault(.midWrite)
         bucket.advanced(by: 8).atomic(UInt64.self).pointee.store(
             MapTable.meta(state: MapTable.full, keyLength: key.count, epoch: epoch), ordering: .relaxed)
         core.endSeqlockWrite(sequence)
@@ -248,7 +248,7 @@ struct MapTable: Sendable {
         if reusesTombstone {
             tombstones.pointee.store(tombstones.pointee.load(ordering: .relaxed) &- 1, ordering: .relaxed)
         }
-        FaultInjection.reach(.afterWrite)
+        core.fault(.afterWrite)
         return true
     }
 
@@ -261,11 +261,11 @@ struct MapTable: Sendable {
         let sequence = beginWrite(bucket)
         bucket.advanced(by: 8).atomic(UInt64.self).pointee.store(
             MapTable.meta(state: MapTable.tombstone, keyLength: 0, epoch: epoch), ordering: .relaxed)
-        FaultInjection.reach(.midWrite)
+        core.fault(.midWrite)
         core.endSeqlockWrite(sequence)
         count.pointee.store(count.pointee.load(ordering: .relaxed) &- 1, ordering: .relaxed)
         tombstones.pointee.store(tombstones.pointee.load(ordering: .relaxed) &+ 1, ordering: .relaxed)
-        FaultInjection.reach(.afterWrite)
+        core.fault(.afterWrite)
         return true
     }
 
@@ -275,7 +275,7 @@ struct MapTable: Sendable {
         count.pointee.store(0, ordering: .relaxed)
         tombstones.pointee.store(0, ordering: .relaxed)
         epochWord.pointee.store((epoch &+ 1) & 0xFFFF_FFFF, ordering: .releasing)
-        FaultInjection.reach(.afterWrite)
+        core.fault(.afterWrite)
     }
 
     @inline(__always)

@@ -30,6 +30,8 @@ final class StoreCore: @unchecked Sendable {
     /// can see yet: a crash then leaves just a temporary file, so the undo
     /// journal (which holds at most 1 MiB of a large map) is not needed.
     nonisolated(unsafe) var journaling = true
+    /// Read once: a static flag would cost a lazy-initialization check at every fault point.
+    let faultsEnabled = FaultInjection.enabled
 
     init(path: String, file: MappedFile, header: FileHeader, layout: Layout, schema: Schema, options: OpenOptions) {
         self.path = path
@@ -49,6 +51,12 @@ final class StoreCore: @unchecked Sendable {
 
     @inlinable
     func address(_ offset: Int) -> MappedAddress { file.base.advanced(by: offset) }
+
+    /// A crash point for tests (see `FaultInjection`); one predictable branch otherwise.
+    @inline(__always)
+    func fault(_ point: FaultPoint) {
+        if _slowPath(faultsEnabled) { FaultInjection.trigger(point) }
+    }
 
     // MARK: The lock
 
@@ -189,14 +197,14 @@ final class StoreCore: @unchecked Sendable {
             do {
                 try file.flush(offset: layout.journalOffset, count: UndoJournal.headerBytes)
             } catch {
-                FaultInjection.reach(.beforeUnlock)
+                fault(.beforeUnlock)
                 releaseLock()
                 throw .committedButNotFlushed(path: path, detail: error.description)
             }
         } else {
             journal.clear()
         }
-        FaultInjection.reach(.beforeUnlock)
+        fault(.beforeUnlock)
         releaseLock()
     }
 
@@ -204,7 +212,7 @@ final class StoreCore: @unchecked Sendable {
 
     /// Records the before-image of `offset..<offset+length`; call with the lock held, before changing those bytes.
     func recordUndo(offset: Int, length: Int, sequenceOffset: Int) throws(SlotStoreError) {
-        FaultInjection.reach(.beforeJournal)
+        fault(.beforeJournal)
         guard journaling else { return }
         if durable {
             // The record's image must be on disk before the size that
@@ -217,7 +225,7 @@ final class StoreCore: @unchecked Sendable {
         } else {
             try journal.record(dataOffset: offset, length: length, sequenceOffset: sequenceOffset, pid: pid, path: path)
         }
-        FaultInjection.reach(.afterJournal)
+        fault(.afterJournal)
     }
 
     /// Makes the field's sequence word odd: readers retry until `endSeqlockWrite`.
@@ -250,11 +258,11 @@ final class StoreCore: @unchecked Sendable {
         let payload = address(field.payloadOffset)
         let half = source.count / 2
         if half > 0 { payload.copyBytes(from: source.baseAddress!, count: half) }
-        FaultInjection.reach(.midWrite)
+        fault(.midWrite)
         if source.count > half { payload.advanced(by: half).copyBytes(from: source.baseAddress! + half, count: source.count - half) }
         lengthWord.pointee.store(UInt64(source.count), ordering: .relaxed)
         endSeqlockWrite(sequence)
-        FaultInjection.reach(.afterWrite)
+        fault(.afterWrite)
     }
 
     // MARK: Lock-free reads
@@ -267,8 +275,18 @@ final class StoreCore: @unchecked Sendable {
     /// so a reader never spins forever.
     @inline(__always)
     func readConsistently<R>(_ field: FieldLayout, checkingElementWrites: Bool, _ copy: () -> R) throws(SlotStoreError) -> R {
-        let sequence = address(field.sequenceOffset).atomic(UInt64.self)
-        let writes = address(field.secondWordOffset).atomic(UInt64.self)
+        try readConsistently(sequence: address(field.sequenceOffset),
+                             writes: checkingElementWrites ? address(field.secondWordOffset) : nil,
+                             field: field.index, copy)
+    }
+
+    /// The same, given the words directly, so hot readers don't copy a `FieldLayout`.
+    @inline(__always)
+    func readConsistently<R>(sequence sequenceWord: MappedAddress, writes writesWord: MappedAddress?, field index: Int,
+                             _ copy: () -> R) throws(SlotStoreError) -> R {
+        let sequence = sequenceWord.atomic(UInt64.self)
+        let checkingElementWrites = writesWord != nil
+        let writes = (writesWord ?? sequenceWord).atomic(UInt64.self)
         var attempts = 0
         var started: UInt64 = 0
         while true {
@@ -290,7 +308,7 @@ final class StoreCore: @unchecked Sendable {
                 if sequence.pointee.load(ordering: .relaxed) & 1 == 1 { try settleStalledWriter() }
                 if started == 0 { started = StoreCore.monotonicNanoseconds() }
                 else if Double(StoreCore.monotonicNanoseconds() - started) / 1e9 > lockTimeout {
-                    throw .readTimeout(path: path, field: field.name, seconds: lockTimeout)
+                    throw .readTimeout(path: path, field: layout.fields[index].name, seconds: lockTimeout)
                 }
             }
         }
@@ -326,8 +344,8 @@ final class StoreCore: @unchecked Sendable {
     func afterScalarWrite() {
         // A scalar has no half-written state; "mid-write" is the moment between
         // this field and the next one of the transaction.
-        FaultInjection.reach(.midWrite)
-        FaultInjection.reach(.afterWrite)
+        fault(.midWrite)
+        fault(.afterWrite)
     }
 
     @inline(never)

@@ -91,11 +91,11 @@ public struct ArrayField<Value: SlotScalar>: Sendable {
         let sequence = core.beginSeqlockWrite(layout)
         let half = count / 2
         for index in 0..<count {
-            if index == half { FaultInjection.reach(.midWrite) }
+            if index == half { core.fault(.midWrite) }
             elements.advanced(by: index * Value.scalarType.byteWidth).storeScalar(values[index])
         }
         core.endSeqlockWrite(sequence)
-        FaultInjection.reach(.afterWrite)
+        core.fault(.afterWrite)
     }
 
     /// The locked single-element write of a transaction; call with the lock held.

@@ -7,15 +7,18 @@ struct VariableField: Sendable {
     let layout: FieldLayout
     let lengthWord: MappedAddress
     let payload: MappedAddress
+    let sequence: MappedAddress
+    /// Stored: computing it from the layout walks the field type on every read.
+    let capacity: Int
 
     init(core: StoreCore, layout: FieldLayout) {
         self.core = core
         self.layout = layout
         self.lengthWord = core.address(layout.secondWordOffset)
         self.payload = core.address(layout.payloadOffset)
+        self.sequence = core.address(layout.sequenceOffset)
+        self.capacity = layout.payloadCapacity
     }
-
-    var capacity: Int { layout.payloadCapacity }
 
     /// The current length, clamped so damaged bytes can't make a reader overrun.
     @inline(__always)
@@ -25,7 +28,7 @@ struct VariableField: Sendable {
 
     /// A consistent copy of the value.
     func read() throws(SlotStoreError) -> [UInt8] {
-        try core.readConsistently(layout, checkingElementWrites: false) { payload.bytes(count: currentLength()) }
+        try core.readConsistently(sequence: sequence, writes: nil, field: layout.index) { payload.bytes(count: currentLength()) }
     }
 
     /// Copies a consistent value into `buffer` and returns its length.
@@ -37,7 +40,7 @@ struct VariableField: Sendable {
         return try buffer.withUnsafeMutableBytes { destination in
             let base = destination.baseAddress!
             return Result { () throws(SlotStoreError) in
-                try core.readConsistently(layout, checkingElementWrites: false) {
+                try core.readConsistently(sequence: sequence, writes: nil, field: layout.index) {
                     let length = currentLength()
                     payload.copyBytes(to: base, count: length)
                     return length

@@ -160,17 +160,17 @@ extension StoreCore {
         case (.scalar(let type), _):
             try recordUndo(offset: field.offset, length: 8, sequenceOffset: 0)
             address(field.offset).storeBits(type.bits(of: value), width: type.byteWidth)
-            FaultInjection.reach(.midWrite)
-            FaultInjection.reach(.afterWrite)
+            fault(.midWrite)
+            fault(.afterWrite)
         case (.array(let element, let count), .array(let values)):
             try recordUndo(offset: field.payloadOffset, length: roundUp(count * element.byteWidth, to: 8), sequenceOffset: field.sequenceOffset)
             let sequence = beginSeqlockWrite(field)
             for (index, item) in values.enumerated() {
-                if index == count / 2 { FaultInjection.reach(.midWrite) }
+                if index == count / 2 { fault(.midWrite) }
                 address(field.payloadOffset + index * element.byteWidth).storeBits(element.bits(of: item), width: element.byteWidth)
             }
             endSeqlockWrite(sequence)
-            FaultInjection.reach(.afterWrite)
+            fault(.afterWrite)
         case (.string, .string(let text)):
             try VariableField(core: self, layout: field).write(text.utf8)
         case (.bytes, .bytes(let bytes)):
