@@ -146,7 +146,7 @@ public enum SlotStoreError: Error, Sendable, Equatable, CustomStringConvertible 
         case .invalidValue(let path, let field, let detail):
             "\(path): invalid value for field \"\(field)\": \(detail); the stored value is unchanged"
         case .mapFull(let path, let field, let capacity, let count):
-            "\(path): map \"\(field)\" is full: it holds \(count) entries and its capacity is \(capacity); remove entries, or give it a larger capacity in the schema (`slotstore compact --capacity \(field)=N` once available, or dump, edit the schema, and load into a new store); nothing was inserted"
+            "\(path): map \"\(field)\" is full: \(count) entries for a capacity of \(capacity); remove entries, or give it a larger capacity (`slotstore compact PATH --capacity \(field)=N`, or `SlotStore.compact(at:capacities:)`); nothing was inserted"
         case .migrationRefused(let path, let reasons):
             "\(path): the migration was refused, nothing was changed: \(reasons.joined(separator: "; "))"
         case .storeInUse(let path, let operation):

@@ -241,3 +241,56 @@ struct MapProcessTests {
         #expect(report.ok, "\(report.findings)")
     }
 }
+
+@Suite("Maps: large and damaged")
+struct MapEdgeTests {
+    let directory = TemporaryDirectory()
+
+    @Test("a map of 20,000 entries dumps and loads into a new store, and a full 3,072-entry map is rewritten in one transaction")
+    func largeMaps() throws {
+        let schema = Schema(version: 1, fields: [.map("big", key: .scalar(.int64), value: .scalar(.int64), capacity: 20_000)])
+        let source = try SlotStore(path: directory.file("big.slots"), schema: schema)
+        let big = try source.map("big", key: Int64.self, value: Int64.self)
+        try source.transaction { tx in
+            for key in 0..<Int64(1000) { try tx.store(key * 2, for: key, in: big) }
+        }
+        let entries = (0..<Int64(20_000)).map { FieldValue.MapEntry(key: .int($0), value: .int($0 &* 3)) }
+        let copyPath = directory.file("big-copy.slots")
+        try SlotStore.create(at: copyPath, schema: schema, values: ["big": .map(entries)])
+        let copy = try SlotStore(path: copyPath)
+        #expect(try copy.map("big", key: Int64.self, value: Int64.self).get(19_999) == 59_997)
+        #expect(try copy.map("big", key: Int64.self, value: Int64.self).count == 20_000)
+        #expect(try SlotStore.verify(at: copyPath).ok)
+        #expect(throws: SlotStoreError.alreadyExists(path: copyPath)) {
+            try SlotStore.create(at: copyPath, schema: schema, values: [:])
+        }
+
+        let small = Schema(version: 1, fields: [.map("m", key: .scalar(.int64), value: .scalar(.int64), capacity: 3072)])
+        let store = try SlotStore(path: directory.file("small.slots"), schema: small)
+        try store.setValue(.map((0..<Int64(3072)).map { .init(key: .int($0), value: .int(1)) }), for: "m")
+        #expect(try store.map("m", key: Int64.self, value: Int64.self).count == 3072)
+    }
+
+    @Test("map buckets left odd with a clean journal are settled at the next first open, and lookups don't hang")
+    func oddBuckets() throws {
+        let path = directory.file("odd.slots")
+        let store = try SlotStore(path: path, schema: MapTests.schema)
+        let sessions = try store.map("sessions", key: String.self, value: Int64.self)
+        for index in 0..<10 { try sessions.set(Int64(index), for: "k\(index)") }
+        let field = try #require(store.core.layout.field(named: "sessions"))
+        let table = MapTable(core: store.core, field: field)
+        // Make every bucket word odd, as a power loss could leave one.
+        for index in 0..<table.geometry.bucketCount {
+            let word = table.bucket(index).atomic(UInt64.self)
+            word.pointee.store(word.pointee.load(ordering: .relaxed) | 1, ordering: .relaxed)
+        }
+        store.close()
+        waitUntilNoOpener(path)
+        #expect(try SlotStore.verify(at: path).findings.contains { $0.code == "field-sequence" })
+        let plan = try SlotStore.repair(at: path, dryRun: true)
+        #expect(plan.actions.contains { $0.contains("sessions") }, "\(plan.actions)")
+        let reopened = try SlotStore(path: path, options: OpenOptions(lockTimeout: .seconds(2)))
+        #expect(try reopened.map("sessions", key: String.self, value: Int64.self).get("k3") == 3)
+        #expect(try SlotStore.verify(at: path).ok)
+    }
+}

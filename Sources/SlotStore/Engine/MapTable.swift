@@ -102,6 +102,7 @@ struct MapTable: Sendable {
     func lookup<R>(_ key: UnsafeRawBufferPointer, _ read: (MappedAddress) -> R) throws(SlotStoreError) -> R? {
         let home = Int(truncatingIfNeeded: MapTable.hash(key, seed: seed)) & mask
         var attempts = 0
+        var started: UInt64 = 0
         search: while true {
             let epoch = self.epoch
             var index = home
@@ -111,9 +112,7 @@ struct MapTable: Sendable {
                 while true {
                     let before = sequence.pointee.load(ordering: .acquiring)
                     if before & 1 == 1 {
-                        attempts += 1
-                        if attempts > 64 { sched_yield() }
-                        if attempts > 4096 { try core.settleStalledWriter(); attempts = 0 }
+                        try waitForOddBucket(&attempts, since: &started)
                         continue
                     }
                     let meta = bucket.advanced(by: 8).atomic(UInt64.self).pointee.load(ordering: .relaxed)
@@ -143,20 +142,21 @@ struct MapTable: Sendable {
         }
     }
 
-    /// Calls `body` with each live entry's key bytes and value address, each read consistently.
-    func forEach(_ body: (UnsafeRawBufferPointer, MappedAddress) throws -> Void) throws {
+    /// Calls `body` with each live entry's key bytes and value address, each read
+    /// consistently. `locked`: the caller holds the lock, so no writer can be
+    /// mid-bucket and an odd word is a stale one to ignore.
+    func forEach(locked: Bool = false, _ body: (UnsafeRawBufferPointer, MappedAddress) throws -> Void) throws {
         let epoch = self.epoch
         var keyBuffer = [UInt8](repeating: 0, count: geometry.keyBytes)
         for index in 0..<geometry.bucketCount {
             let bucket = self.bucket(index)
             let sequence = bucket.atomic(UInt64.self)
             var attempts = 0
+            var started: UInt64 = 0
             while true {
                 let before = sequence.pointee.load(ordering: .acquiring)
-                if before & 1 == 1 {
-                    attempts += 1
-                    if attempts > 64 { sched_yield() }
-                    if attempts > 4096 { try core.settleStalledWriter(); attempts = 0 }
+                if before & 1 == 1 && !locked {
+                    try waitForOddBucket(&attempts, since: &started)
                     continue
                 }
                 let meta = bucket.advanced(by: 8).atomic(UInt64.self).pointee.load(ordering: .relaxed)
@@ -177,6 +177,36 @@ struct MapTable: Sendable {
                     }
                 }
                 break
+            }
+        }
+    }
+
+    /// Makes every odd bucket sequence word even. Call with the lock held or no other opener.
+    @discardableResult
+    func settleOddBuckets() -> Int {
+        var settled = 0
+        for index in 0..<geometry.bucketCount {
+            let sequence = bucket(index).atomic(UInt64.self)
+            let value = sequence.pointee.load(ordering: .relaxed)
+            if value & 1 == 1 {
+                sequence.pointee.store(value &+ 1, ordering: .releasing)
+                settled += 1
+            }
+        }
+        return settled
+    }
+
+    /// A reader's wait for an odd bucket word: yield, take the lock once in a
+    /// while (which recovers a dead writer), give up after the lock timeout.
+    @inline(never)
+    func waitForOddBucket(_ attempts: inout Int, since started: inout UInt64) throws(SlotStoreError) {
+        attempts += 1
+        if attempts > 64 { sched_yield() }
+        if attempts & 4095 == 0 {
+            try core.settleStalledWriter()
+            if started == 0 { started = StoreCore.monotonicNanoseconds() }
+            else if Double(StoreCore.monotonicNanoseconds() - started) / 1e9 > core.lockTimeout {
+                throw .readTimeout(path: core.path, field: field.name, seconds: core.lockTimeout)
             }
         }
     }

@@ -136,6 +136,11 @@ final class StoreCore: @unchecked Sendable {
             let value = sequence.pointee.load(ordering: .relaxed)
             if value & 1 == 1 { sequence.pointee.store(value &+ 1, ordering: .releasing) }
         }
+        // Map buckets too: every bucket write is journaled, so an odd bucket
+        // here is only possible after a power loss without flushOnCommit.
+        for field in layout.fields where field.type.isMap {
+            MapTable(core: self, field: field).settleOddBuckets()
+        }
     }
 
     /// Runs `body` under the lock; commits if it returns, rolls back if it throws.

@@ -175,8 +175,12 @@ struct Layout: Sendable {
     /// for a large map.
     static func journalBytes(for schema: Schema, pageSize: Int) -> Int {
         let allFields = schema.fields.reduce(0) { total, field in
-            if case .map = field.type {
-                return total + min(FieldLayout.slotSize(of: field.type), 1 << 20) + 64 * UndoJournal.recordHeaderBytes
+            if case .map(let key, let value, let capacity) = field.type {
+                // Every bucket once (with its record header) up to 1 MiB, so a
+                // small map can be rewritten whole in one transaction.
+                let geometry = MapGeometry(key: key, value: value, capacity: capacity)
+                let whole = geometry.totalBytes + geometry.bucketCount * UndoJournal.recordHeaderBytes
+                return total + min(whole, 1 << 20) + 64 * UndoJournal.recordHeaderBytes
             }
             return total + UndoJournal.recordHeaderBytes + FieldLayout.slotSize(of: field.type)
         }

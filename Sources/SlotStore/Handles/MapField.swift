@@ -80,8 +80,10 @@ public struct MapField<Key: SlotMapKey, Value: SlotMapValue>: Sendable {
         try core.transaction { () throws(SlotStoreError) in try table.removeAll() }
     }
 
-    /// Calls `body` for every entry; each entry is read consistently, and the
-    /// entries are those present at some moment during the iteration.
+    /// Calls `body` for every entry; each entry is read consistently. Without
+    /// the lock the walk is not one snapshot: an entry removed and another
+    /// inserted while it runs may both be visited. Iterate inside a
+    /// transaction for one moment's contents.
     public func forEach(_ body: (Key, Value) throws -> Void) throws {
         try table.forEach { key, value in
             try body(Key(_keyBytes: key), Value._read(from: value.pointer, type: valueType))

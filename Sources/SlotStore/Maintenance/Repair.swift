@@ -58,7 +58,10 @@ extension SlotStore {
         let layout = try Layout(header: header, schema: schema, path: path)
         let state = StoreFileState(image: image, header: header, layout: layout)
         let lock = state.lock
-        let oddFields = layout.fields.filter { $0.hasSequence && state.sequence(of: $0) & 1 == 1 }.map(\.name)
+        let oddFields = layout.fields.filter { field in
+            field.hasSequence ? state.sequence(of: field) & 1 == 1
+                : field.type.isMap && !state.mapScan(field).oddSequences.isEmpty
+        }.map(\.name)
 
         // 2. The lock and the journal.
         if case .success(true) = OpenGate.othersHaveOpen(image.fd) {

@@ -142,7 +142,7 @@ extension StoreCore {
             // Each entry is read consistently; under the lock, the whole map is one moment.
             var entries: [FieldValue.MapEntry] = []
             do {
-                try MapTable(core: self, field: field).forEach { key, value in
+                try MapTable(core: self, field: field).forEach(locked: locked) { key, value in
                     entries.append(.init(key: MapCodec.key(from: key, type: keyType), value: MapCodec.read(type: valueType, from: value)))
                 }
             } catch let error as SlotStoreError {

@@ -61,40 +61,8 @@ enum LoadCommand: Command {
         return ExitStatus.success
     }
 
-    /// `.NAME.loading-PID` beside the store, the name the library cleans up after a crash.
-    static func temporaryPath(for path: String) -> String {
-        let slash = path.lastIndex(of: "/")
-        let directory = slash.map { String(path[...$0]) } ?? ""
-        let name = slash.map { String(path[path.index(after: $0)...]) } ?? path
-        return "\(directory).\(name).loading-\(getpid())"
-    }
-
-    /// Builds the new store under a temporary name and links it into place
-    /// only when every value is in: a refused or killed load leaves no store
-    /// at `path`.
+    /// Builds the new store completely before it appears at `path`.
     private static func createLoaded(path: String, dump: DumpFile, mode: UInt32) throws {
-        // Check every value first, so an error names the path the user gave.
-        for (field, value) in dump.values.sorted(by: { $0.key < $1.key }) {
-            guard let declared = dump.schema.field(named: field) else {
-                throw SlotStoreError.unknownField(path: path, name: field, available: dump.schema.fields.map(\.name))
-            }
-            _ = try value.converted(to: declared.type, field: field, path: path)
-        }
-        let temporary = Self.temporaryPath(for: path)
-        unlink(temporary)
-        defer { unlink(temporary) }
-        let store = try SlotStore(path: temporary, schema: dump.schema, options: OpenOptions(mode: .create, fileMode: mode))
-        do {
-            try store.setValues(dump.values)
-            try store.sync()
-        } catch {
-            store.close()
-            throw error
-        }
-        store.close()
-        guard link(temporary, path) == 0 else {
-            throw errno == EEXIST ? SlotStoreError.alreadyExists(path: path)
-                : SlotStoreError.systemCallFailed(path: path, call: "link", errno: errno)
-        }
+        try SlotStore.create(at: path, schema: dump.schema, values: dump.values, options: OpenOptions(fileMode: mode))
     }
 }

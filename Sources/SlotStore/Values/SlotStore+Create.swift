@@ -1,0 +1,49 @@
+import Glibc
+
+extension SlotStore {
+    /// Creates a store at `path` that already holds `values`, all at once.
+    ///
+    /// The store is built under a hidden temporary name and linked into place
+    /// only when every value is written and flushed: a refused or interrupted
+    /// call leaves nothing at `path`. Because nobody can see the store while
+    /// it is built, its writes are not journaled, so maps of any size load.
+    /// This is what `slotstore load` does for a path that does not exist.
+    ///
+    /// - Throws: ``SlotStoreError/alreadyExists(path:)`` if anything is at
+    ///   `path` by the time the store is complete, and any error of a value
+    ///   that does not fit its field (naming `path`).
+    public static func create(at path: String, schema: Schema, values: [String: FieldValue],
+                              options: OpenOptions = OpenOptions()) throws(SlotStoreError) {
+        try schema.validate()
+        var converted: [(String, FieldValue)] = []
+        for (name, value) in values.sorted(by: { $0.key < $1.key }) {
+            guard let field = schema.field(named: name) else {
+                throw .unknownField(path: path, name: name, available: schema.fields.map(\.name))
+            }
+            converted.append((name, try value.converted(to: field.type, field: name, path: path)))
+        }
+        TemporaryFiles.removeStale(for: path)
+        let temporary = TemporaryFiles.path(for: path, kind: "loading")
+        _ = Syscall.retrying { unlink(temporary) }
+        defer { _ = Syscall.retrying { unlink(temporary) } }
+        var createOptions = options
+        createOptions.mode = .create
+        let store = try SlotStore(path: temporary, schema: schema, options: createOptions)
+        store.core.journaling = false
+        do {
+            try store.core.transaction { () throws(SlotStoreError) in
+                for (name, value) in converted { try store.core.writeValue(value, to: try store.core.field(named: name)) }
+            }
+            try store.sync()
+        } catch {
+            store.close()
+            throw error
+        }
+        store.close()
+        if link(temporary, path) != 0 {
+            let code = errno
+            throw code == EEXIST ? .alreadyExists(path: path)
+                : Syscall.fileError(Errno(code), path: path, call: "link", operation: "put the new store in place")
+        }
+    }
+}
