@@ -96,7 +96,7 @@ extension StoreCore {
             if code == EEXIST { return false }
             throw Syscall.fileError(Errno(code), path: path, call: "link", operation: "put the new store in place")
         }
-        syncDirectory(of: path)
+        TemporaryFiles.syncDirectory(of: path)
         return true
     }
 
@@ -217,13 +217,5 @@ extension StoreCore {
         let resets = lock.resets.pointee.load(ordering: .relaxed)
         lock.resets.pointee.store(resets &+ 1, ordering: .relaxed)
         if durable { try? file.flush() }
-    }
-
-    private static func syncDirectory(of path: String) {
-        let directory = path.lastIndex(of: "/").map { String(path[..<$0]) } ?? "."
-        let fd = Glibc.open(directory.isEmpty ? "/" : directory, O_RDONLY | O_DIRECTORY | O_CLOEXEC)
-        guard fd >= 0 else { return }
-        _ = fsync(fd)
-        Glibc.close(fd)
     }
 }

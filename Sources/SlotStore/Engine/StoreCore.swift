@@ -145,16 +145,13 @@ final class StoreCore: @unchecked Sendable {
 
     /// Runs `body` under the lock; commits if it returns, rolls back if it throws.
     func transaction<R>(_ body: () throws(SlotStoreError) -> R) throws(SlotStoreError) -> R {
-        try acquireLock()
-        let result: R
         do {
-            result = try body()
-        } catch {
-            abort()
+            return try transactionRethrowing(body)
+        } catch let error as SlotStoreError {
             throw error
+        } catch {
+            preconditionFailure("unreachable: the body and the engine throw only SlotStoreError, found \(error)")
         }
-        try commitAndRelease()
-        return result
     }
 
     /// ``transaction(_:)`` for a body that may throw errors of its own.

@@ -87,7 +87,7 @@ extension SlotStore {
             throw code == EEXIST ? .alreadyExists(path: destination)
                 : Syscall.fileError(Errno(code), path: destination, call: "link", operation: "put the compacted store in place")
         }
-        syncDirectory(of: destination)
+        TemporaryFiles.syncDirectory(of: destination)
         plan.bytesAfter = Int(try SlotStore.inspect(at: destination).format.fileSize)
         progress?("wrote \(destination)")
         return plan
@@ -140,13 +140,5 @@ extension SlotStore {
                               bytesAfter: after.fileSize, formatBefore: source.core.header.formatVersion,
                               formatAfter: "\(FileHeader.currentMajor).\(FileHeader.currentMinor)",
                               schemaVersion: target.version, fields: fields, dryRun: dryRun)
-    }
-
-    private static func syncDirectory(of path: String) {
-        let directory = path.lastIndex(of: "/").map { String(path[..<$0]) } ?? "."
-        let fd = Glibc.open(directory.isEmpty ? "/" : directory, O_RDONLY | O_DIRECTORY | O_CLOEXEC)
-        guard fd >= 0 else { return }
-        _ = fsync(fd)
-        Glibc.close(fd)
     }
 }
