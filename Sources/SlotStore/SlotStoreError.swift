@@ -150,7 +150,7 @@ public enum SlotStoreError: Error, Sendable, Equatable, CustomStringConvertible 
         case .migrationRefused(let path, let reasons):
             "\(path): the migration was refused, nothing was changed: \(reasons.joined(separator: "; "))"
         case .storeInUse(let path, let operation):
-            "\(path): other processes have the store open, and \(operation) rewrites the file; stop them first, or write the result elsewhere (`slotstore compact --output NEWPATH`)"
+            "\(path): the store is open elsewhere (another process, or another SlotStore object in this one), and \(operation) rewrites the file; close it there first, or write the result elsewhere (`slotstore compact --output NEWPATH`)"
         case .storeClosed(let path):
             "\(path): this store was closed in this process; open it again to use it"
         case .readTimeout(let path, let field, let seconds):

@@ -172,6 +172,73 @@ struct CompactionTests {
     }
 }
 
+@Suite("Migration values")
+struct MigrationValueTests {
+    let directory = TemporaryDirectory()
+
+    func store(_ name: String, _ fields: [Field], _ set: (SlotStore) throws -> Void) throws -> String {
+        let path = directory.file(name)
+        let store = try SlotStore(path: path, schema: Schema(version: 1, fields: fields))
+        try set(store)
+        store.close()
+        waitUntilNoOpener(path)
+        return path
+    }
+
+    @Test("narrowing refuses a value that would round, accepts one that fits exactly")
+    func exactNarrowing() throws {
+        let inexact = try store("inexact.slots", [.double("x")]) { try $0.scalar("x", as: Double.self).store(0.1) }
+        let narrow = MigrationOptions(allowNarrowing: true)
+        #expect(throws: SlotStoreError.self) {
+            try SlotStore.compact(at: inexact, schema: Schema(version: 2, fields: [.float("x")]), migration: narrow)
+        }
+        let exact = try store("exact.slots", [.double("x"), .int64("big")]) {
+            try $0.scalar("x", as: Double.self).store(0.5)
+            try $0.scalar("big", as: Int64.self).store(1 << 60 + 1)
+        }
+        #expect(throws: SlotStoreError.self) {  // 2^60+1 is not a double
+            try SlotStore.compact(at: exact, schema: Schema(version: 2, fields: [.float("x"), .double("big")]), migration: narrow)
+        }
+        try SlotStore.compact(at: exact, schema: Schema(version: 2, fields: [.float("x"), .int64("big")]), migration: narrow)
+        #expect(try SlotStore(path: exact).scalar("x", as: Float.self).load() == 0.5)
+    }
+
+    @Test("retyping goes through text or 0/1; arrays grow with zeros and shrink only over zeros")
+    func retypeAndArrays() throws {
+        let path = try store("retype.slots", [.int64("n"), .bool("flag"), .array("a", of: .int32, count: 4)]) {
+            try $0.scalar("n", as: Int64.self).store(-42)
+            try $0.scalar("flag", as: Bool.self).store(true)
+            try $0.array("a", of: Int32.self).store([1, 2, 0, 0])
+        }
+        let retype = MigrationOptions(allowNarrowing: true, allowRetyping: true)
+        try SlotStore.compact(at: path, schema: Schema(version: 2, fields: [
+            .string("n", capacity: 8), .int8("flag"), .array("a", of: .int64, count: 6),
+        ]), migration: retype)
+        waitUntilNoOpener(path)
+        let retyped = try SlotStore(path: path)
+        #expect(try retyped.string("n").load() == "-42")
+        #expect(try retyped.scalar("flag", as: Int8.self).load() == 1)
+        #expect(try retyped.array("a", of: Int64.self).snapshot() == [1, 2, 0, 0, 0, 0])
+        retyped.close()
+        waitUntilNoOpener(path)
+        try SlotStore.compact(at: path, schema: Schema(version: 3, fields: [
+            .int32("n"), .bool("flag"), .array("a", of: .int64, count: 2),
+        ]), migration: retype)
+        waitUntilNoOpener(path)
+        let back = try SlotStore(path: path)
+        #expect(try back.scalar("n", as: Int32.self).load() == -42)
+        #expect(try back.scalar("flag", as: Bool.self).load())
+        #expect(try back.array("a", of: Int64.self).snapshot() == [1, 2])
+        back.close()
+        waitUntilNoOpener(path)
+        #expect(throws: SlotStoreError.self) {  // would drop the 2
+            try SlotStore.compact(at: path, schema: Schema(version: 4, fields: [
+                .int32("n"), .bool("flag"), .array("a", of: .int64, count: 1),
+            ]), migration: retype)
+        }
+    }
+}
+
 @Suite("Format upgrade")
 struct FormatUpgradeTests {
     let directory = TemporaryDirectory()

@@ -128,11 +128,17 @@ struct MapTable: Sendable {
                     if state == MapTable.full && Int((meta >> 8) & 0xFF_FFFF) == key.count && keyMatches(bucket, key) {
                         let result = read(bucket.advanced(by: MapGeometry.bucketPrefixBytes + geometry.keyBytes))
                         atomicMemoryFence(ordering: .acquiring)
-                        guard sequence.pointee.load(ordering: .relaxed) == before else { continue }
+                        guard sequence.pointee.load(ordering: .relaxed) == before else {
+                            try waitForOddBucket(&attempts, since: &started)
+                            continue
+                        }
                         return result
                     }
                     atomicMemoryFence(ordering: .acquiring)
-                    guard sequence.pointee.load(ordering: .relaxed) == before else { continue }
+                    guard sequence.pointee.load(ordering: .relaxed) == before else {
+                        try waitForOddBucket(&attempts, since: &started)
+                        continue
+                    }
                     break
                 }
                 index = (index + 1) & mask
@@ -196,8 +202,9 @@ struct MapTable: Sendable {
         return settled
     }
 
-    /// A reader's wait for an odd bucket word: yield, take the lock once in a
-    /// while (which recovers a dead writer), give up after the lock timeout.
+    /// A reader's wait for a bucket that is being written (odd word) or was
+    /// changed under it: yield, take the lock once in a while (which recovers
+    /// a dead writer), give up after the lock timeout.
     @inline(never)
     func waitForOddBucket(_ attempts: inout Int, since started: inout UInt64) throws(SlotStoreError) {
         attempts += 1

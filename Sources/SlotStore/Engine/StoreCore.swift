@@ -63,8 +63,10 @@ final class StoreCore: @unchecked Sendable {
     func acquireLock() throws(SlotStoreError) {
         let me = UInt(pthread_self())
         if lockingThread.load(ordering: .relaxed) == me { throw .nestedTransaction(path: path) }
-        lockUsers.wrappingAdd(1, ordering: .acquiringAndReleasing)
-        guard !closing.load(ordering: .acquiring) else {
+        // Sequentially consistent on both sides (with close()): each sees the
+        // other's store, so close never unmaps under a thread about to lock.
+        lockUsers.wrappingAdd(1, ordering: .sequentiallyConsistent)
+        guard !closing.load(ordering: .sequentiallyConsistent) else {
             lockUsers.wrappingSubtract(1, ordering: .acquiringAndReleasing)
             throw .storeClosed(path: path)
         }
@@ -107,8 +109,8 @@ final class StoreCore: @unchecked Sendable {
     func close() {
         precondition(lockingThread.load(ordering: .relaxed) != UInt(pthread_self()),
                      "close() called inside a transaction of the same store")
-        closing.store(true, ordering: .releasing)
-        while lockUsers.load(ordering: .acquiring) > 0 { sched_yield() }
+        closing.store(true, ordering: .sequentiallyConsistent)
+        while lockUsers.load(ordering: .sequentiallyConsistent) > 0 { sched_yield() }
         file.close()
     }
 

@@ -17,9 +17,12 @@ enum TemporaryFiles {
     /// Removes this store's leftovers whose creating process is no longer running.
     static func removeStale(for store: String) {
         let (directory, name) = split(store)
-        let prefix = ".\(name)."
+        // A temporary store is itself created through a temporary file, named
+        // `..NAME.compacting-PID.creating-…`: the first PID owns both.
+        let prefixes = [".\(name).", "..\(name)."]
         guard let entries = try? FileManager.default.contentsOfDirectory(atPath: directory.isEmpty ? "." : directory) else { return }
-        for entry in entries where entry.hasPrefix(prefix) {
+        for entry in entries {
+            guard let prefix = prefixes.last(where: { entry.hasPrefix($0) }) else { continue }
             let rest = entry.dropFirst(prefix.count)
             guard let kind = kinds.first(where: { rest.hasPrefix($0 + "-") }) else { continue }
             let digits = rest.dropFirst(kind.count + 1).prefix { $0.isNumber }

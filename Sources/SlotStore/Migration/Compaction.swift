@@ -33,6 +33,7 @@ extension SlotStore {
                                progress: ((String) -> Void)? = nil) throws(SlotStoreError) -> CompactionPlan {
         let destination = output ?? path
         let inPlace = destination == path
+        if !inPlace, case .success(_?) = Syscall.kind(at: destination) { throw .alreadyExists(path: destination) }
         let source = try SlotStore(path: path, options: OpenOptions(mode: .open))
         defer { source.close() }
         if inPlace && !dryRun {
@@ -66,12 +67,9 @@ extension SlotStore {
                           let new = result.core.layout.field(named: field.name) else { continue }
                     progress?("copying \(field.name) (\(old.type))")
                     let value = try source.core.readValue(old, locked: true)
-                    let converted: FieldValue
-                    do {
-                        converted = try value.converted(to: new.type, field: field.name, path: path)
-                    } catch {
-                        throw .migrationRefused(path: path, reasons: ["field \"\(field.name)\": \(error)"])
-                    }
+                    let fate = plan.fields.first { $0.name == field.name }?.fate ?? "copy"
+                    let converted = try MigrationRules.migrate(value, from: old.type, to: new.type, fate: fate,
+                                                               field: field.name, path: path)
                     try result.core.writeValue(converted, to: new)
                 }
             }

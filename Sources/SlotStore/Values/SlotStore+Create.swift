@@ -45,5 +45,6 @@ extension SlotStore {
             throw code == EEXIST ? .alreadyExists(path: path)
                 : Syscall.fileError(Errno(code), path: path, call: "link", operation: "put the new store in place")
         }
+        TemporaryFiles.syncDirectory(of: path)
     }
 }

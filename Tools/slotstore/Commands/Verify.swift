@@ -35,6 +35,7 @@ enum VerifyCommand: Command {
         } else {
             Output.out("\(path): \(report.findings.count) problem\(report.findings.count == 1 ? "" : "s") found")
             for finding in report.findings { Output.out("  \(finding)") }
+            for note in report.notes { Output.out("  note: \(note)") }
         }
         return report.ok ? ExitStatus.success : ExitStatus.problem
     }
