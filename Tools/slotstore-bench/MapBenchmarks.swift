@@ -1,0 +1,187 @@
+import Glibc
+import SlotStore
+
+/// Map rows: string[32] keys, int64 values, about 50% of the buckets in use,
+/// keys and access order generated exactly as the floor's (`common.h`).
+enum MapBenchmarks {
+    /// The bucket count SlotStore gives a map of `capacity` entries (`MapGeometry`):
+    /// the smallest power of two, at least 8, holding `capacity` at a load of at most 3/4.
+    static func bucketCount(capacity: Int) -> Int {
+        var buckets = 8
+        while buckets * 3 < capacity * 4 { buckets <<= 1 }
+        return buckets
+    }
+
+    /// Capacity for `entries` live entries: 10% headroom for the insert rows,
+    /// which keeps the bucket count the one `entries` alone would need.
+    static func capacity(entries: Int) -> Int { entries + entries / 10 }
+
+    static func log2(_ value: Int) -> Int { Int.bitWidth - 1 - value.leadingZeroBitCount }
+
+    // MARK: Keys (common.h)
+
+    @inline(__always)
+    static func splitmix64(_ value: UInt64) -> UInt64 {
+        var x = value &+ 0x9E37_79B9_7F4A_7C15
+        x = (x ^ (x >> 30)) &* 0xBF58_476D_1CE4_E5B9
+        x = (x ^ (x >> 27)) &* 0x94D0_49BB_1331_11EB
+        return x ^ (x >> 31)
+    }
+
+    /// Key `index`: "key-" and 28 zero-padded decimal digits of splitmix64(index), 32 bytes.
+    static func key(_ index: UInt64) -> String {
+        String(unsafeUninitializedCapacity: 32) { buffer in
+            for (offset, byte) in "key-".utf8.enumerated() { buffer[offset] = byte }
+            var value = splitmix64(index)
+            for position in stride(from: 31, through: 4, by: -1) {
+                buffer[position] = UInt8(ascii: "0") + UInt8(value % 10)
+                value /= 10
+            }
+            return 32
+        }
+    }
+
+    /// The floor's seeded Fisher-Yates shuffle of 0..<n.
+    static func permutation(_ n: Int, seed: UInt64) -> [UInt32] {
+        var perm = (0..<n).map { UInt32($0) }
+        var state = seed
+        var index = n - 1
+        while index > 0 {
+            state = splitmix64(state)
+            let other = Int(state % UInt64(index + 1))
+            perm.swapAt(index, other)
+            index -= 1
+        }
+        return perm
+    }
+
+    struct Keys {
+        /// Access order of the lookups (the floor's seed 2). Created in this
+        /// order, so walking it reads key bytes sequentially, as the floor does.
+        let probe: [String]
+        /// Insertion order (the floor's seed 1), sharing the probe keys' storage.
+        let load: [String]
+        /// Keys that are not in the map.
+        let missing: [String]
+        /// A subset of `missing` used by the insert-then-remove row, so its
+        /// tombstones stay few.
+        let insertRemove: [String]
+
+        init(entries: Int) {
+            let probeOrder = MapBenchmarks.permutation(entries, seed: 2)
+            let loadOrder = MapBenchmarks.permutation(entries, seed: 1)
+            var position = [Int](repeating: 0, count: entries)
+            for (index, key) in probeOrder.enumerated() { position[Int(key)] = index }
+            let probe = probeOrder.map { MapBenchmarks.key(UInt64($0)) }
+            self.probe = probe
+            load = loadOrder.map { probe[position[Int($0)]] }
+            missing = (0..<entries).map { MapBenchmarks.key(UInt64(entries + $0)) }
+            insertRemove = Array(missing.prefix(max(64, entries / 16)))
+        }
+    }
+
+    static func run(_ bench: Bench, _ workspace: Workspace, entries: Int, label: String, floorRun: FloorRun) throws {
+        let capacity = capacity(entries: entries)
+        let buckets = bucketCount(capacity: capacity)
+        let medium = workspace.shmMedium
+        bench.progress("generating \(Format.grouped(entries)) keys")
+        let keys = Keys(entries: entries)
+        let path = workspace.path("map-\(label).slots")
+        let store = try SlotStore(path: path, schema: Schema(version: 1, fields: [
+            .map("map", key: .string(capacity: 32), value: .scalar(.int64), capacity: capacity),
+        ]), options: OpenOptions(mode: .create))
+        defer { store.close(); workspace.remove(path) }
+        let map = try store.map("map", key: String.self, value: Int64.self)
+        let load = "load " + Format.fixed(Double(entries) / Double(buckets), 2)
+        let shape = "\(Format.grouped(entries)) entries in \(Format.grouped(buckets)) buckets, \(load)"
+
+        // Fill: the first fill faults the file's pages in and is not timed;
+        // removeAll (one journaled header write) empties the map between fills.
+        var samples: [Double] = []
+        var allocations: UInt64 = 0
+        for repetition in -1..<bench.settings.repetitions {
+            try map.removeAll()
+            let before = CallCounters.allocations
+            let start = monotonicNanoseconds()
+            for (index, key) in keys.load.enumerated() { try map.set(Int64(index), for: key) }
+            let elapsed = monotonicNanoseconds() - start
+            if repetition >= 0 {
+                samples.append(Double(elapsed) / Double(entries))
+                allocations += CallCounters.allocations - before
+            }
+        }
+        guard map.count == entries else { throw BenchFailure("the \(label) map holds \(map.count) entries after filling, not \(entries)") }
+        bench.record(Row(op: "map \(label): fill empty map (insert)", medium: medium, samples: samples,
+                         opsPerRepetition: entries,
+                         allocationsPerOp: Double(allocations) / Double(entries * bench.settings.repetitions),
+                         floor: .nearest(FloorOp.mapInsert, floorRun), note: "journaled inserts; \(shape)"))
+
+        var cursor = 0
+        try bench.measure("map \(label): get hit", medium: medium, floor: .same(FloorOp.mapGet, floorRun), note: shape) { n in
+            var sum: Int64 = 0
+            var misses = 0
+            try keys.probe.withUnsafeBufferPointer { probe in
+                for _ in 0..<n {
+                    if let value = try map.get(probe[cursor]) { sum &+= value } else { misses += 1 }
+                    cursor += 1
+                    if cursor == probe.count { cursor = 0 }
+                }
+            }
+            guard misses == 0 else { throw BenchFailure("get missed \(misses) keys that are in the map") }
+            consume(UInt64(bitPattern: sum))
+        }
+
+        var missCursor = 0
+        try bench.measure("map \(label): get miss", medium: medium, note: shape) { n in
+            var hits = 0
+            try keys.missing.withUnsafeBufferPointer { missing in
+                for _ in 0..<n {
+                    if try map.get(missing[missCursor]) != nil { hits += 1 }
+                    missCursor += 1
+                    if missCursor == missing.count { missCursor = 0 }
+                }
+            }
+            guard hits == 0 else { throw BenchFailure("get found \(hits) keys that are not in the map") }
+        }
+
+        try bench.measure("map \(label): set (replace)", medium: medium, floor: .same(FloorOp.mapPut, floorRun), note: shape) { n in
+            try keys.probe.withUnsafeBufferPointer { probe in
+                for index in 0..<n {
+                    try map.set(Int64(index), for: probe[cursor])
+                    cursor += 1
+                    if cursor == probe.count { cursor = 0 }
+                }
+            }
+        }
+
+        try bench.measure("map \(label): add (existing key)", medium: medium, floor: .nearest(FloorOp.mapPut, floorRun),
+                          note: "locked read-modify-write; \(shape)") { n in
+            var sum: Int64 = 0
+            try keys.probe.withUnsafeBufferPointer { probe in
+                for _ in 0..<n {
+                    sum &+= try map.add(1, for: probe[cursor])
+                    cursor += 1
+                    if cursor == probe.count { cursor = 0 }
+                }
+            }
+            consume(UInt64(bitPattern: sum))
+        }
+
+        var insertCursor = 0
+        try bench.measure("map \(label): insert then remove (pair)", medium: medium,
+                          note: "\(Format.grouped(keys.insertRemove.count)) distinct new keys in turn; \(shape)") { n in
+            var absent = 0
+            try keys.insertRemove.withUnsafeBufferPointer { fresh in
+                for index in 0..<n {
+                    let key = fresh[insertCursor]
+                    try map.set(Int64(index), for: key)
+                    if !(try map.remove(key)) { absent += 1 }
+                    insertCursor += 1
+                    if insertCursor == fresh.count { insertCursor = 0 }
+                }
+            }
+            guard absent == 0 else { throw BenchFailure("remove did not find \(absent) keys just inserted") }
+        }
+        guard map.count == entries else { throw BenchFailure("the \(label) map holds \(map.count) entries at the end, not \(entries)") }
+    }
+}
