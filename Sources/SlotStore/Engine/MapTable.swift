@@ -11,6 +11,7 @@ import Synchronization
 /// crash mid-insert or mid-remove rolls back to the previous entry. Keys never
 /// move once written: removal leaves a tombstone, and inserts reuse the first
 /// tombstone on a key's probe path.
+@usableFromInline
 struct MapTable: Sendable {
     static let empty: UInt64 = 0
     static let full: UInt64 = 1
@@ -91,9 +92,59 @@ struct MapTable: Sendable {
     }
 
     /// Lends the bytes of `key` with typed throws (Array's own `withUnsafeBytes` rethrows untyped).
-    @inline(__always)
+    @inlinable
     static func withBytes<R>(of key: [UInt8], _ body: (UnsafeRawBufferPointer) throws(SlotStoreError) -> R) throws(SlotStoreError) -> R {
         try key.withUnsafeBytes { bytes in Result { () throws(SlotStoreError) in try body(bytes) } }.get()
+    }
+
+    // MARK: Non-generic entry points for the inlinable handle methods
+
+    /// Copies the value area of `key` into `destination` (``MapGeometry/valueBytes``
+    /// bytes) while its bucket is stable; false when the key is absent.
+    @usableFromInline
+    func copyValue(forKey key: UnsafeRawBufferPointer, into destination: UnsafeMutableRawPointer) throws(SlotStoreError) -> Bool {
+        let count = geometry.valueBytes
+        return try lookup(key) { area in
+            area.copyBytes(to: destination, count: count)
+            return true
+        } ?? false
+    }
+
+    /// Inserts or replaces `key` with a ready value-area image, in its own transaction.
+    @usableFromInline
+    func store(valueImage: UnsafeRawBufferPointer, forKey key: UnsafeRawBufferPointer) throws(SlotStoreError) {
+        try core.transaction { () throws(SlotStoreError) in
+            _ = try set(key) { area in area.copyBytes(from: valueImage.baseAddress!, count: valueImage.count) }
+        }
+    }
+
+    /// Adds `delta` to the integer value of `key` (inserting 0 first), wrapping at `width` bytes; returns the new bits.
+    @usableFromInline
+    func add(bits delta: UInt64, width: Int, forKey key: UnsafeRawBufferPointer) throws(SlotStoreError) -> UInt64 {
+        try core.transaction { () throws(SlotStoreError) in try addLocked(bits: delta, width: width, forKey: key) }
+    }
+
+    func addLocked(bits delta: UInt64, width: Int, forKey key: UnsafeRawBufferPointer) throws(SlotStoreError) -> UInt64 {
+        let mask = width == 8 ? UInt64.max : (UInt64(1) << (8 * UInt64(width))) - 1
+        var current: UInt64 = 0
+        if let found = locate(key).found {
+            current = bucket(found).advanced(by: MapGeometry.bucketPrefixBytes + geometry.keyBytes).loadBits(width: width)
+        }
+        let next = (current &+ delta) & mask
+        _ = try set(key) { area in area.storeBits(next, width: 8) }
+        return next
+    }
+
+    /// Removes `key` in its own transaction.
+    @usableFromInline
+    func removeInTransaction(_ key: UnsafeRawBufferPointer) throws(SlotStoreError) -> Bool {
+        try core.transaction { () throws(SlotStoreError) in try remove(key) }
+    }
+
+    /// The error for a key longer than the key capacity.
+    @usableFromInline
+    func keyTooLarge(_ size: Int) -> SlotStoreError {
+        .valueTooLarge(path: core.path, field: "\(field.name) key", capacity: geometry.keyCapacity, size: size)
     }
 
     // MARK: Lock-free reads

@@ -11,9 +11,17 @@
 /// in the middle of one leaves the map as it was before it. Removal leaves a
 /// tombstone that a later insert on the same probe path reuses.
 public struct MapField<Key: SlotMapKey, Value: SlotMapValue>: Sendable {
-    let table: MapTable
+    @usableFromInline let table: MapTable
+    @usableFromInline let valueType: FieldType
+    @usableFromInline let valueAreaBytes: Int
+    @usableFromInline let keyCapacity: Int
 
-    init(table: MapTable) { self.table = table }
+    init(table: MapTable) {
+        self.table = table
+        self.valueType = table.geometry.value
+        self.valueAreaBytes = table.geometry.valueBytes
+        self.keyCapacity = table.geometry.keyCapacity
+    }
 
     /// The field's name.
     public var name: String { table.field.name }
@@ -23,8 +31,6 @@ public struct MapField<Key: SlotMapKey, Value: SlotMapValue>: Sendable {
     public var count: Int { Int(table.count.pointee.load(ordering: .acquiring)) }
 
     private var core: StoreCore { table.core }
-    private var keyType: FieldType { table.geometry.key }
-    private var valueType: FieldType { table.geometry.value }
 
     /// Lends the key's bytes, refusing a key longer than the key capacity.
     func withKey<R>(_ key: Key, _ body: (UnsafeRawBufferPointer) throws(SlotStoreError) -> R) throws(SlotStoreError) -> R {
@@ -36,43 +42,77 @@ public struct MapField<Key: SlotMapKey, Value: SlotMapValue>: Sendable {
         }
     }
 
+    @inlinable
     func checkValue(_ value: Value) throws(SlotStoreError) {
-        if let size = value._excessSize(for: valueType) {
-            if case .array(_, let count) = valueType {
-                throw .invalidValue(path: core.path, field: name, detail: "expected exactly \(count) elements, found \(size)")
-            }
-            var capacity = 0
-            if case .string(let limit) = valueType { capacity = limit }
-            if case .bytes(let limit) = valueType { capacity = limit }
-            throw .valueTooLarge(path: core.path, field: "\(name) value", capacity: capacity, size: size)
-        }
+        if let size = value._excessSize(for: valueType) { throw valueError(size) }
     }
 
+    @usableFromInline
+    func valueError(_ size: Int) -> SlotStoreError {
+        if case .array(_, let count) = valueType {
+            return .invalidValue(path: core.path, field: name, detail: "expected exactly \(count) elements, found \(size)")
+        }
+        var capacity = 0
+        if case .string(let limit) = valueType { capacity = limit }
+        if case .bytes(let limit) = valueType { capacity = limit }
+        return .valueTooLarge(path: core.path, field: "\(name) value", capacity: capacity, size: size)
+    }
+
+    // get, contains, set, remove and add are inlinable so a client specializes
+    // them for its key and value types; each makes one non-generic call into
+    // the engine with the key's bytes and a value image on the stack.
+
     /// The value for `key`, or nil when the map has no such key.
+    @inlinable
     public func get(_ key: Key) throws(SlotStoreError) -> Value? {
-        try withKey(key) { bytes throws(SlotStoreError) in
-            try table.lookup(bytes) { Value._read(from: $0.pointer, type: valueType) }
+        try key._withKeyBytes { keyBytes throws(SlotStoreError) -> Value? in
+            guard keyBytes.count <= keyCapacity else { throw table.keyTooLarge(keyBytes.count) }
+            return try withUnsafeTemporaryAllocation(byteCount: valueAreaBytes, alignment: 8) { area in
+                Result { () throws(SlotStoreError) -> Value? in
+                    guard try table.copyValue(forKey: keyBytes, into: area.baseAddress!) else { return nil }
+                    return Value._read(from: area.baseAddress!, type: valueType)
+                }
+            }.get()
         }
     }
 
     /// Whether the map has `key`.
+    @inlinable
     public func contains(_ key: Key) throws(SlotStoreError) -> Bool {
-        try withKey(key) { bytes throws(SlotStoreError) in try table.lookup(bytes) { _ in true } ?? false }
+        try key._withKeyBytes { keyBytes throws(SlotStoreError) -> Bool in
+            guard keyBytes.count <= keyCapacity else { throw table.keyTooLarge(keyBytes.count) }
+            return try withUnsafeTemporaryAllocation(byteCount: valueAreaBytes, alignment: 8) { area in
+                Result { () throws(SlotStoreError) -> Bool in try table.copyValue(forKey: keyBytes, into: area.baseAddress!) }
+            }.get()
+        }
     }
 
     /// Inserts `value` for `key`, or replaces the value already there.
     ///
     /// - Throws: ``SlotStoreError/mapFull(path:field:capacity:count:)`` when
     ///   inserting into a full map; the map is then unchanged.
+    @inlinable
     public func set(_ value: Value, for key: Key) throws(SlotStoreError) {
         try checkValue(value)
-        try core.transaction { () throws(SlotStoreError) in try setLocked(value, for: key) }
+        try key._withKeyBytes { keyBytes throws(SlotStoreError) in
+            guard keyBytes.count <= keyCapacity else { throw table.keyTooLarge(keyBytes.count) }
+            try withUnsafeTemporaryAllocation(byteCount: valueAreaBytes, alignment: 8) { area in
+                area.initializeMemory(as: UInt8.self, repeating: 0)
+                value._write(to: area.baseAddress!, type: valueType)
+                return Result { () throws(SlotStoreError) in
+                    try table.store(valueImage: UnsafeRawBufferPointer(area), forKey: keyBytes)
+                }
+            }.get()
+        }
     }
 
     /// Removes `key`; returns whether it was there.
-    @discardableResult
+    @inlinable @discardableResult
     public func remove(_ key: Key) throws(SlotStoreError) -> Bool {
-        try core.transaction { () throws(SlotStoreError) in try removeLocked(key) }
+        try key._withKeyBytes { keyBytes throws(SlotStoreError) -> Bool in
+            guard keyBytes.count <= keyCapacity else { throw table.keyTooLarge(keyBytes.count) }
+            return try table.removeInTransaction(keyBytes)
+        }
     }
 
     /// Removes every entry, in one journaled step.
@@ -119,9 +159,12 @@ public struct MapField<Key: SlotMapKey, Value: SlotMapValue>: Sendable {
 extension MapField where Value: SlotInteger {
     /// Adds `delta` (wrapping) to the value for `key`, inserting `0` first when
     /// the key is missing, and returns the new value. Atomic: it holds the lock.
-    @discardableResult
+    @inlinable @discardableResult
     public func add(_ delta: Value, for key: Key) throws(SlotStoreError) -> Value {
-        try core.transaction { () throws(SlotStoreError) in try addLocked(delta, for: key) }
+        try key._withKeyBytes { keyBytes throws(SlotStoreError) -> Value in
+            guard keyBytes.count <= keyCapacity else { throw table.keyTooLarge(keyBytes.count) }
+            return Value(_slotBits: try table.add(bits: delta._slotBits, width: Value.scalarType.byteWidth, forKey: keyBytes))
+        }
     }
 
     func addLocked(_ delta: Value, for key: Key) throws(SlotStoreError) -> Value {

@@ -32,6 +32,7 @@ extension String: SlotMapKey, SlotMapValue {
         return false
     }
     /// The UTF-8 bytes.
+    @inlinable
     public func _withKeyBytes<R>(_ body: (UnsafeRawBufferPointer) throws(SlotStoreError) -> R) throws(SlotStoreError) -> R {
         if let result = utf8.withContiguousStorageIfAvailable({ bytes in
             Result { () throws(SlotStoreError) in try body(UnsafeRawBufferPointer(bytes)) }
@@ -132,12 +133,15 @@ extension SlotMapValue where Self: SlotScalar {
     /// Scalar values of this type.
     public static func _isCompatible(with type: FieldType) -> Bool { type == .scalar(Self.scalarType) }
     /// Always fits.
+    @inlinable
     public func _excessSize(for type: FieldType) -> Int? { nil }
     /// One atomic 8-byte word.
+    @inlinable
     public func _write(to area: UnsafeMutableRawPointer, type: FieldType) {
         MappedAddress(area).storeBits(_slotBits, width: 8)
     }
     /// One atomic load of the type's width.
+    @inlinable
     public static func _read(from area: UnsafeRawPointer, type: FieldType) -> Self {
         Self(_slotBits: MappedAddress(UnsafeMutableRawPointer(mutating: area)).loadBits(width: Self.scalarType.byteWidth))
     }

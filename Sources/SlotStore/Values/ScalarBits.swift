@@ -1,3 +1,5 @@
+import Synchronization
+
 /// Conversions between a scalar's stored bits (zero-extended to 64) and ``FieldValue``.
 extension ScalarType {
     func value(fromBits raw: UInt64) -> FieldValue {
@@ -31,6 +33,7 @@ extension ScalarType {
 
 extension MappedAddress {
     /// The scalar of `width` bytes here, zero-extended, loaded atomically.
+    @inlinable
     func loadBits(width: Int) -> UInt64 {
         switch width {
         case 8: atomic(UInt64.self).pointee.load(ordering: .acquiring)
@@ -40,6 +43,7 @@ extension MappedAddress {
         }
     }
 
+    @inlinable
     func storeBits(_ bits: UInt64, width: Int) {
         switch width {
         case 8: atomic(UInt64.self).pointee.store(bits, ordering: .releasing)
