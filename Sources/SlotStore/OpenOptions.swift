@@ -48,6 +48,11 @@ public struct OpenOptions: Sendable {
     /// process may have the store open then.
     public var migration: MigrationOptions?
 
+    /// Open a store whose file belongs to another user. Default: `false`, so a
+    /// file planted by someone else in a shared directory such as `/dev/shm`
+    /// is refused with ``SlotStoreError/ownedByAnotherUser(path:owner:user:)``.
+    public var allowOtherOwner: Bool = false
+
     /// The generation written into a created header; compaction sets it.
     var initialGeneration: UInt64 = 1
 

@@ -50,7 +50,7 @@ public final class SlotStore: Sendable {
             opened = try StoreCore.open(path: path, schema: schema, options: options)
         } catch .schemaMismatch(let path, let differences) {
             guard let migration = options.migration, let schema else { throw .schemaMismatch(path: path, differences: differences) }
-            _ = try SlotStore.compact(at: path, schema: schema, migration: migration)
+            _ = try SlotStore.compact(at: path, schema: schema, migration: migration, allowOtherOwner: options.allowOtherOwner)
             opened = try StoreCore.open(path: path, schema: schema, options: options)
         }
         self.core = opened.0

@@ -54,6 +54,8 @@ public enum SlotStoreError: Error, Sendable, Equatable, CustomStringConvertible 
     case readTimeout(path: String, field: String, seconds: Double)
     /// The transaction committed, but flushing it to disk failed afterwards.
     case committedButNotFlushed(path: String, detail: String)
+    /// The file belongs to another user and the options do not allow that.
+    case ownedByAnotherUser(path: String, owner: UInt32, user: UInt32)
     /// The lock was not acquired within the timeout.
     case lockTimeout(path: String, holderPID: Int32, holderAlive: Bool, seconds: Double)
     /// The lock is permanently unusable until every process closes the store.
@@ -101,6 +103,7 @@ public enum SlotStoreError: Error, Sendable, Equatable, CustomStringConvertible 
         case .storeClosed: 29
         case .readTimeout: 30
         case .committedButNotFlushed: 31
+        case .ownedByAnotherUser: 32
         }
     }
 
@@ -157,6 +160,8 @@ public enum SlotStoreError: Error, Sendable, Equatable, CustomStringConvertible 
             "\(path): no consistent read of field \"\(field)\" within \(seconds) s because other writers kept changing it; read it inside a transaction, or raise the lock timeout"
         case .committedButNotFlushed(let path, let detail):
             "\(path): the transaction IS committed (do not retry it), but flushing it to disk failed afterwards: \(detail); check the disk, then call sync()"
+        case .ownedByAnotherUser(let path, let owner, let user):
+            "\(path): the file belongs to user \(owner), not to this process's user \(user); a store someone else created could be hostile, so it is refused. Open it as its owner, or allow it explicitly (OpenOptions.allowOtherOwner, `slotstore --allow-other-owner`)"
         case .lockTimeout(let path, let pid, let alive, let seconds):
             "\(path): the store's lock was not acquired within \(seconds) s; it is held by PID \(pid)\(alive ? " (alive)" : pid == 0 ? "" : " (not running)"); find out why that process holds it, or raise the lock timeout"
         case .lockUnrecoverable(let path):

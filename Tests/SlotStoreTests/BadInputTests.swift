@@ -204,6 +204,25 @@ struct BadInputTests {
         let leftovers = try FileManager.default.contentsOfDirectory(atPath: mountPoint.path)
         #expect(leftovers.isEmpty, "left behind: \(leftovers)")
     }
+
+    @Test("a store owned by another user is refused unless allowed, in the library and the tool",
+          .enabled(if: getuid() == 0))
+    func otherOwner() throws {
+        let path = directory.file("foreign.slots")
+        _ = try SlotStore(path: path, schema: .sample)
+        chown(path, 65534, 65534)
+        expectRefused(path) { $0 == .ownedByAnotherUser(path: path, owner: 65534, user: 0) }
+        var options = OpenOptions()
+        options.allowOtherOwner = true
+        let store = try SlotStore(path: path, schema: .sample, options: options)
+        try store.scalar("requests", as: Int64.self).store(5)
+        store.close()
+        let refused = try Tool.run(["get", path, "requests"])
+        #expect(refused.status == 2 && refused.stderr.contains("belongs to user 65534"), "\(refused.stderr)")
+        let allowed = try Tool.run(["get", path, "requests", "--allow-other-owner"])
+        #expect(allowed.succeeded && allowed.stdout == "5\n", "\(allowed)")
+        #expect(try Tool.run(["inspect", path]).succeeded, "inspect reads any store it can read")
+    }
 }
 
 /// Runs a command as user `nobody`, for permission tests under root.

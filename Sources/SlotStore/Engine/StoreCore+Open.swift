@@ -113,6 +113,9 @@ extension StoreCore {
         }
         var ownsDescriptor = true
         defer { if ownsDescriptor { Glibc.close(fd) } }
+        if !options.allowOtherOwner, case .success(let info) = Syscall.size(of: fd), info.owner != geteuid() {
+            throw .ownedByAnotherUser(path: path, owner: info.owner, user: geteuid())
+        }
 
         let (header, storedSchema) = try readValidated(fd: fd, path: path)
         if let schema {

@@ -24,8 +24,11 @@ extension SlotStore {
     /// - Parameters:
     ///   - path: the store file.
     ///   - dryRun: report the plan without changing anything.
+    ///   - allowOtherOwner: repair a store that belongs to another user.
     /// - Throws: only when there is no file to repair.
-    public static func repair(at path: String, dryRun: Bool = false) throws(SlotStoreError) -> RepairReport {
+    public static func repair(at path: String, dryRun: Bool = false, allowOtherOwner: Bool = false) throws(SlotStoreError) -> RepairReport {
+        var openOptions = OpenOptions(mode: .open)
+        openOptions.allowOtherOwner = allowOtherOwner
         let image = try FileImage.open(path, writable: !dryRun)
         var report = RepairReport(path: path, dryRun: dryRun, actions: [], refused: nil)
         var imageOpen = true
@@ -76,7 +79,7 @@ extension SlotStore {
                 if !dryRun {
                     image.close()
                     imageOpen = false
-                    let store = try SlotStore(path: path, options: OpenOptions(mode: .open))
+                    let store = try SlotStore(path: path, options: openOptions)
                     try store.core.settleStalledWriter()
                     store.close()
                 }
@@ -97,7 +100,7 @@ extension SlotStore {
                 // A normal open by the only opener performs exactly this reset.
                 image.close()
                 imageOpen = false
-                let store = try SlotStore(path: path, options: OpenOptions(mode: .open))
+                let store = try SlotStore(path: path, options: openOptions)
                 store.close()
             }
         }

@@ -26,15 +26,19 @@ extension SlotStore {
     ///   - capacities: new capacities by field name (maps, strings, bytes) or counts (arrays).
     ///   - migration: what the migration may do beyond safe changes.
     ///   - dryRun: only compute and return the plan.
+    ///   - allowOtherOwner: compact a store that belongs to another user (the result keeps its mode, and is owned by the caller).
     ///   - progress: called with a line per step, for large stores.
     @discardableResult
     public static func compact(at path: String, output: String? = nil, schema: Schema? = nil, capacities: [String: Int] = [:],
                                migration: MigrationOptions = MigrationOptions(), dryRun: Bool = false,
+                               allowOtherOwner: Bool = false,
                                progress: ((String) -> Void)? = nil) throws(SlotStoreError) -> CompactionPlan {
         let destination = output ?? path
         let inPlace = destination == path
         if !inPlace, case .success(_?) = Syscall.kind(at: destination) { throw .alreadyExists(path: destination) }
-        let source = try SlotStore(path: path, options: OpenOptions(mode: .open))
+        var sourceOptions = OpenOptions(mode: .open)
+        sourceOptions.allowOtherOwner = allowOtherOwner
+        let source = try SlotStore(path: path, options: sourceOptions)
         defer { source.close() }
         if inPlace && !dryRun {
             guard case .success(true) = OpenGate.tryExclusive(source.core.file.fd) else {

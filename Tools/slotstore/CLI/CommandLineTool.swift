@@ -39,6 +39,7 @@ enum CommandLineTool {
             return ExitStatus.usage
         }
         var arguments = Arguments(Array(words.dropFirst()))
+        Settings.allowOtherOwner = arguments.flag("--allow-other-owner")
         if arguments.flag("--help") || arguments.flag("-h") {
             Output.out(command.usage)
             return ExitStatus.success
@@ -72,7 +73,21 @@ enum CommandLineTool {
         commands:
         \(rows.joined(separator: "\n"))
 
-        Run `slotstore <command> --help` for a command's options.
+        Run `slotstore <command> --help` for a command's options. Every command that opens a
+        store refuses one owned by another user unless given --allow-other-owner.
         """
+    }
+}
+
+/// Options that apply to every command.
+enum Settings {
+    /// Set once from `--allow-other-owner` before the command runs.
+    nonisolated(unsafe) static var allowOtherOwner = false
+
+    /// Open options for a command, with the global settings applied.
+    static func options(_ mode: OpenOptions.Mode, fileMode: UInt32 = 0o600, cacheLineAligned: Bool = false) -> OpenOptions {
+        var options = OpenOptions(mode: mode, fileMode: fileMode, cacheLineAligned: cacheLineAligned)
+        options.allowOtherOwner = allowOtherOwner
+        return options
     }
 }

@@ -22,7 +22,7 @@ enum AddCommand: Command {
         if let integer = Int64(text) { delta = .int(integer) }
         else if let number = Double(text), number.isFinite { delta = .double(number) }
         else { throw UsageError("N must be a number, found \"\(text)\"") }
-        let store = try SlotStore(path: path, options: OpenOptions(mode: .open))
+        let store = try SlotStore(path: path, options: Settings.options(.open))
         defer { store.close() }
         let result = try store.add(delta, to: field)
         if json { try JSONOutput.print(FieldValueReport(field: field, value: result)) }

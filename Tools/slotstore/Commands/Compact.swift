@@ -41,7 +41,7 @@ enum CompactCommand: Command {
         try arguments.finish()
         let schema = try schemaPath.map { try Schema(json: Array(readInputFile($0, what: "schema")), source: $0) }
         let plan = try SlotStore.compact(at: path, output: output, schema: schema, capacities: capacities,
-                                         migration: migration, dryRun: dryRun,
+                                         migration: migration, dryRun: dryRun, allowOtherOwner: Settings.allowOtherOwner,
                                          progress: json ? nil : { Output.error("  \($0)") })
         if json {
             try JSONOutput.print(plan)

@@ -29,7 +29,7 @@ enum DumpCommand: Command {
         let output = try arguments.option("--output")
         _ = arguments.flag("--json")  // dump always prints JSON
         try arguments.finish()
-        let store = try SlotStore(path: path, options: OpenOptions(mode: .open))
+        let store = try SlotStore(path: path, options: Settings.options(.open))
         defer { store.close() }
         let dump = DumpFile(format: DumpFile.formatName, formatVersion: DumpFile.currentVersion,
                             schema: store.schema, values: try store.values())

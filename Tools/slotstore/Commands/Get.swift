@@ -16,7 +16,7 @@ enum GetCommand: Command {
         let field = try FieldReference(arguments.positional("FIELD or FIELD[INDEX]"))
         let json = arguments.flag("--json")
         try arguments.finish()
-        let store = try SlotStore(path: path, options: OpenOptions(mode: .open))
+        let store = try SlotStore(path: path, options: Settings.options(.open))
         defer { store.close() }
         let value = try field.index.map { try store.value(of: field.name, at: $0) } ?? store.value(of: field.name)
         if json {

@@ -48,7 +48,7 @@ enum LoadCommand: Command {
         try dump.schema.validate()
         let created: Bool
         if FileManager.default.fileExists(atPath: path) {
-            let store = try SlotStore(path: path, options: OpenOptions(mode: .open))
+            let store = try SlotStore(path: path, options: Settings.options(.open))
             defer { store.close() }
             try store.setValues(dump.values)
             created = false

@@ -19,7 +19,7 @@ enum RepairCommand: Command {
         let dryRun = arguments.flag("--dry-run")
         let json = arguments.flag("--json")
         try arguments.finish()
-        let report = try SlotStore.repair(at: path, dryRun: dryRun)
+        let report = try SlotStore.repair(at: path, dryRun: dryRun, allowOtherOwner: Settings.allowOtherOwner)
         if json {
             try JSONOutput.print(report)
         } else if let refused = report.refused {

@@ -18,7 +18,7 @@ enum SetCommand: Command {
         let text = try arguments.positional("VALUE")
         let json = arguments.flag("--json")
         try arguments.finish()
-        let store = try SlotStore(path: path, options: OpenOptions(mode: .open))
+        let store = try SlotStore(path: path, options: Settings.options(.open))
         defer { store.close() }
         guard let declared = store.schema.field(named: field.name) else {
             _ = try store.value(of: field.name)  // throws the unknown-field error with the list of fields
