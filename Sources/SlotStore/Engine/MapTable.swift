@@ -314,7 +314,11 @@ struct MapTable: Sendable {
             core.fault(.afterWrite)
             return false
         }
-        let live = Int(count.pointee.load(ordering: .relaxed))
+        let live = Int(clamping: count.pointee.load(ordering: .relaxed))
+        guard live <= geometry.capacity else {
+            throw .invalidValue(path: core.path, field: field.name,
+                                detail: "the map records \(live) entries, over its capacity \(geometry.capacity): the file is damaged; run `slotstore verify`, then compact or restore it")
+        }
         guard live < geometry.capacity, let target = insertAt else {
             throw .mapFull(path: core.path, field: field.name, capacity: geometry.capacity, count: live)
         }

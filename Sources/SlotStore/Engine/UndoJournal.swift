@@ -43,14 +43,21 @@ struct UndoJournal: @unchecked Sendable {
     @inline(__always)
     func record(dataOffset: Int, length: Int, sequenceOffset: Int, pid: Int32, path: String,
                 beforePublishing flush: ((Range<Int>) throws(SlotStoreError) -> Void)? = nil) throws(SlotStoreError) {
-        let used = Int(usedBytes.pointee.load(ordering: .relaxed))
+        let used = Int(clamping: usedBytes.pointee.load(ordering: .relaxed))
+        // Only this transaction wrote the journal since the lock was taken (a
+        // dead holder's records were rolled back then), so a size past the
+        // region means the file was damaged under us: refuse, don't trap.
+        guard used <= capacity - UndoJournal.headerBytes else {
+            throw .corruptHeader(path: path, detail: "the undo journal claims \(used) bytes but holds \(capacity - UndoJournal.headerBytes)")
+        }
         var cursor = UndoJournal.headerBytes
         let end = UndoJournal.headerBytes + used
         while cursor < end {
             let header = base.advanced(by: cursor)
-            let offset = Int(header.atomic(UInt64.self).pointee.load(ordering: .relaxed))
-            let recordedLength = Int(header.advanced(by: 8).atomic(UInt64.self).pointee.load(ordering: .relaxed))
+            let offset = Int(clamping: header.atomic(UInt64.self).pointee.load(ordering: .relaxed))
+            let recordedLength = Int(clamping: header.advanced(by: 8).atomic(UInt64.self).pointee.load(ordering: .relaxed))
             if offset == dataOffset && recordedLength == length { return }
+            guard recordedLength <= end - cursor else { break }
             cursor += UndoJournal.recordHeaderBytes + recordedLength
         }
         let needed = UndoJournal.recordHeaderBytes + length
@@ -73,7 +80,8 @@ struct UndoJournal: @unchecked Sendable {
 
     /// The byte range of the journal that holds published records.
     var publishedRange: Range<Int> {
-        journalOffset..<(journalOffset + UndoJournal.headerBytes + Int(usedBytes.pointee.load(ordering: .acquiring)))
+        journalOffset..<(journalOffset + UndoJournal.headerBytes
+                         + min(Int(clamping: usedBytes.pointee.load(ordering: .acquiring)), capacity - UndoJournal.headerBytes))
     }
 
     /// Marks the transaction committed.

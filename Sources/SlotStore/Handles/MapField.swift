@@ -28,7 +28,7 @@ public struct MapField<Key: SlotMapKey, Value: SlotMapValue>: Sendable {
     /// The most entries the map holds.
     public var capacity: Int { table.geometry.capacity }
     /// The number of entries now.
-    public var count: Int { Int(table.count.pointee.load(ordering: .acquiring)) }
+    public var count: Int { Int(clamping: table.count.pointee.load(ordering: .acquiring)) }
 
     private var core: StoreCore { table.core }
 

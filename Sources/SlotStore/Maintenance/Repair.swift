@@ -58,7 +58,17 @@ extension SlotStore {
             report.refused = "\(error); restore the store from a dump"
             return report
         }
-        let layout = try Layout(header: header, schema: schema, path: path)
+        guard header.lockABI == LockRegion.currentABI else {
+            report.refused = "the store's lock was made for \(LockRegion.describeABI(header.lockABI)); repair it with a slotstore built for that"
+            return report
+        }
+        let layout: Layout
+        do {
+            layout = try Layout(header: header, schema: schema, path: path)
+        } catch {
+            report.refused = "\(error); restore the store from a dump"
+            return report
+        }
         let state = StoreFileState(image: image, header: header, layout: layout)
         let lock = state.lock
         let oddFields = layout.fields.filter { field in

@@ -18,6 +18,7 @@ enum CommandLineTool {
         CompactCommand.self,
         VerifyCommand.self,
         RepairCommand.self,
+        TortureCommand.self,
         WorkerCommand.self,
     ]
 

@@ -1,0 +1,104 @@
+import Foundation
+import Glibc
+import Synchronization
+import Testing
+@testable import SlotStore
+
+/// `slotstore torture` as a real process: workers SIGKILLed at random moments,
+/// many of them holding the lock, restarted, and every invariant checked
+/// against an exact model of the acknowledged operations.
+@Suite("Torture")
+struct TortureTests {
+    /// The number after `name ` in the summary line, if any.
+    static func figure(_ name: String, in line: Substring) -> Int? {
+        guard let range = line.range(of: name + " ") else { return nil }
+        return Int(line[range.upperBound...].prefix { $0.isNumber })
+    }
+
+    @Test("30 s of torture with seed 42: no violation, and kills while holding the lock happened",
+          .timeLimit(.minutes(3)))
+    func torture() throws {
+        let result = try Tool.run(["torture", "--seconds", "30", "--seed", "42"])
+        let summary = result.stdout.split(separator: "\n").last { $0.hasPrefix("torture:") }
+        #expect(result.succeeded, "torture failed:\n\(result.stdout)\n\(result.stderr)")
+        guard let summary else {
+            Issue.record("no summary line:\n\(result.stdout)\n\(result.stderr)")
+            return
+        }
+        #expect(Self.figure("violations", in: summary) == 0, "\(summary)\n\(result.stderr)")
+        #expect(Self.figure("lock timeouts", in: summary) == 0, "\(summary)")
+        #expect((Self.figure("operations", in: summary) ?? 0) > 10_000, "\(summary)")
+        #expect((Self.figure("kills", in: summary) ?? 0) >= 50, "\(summary)")
+        let holding = Self.figure("kills holding the lock", in: summary) ?? 0
+        #expect(holding >= 20, "\(summary)")
+        #expect(Self.figure("recoveries", in: summary) == holding, "every kill holding the lock is one recovery: \(summary)")
+    }
+
+    /// A string that carries its own checksum.
+    static func checked(_ seed: Int) -> String {
+        let body = String(repeating: Character(UnicodeScalar(UInt8(97 + seed % 26))), count: 10 + seed % 50)
+        return body + "#" + String(body.utf8.reduce(UInt32(2_166_136_261)) { ($0 ^ UInt32($1)) &* 16_777_619 }, radix: 16)
+    }
+
+    static func intact(_ text: String) -> Bool {
+        guard let hash = text.lastIndex(of: "#") else { return text.isEmpty }
+        let body = text[..<hash]
+        return String(body.utf8.reduce(UInt32(2_166_136_261)) { ($0 ^ UInt32($1)) &* 16_777_619 }, radix: 16) == text[text.index(after: hash)...]
+    }
+
+    @Test("threads of one process share a store: every kind of write and lock-free read at once, nothing lost or torn")
+    func threadsShareOneStore() throws {
+        let directory = TemporaryDirectory()
+        let schema = Schema(version: 1, fields: [
+            .int64("counter"), .int64("alice"), .int64("bob"), .string("text", capacity: 80),
+            .array("uniform", of: .int64, count: 16), .map("map", key: .string(capacity: 8), value: .scalar(.int64), capacity: 16),
+        ])
+        let store = try SlotStore(path: directory.file("threads.slots"), schema: schema)
+        let counter = try store.scalar("counter", as: Int64.self)
+        let alice = try store.scalar("alice", as: Int64.self)
+        let bob = try store.scalar("bob", as: Int64.self)
+        let text = try store.string("text")
+        let uniform = try store.array("uniform", of: Int64.self)
+        let map = try store.map("map", key: String.self, value: Int64.self)
+        alice.store(1000)
+        let threads = 4, rounds = 6000
+        let problems = Mutex<[String]>([])
+        DispatchQueue.concurrentPerform(iterations: threads) { thread in
+            do {
+                for round in 0..<rounds {
+                    counter.add(1)
+                    let amount = Int64(round % 7)
+                    try store.transaction { tx in
+                        try tx.store(tx.load(alice) - amount, to: alice)
+                        try tx.store(tx.load(bob) + amount, to: bob)
+                    }
+                    try map.add(1, for: "k\(round % 4)")
+                    switch round % 4 {
+                    case 0: try text.store(Self.checked(thread * rounds + round))
+                    case 1: try uniform.store([Int64](repeating: Int64(thread * rounds + round), count: 16))
+                    case 2:
+                        let value = try text.load()
+                        if !Self.intact(value) { problems.withLock { $0.append("torn string \(value)") } }
+                    default:
+                        let values = try uniform.snapshot()
+                        if Set(values).count != 1 { problems.withLock { $0.append("torn array \(values)") } }
+                    }
+                    if round % 50 == 0 {
+                        try store.transaction { tx in
+                            if tx.load(alice) + tx.load(bob) != 1000 { problems.withLock { $0.append("the sum moved") } }
+                        }
+                    }
+                }
+            } catch {
+                problems.withLock { $0.append("thread \(thread): \(error)") }
+            }
+        }
+        #expect(problems.withLock { $0 }.isEmpty, "\(problems.withLock { $0.prefix(5) })")
+        #expect(counter.load() == Int64(threads * rounds))
+        #expect(alice.load() + bob.load() == 1000)
+        let counts = try (0..<4).map { try map.get("k\($0)") ?? 0 }
+        #expect(counts == [Int64](repeating: Int64(threads * rounds / 4), count: 4))
+        #expect(try SlotStore.verify(at: store.path).findings == [])
+        store.close()
+    }
+}

@@ -1,0 +1,930 @@
+import Glibc
+import SlotStore
+
+/// `slotstore torture`: worker processes run a seeded mix of checkable
+/// operations on one store while the parent SIGKILLs them at random moments,
+/// many of them holding the lock, restarts them, and checks every invariant
+/// against an exact model of what was acknowledged.
+///
+/// Each worker reports on its standard output (a pipe to the parent) one byte
+/// `b` before it starts an operation and one byte `a` once it returns, and a
+/// few text lines (`h` hello with its starting state, `v` a violation it saw,
+/// `x` a fatal error, `d` done). The parent replays the worker's seeded
+/// generator, so it knows the operation after the last `a`: the one that was
+/// in flight when a kill hit (only if its `b` arrived). After each kill the
+/// parent takes the lock itself (which recovers a dead holder), reads the
+/// victim's state and accepts exactly the model before or after the in-flight
+/// operation, then restarts the worker.
+enum TortureCommand: Command {
+    static let name = "torture"
+    static let abstract = "crash-torture a store: SIGKILL random workers, check every invariant"
+    static let usage = """
+    usage: slotstore torture [--processes N] [--seconds S] [--kill-every MS] [--seed X] [PATH]
+      --processes N     worker processes (default 4, at most 16)
+      --seconds S       how long the workers run (default 10)
+      --kill-every MS   mean time between SIGKILLs of a random worker (default 100)
+      --seed X          seed of the operations, the kills and the fault points (default: random, printed)
+      PATH              the store to create, which must not exist; it is kept afterwards.
+                        Default: a new temporary folder, removed afterwards
+    Workers increment their own counters (lock-free), move amounts between accounts
+    in transactions, write self-checking strings and bytes, uniform arrays, and
+    insert, remove and add to map entries. About half of the worker processes
+    stop at a fault point holding the lock (SLOTSTORE_FAULT=<point>:hold) and are
+    killed there; the others are killed at random moments or just as they start a
+    locked operation. Prints one line of figures; exits 1 if any invariant failed.
+    """
+
+    static func run(_ arguments: inout Arguments) throws -> Int32 {
+        if let spec = try arguments.option("--worker") {
+            let path = try arguments.positional("store path")
+            try arguments.finish()
+            return TortureWorker.run(spec: spec, path: path)
+        }
+        let processes = try arguments.integerOption("--processes", default: 4, in: 1...TortureSchema.maximumProcesses)
+        let seconds = try arguments.integerOption("--seconds", default: 10, in: 1...86_400)
+        let killEvery = try arguments.integerOption("--kill-every", default: 100, in: 1...3_600_000)
+        let seed: UInt64
+        if let text = try arguments.option("--seed") {
+            guard let value = UInt64(text) else { throw UsageError("--seed takes a whole number, found \"\(text)\"") }
+            seed = value
+        } else {
+            seed = UInt64.random(in: 0...999_999)
+        }
+        var path = try? arguments.positional("store path")
+        try arguments.finish()
+
+        // The parent must never stop at a fault point meant for a worker.
+        unsetenv("SLOTSTORE_FAULT")
+        var directory: String?
+        if path == nil {
+            directory = try makeTemporaryDirectory()
+            path = directory! + "/torture.slots"
+        }
+        defer {
+            if let directory {
+                try? SlotStore.remove(at: directory + "/torture.slots")
+                rmdir(directory)
+            }
+        }
+        let run = try TortureRun(path: path!, processes: processes, seconds: seconds, killEveryMS: killEvery, seed: seed)
+        let violations = run.execute()
+        return violations == 0 ? ExitStatus.success : ExitStatus.problem
+    }
+
+    private static func makeTemporaryDirectory() throws -> String {
+        let base = getenv("TMPDIR").map { String(cString: $0) } ?? "/tmp"
+        var template = Array((base + "/slotstore-torture-XXXXXX").utf8CString)
+        guard template.withUnsafeMutableBufferPointer({ mkdtemp($0.baseAddress!) }) != nil else {
+            throw SlotStoreError.systemCallFailed(path: base, call: "mkdtemp", errno: errno)
+        }
+        return String(decoding: template.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self)
+    }
+}
+
+// MARK: - The store and the operations
+
+enum TortureSchema {
+    static let maximumProcesses = 16
+    static let accounts = 4
+    static let accountStart: Int64 = 1000
+    static let texts = 2
+    static let textCapacity = 160
+    static let blobs = 2
+    static let blobCapacity = 96
+    static let arrays = 2
+    static let arrayCount = 24
+    static let ownKeys = 12
+    static let sharedKeys = 8
+
+    static func make(processes: Int) -> Schema {
+        var fields: [Field] = [.int64("control.stop")]
+        for slot in 0..<processes { fields += [.int64("counter.\(slot)"), .int64("witness.\(slot)")] }
+        fields += (0..<accounts).map { .int64("account.\($0)") }
+        fields += (0..<texts).map { .string("text.\($0)", capacity: textCapacity) }
+        fields += (0..<blobs).map { .bytes("blob.\($0)", capacity: blobCapacity) }
+        fields += (0..<arrays).map { .array("uniform.\($0)", of: .int64, count: arrayCount) }
+        fields.append(.map("map", key: .string(capacity: 16), value: .scalar(.int64),
+                           capacity: processes * ownKeys + sharedKeys + 8))
+        return Schema(version: 1, fields: fields)
+    }
+
+    static func ownKey(slot: Int, _ key: Int) -> String { "w\(slot).\(key)" }
+    static func sharedKey(_ key: Int) -> String { "shared.\(key)" }
+
+    /// A digest of a worker's own map entries, for its hello line.
+    static func digest(_ values: [Int64?]) -> UInt64 {
+        var hash: UInt64 = 0xCBF2_9CE4_8422_2325
+        for value in values {
+            let bits = value.map { UInt64(bitPattern: $0) &+ 1 } ?? 0
+            hash = (hash ^ bits) &* 0x100_0000_01B3
+        }
+        return hash
+    }
+
+    /// A string that carries its own checksum.
+    static func text(length: Int, salt: UInt64) -> String {
+        SelfCheckingText.make("t\(salt % 100_000)", length: length)
+    }
+
+    static func textIntact(_ text: String) -> Bool { text.isEmpty || SelfCheckingText.isIntact(text) }
+
+    /// `length` bytes: random payload, then the FNV-1a-32 of the payload, little-endian.
+    static func blob(length: Int, salt: UInt64) -> [UInt8] {
+        var random = SplitMix(seed: salt)
+        var bytes = (0..<(length - 4)).map { _ in UInt8(truncatingIfNeeded: random.next()) }
+        let sum = fnv32(bytes[...])
+        bytes += [UInt8(sum & 0xFF), UInt8(sum >> 8 & 0xFF), UInt8(sum >> 16 & 0xFF), UInt8(sum >> 24)]
+        return bytes
+    }
+
+    static func blobIntact(_ bytes: [UInt8]) -> Bool {
+        if bytes.isEmpty { return true }
+        guard bytes.count >= 4 else { return false }
+        let sum = fnv32(bytes[..<(bytes.count - 4)])
+        let tail = bytes.suffix(4).reversed().reduce(UInt32(0)) { $0 << 8 | UInt32($1) }
+        return sum == tail
+    }
+
+    static func uniform(_ values: [Int64]) -> Bool { values.allSatisfy { $0 == values.first } }
+
+    private static func fnv32(_ bytes: ArraySlice<UInt8>) -> UInt32 {
+        var hash: UInt32 = 2_166_136_261
+        for byte in bytes { hash = (hash ^ UInt32(byte)) &* 16_777_619 }
+        return hash
+    }
+}
+
+/// One worker operation. Generated from the worker's seeded stream with a
+/// fixed number of draws, so the parent can replay the stream exactly.
+enum TortureOp: Equatable {
+    case increment
+    case transfer(from: Int, to: Int, amount: Int64)
+    case text(field: Int, length: Int, salt: UInt64)
+    case blob(field: Int, length: Int, salt: UInt64)
+    case uniform(field: Int, value: Int64)
+    case mapSet(key: Int, value: Int64)
+    case mapRemove(key: Int)
+    case mapAdd(key: Int, delta: Int64)
+    /// Adds 1 to a key every worker shares and, in the same transaction, 1 to
+    /// the worker's own witness counter, which tells whether an in-flight add landed.
+    case sharedAdd(key: Int)
+    /// A lock-free read of a string, bytes or array, checked for tearing.
+    case check(target: Int)
+
+    var takesLock: Bool {
+        switch self {
+        case .increment, .check: false
+        default: true
+        }
+    }
+
+    static func next(_ random: inout SplitMix) -> TortureOp {
+        let a = random.next(), b = random.next(), c = random.next()
+        switch a % 100 {
+        case 0..<28:
+            return .increment
+        case 28..<43:
+            let from = Int(b % UInt64(TortureSchema.accounts))
+            let to = (from + 1 + Int(c % UInt64(TortureSchema.accounts - 1))) % TortureSchema.accounts
+            return .transfer(from: from, to: to, amount: Int64(1 + (c >> 16) % 100))
+        case 43..<51:
+            return .text(field: Int(b % UInt64(TortureSchema.texts)),
+                         length: 8 + Int((b >> 8) % UInt64(TortureSchema.textCapacity - 24)), salt: c)
+        case 51..<59:
+            return .blob(field: Int(b % UInt64(TortureSchema.blobs)),
+                         length: 4 + Int((b >> 8) % UInt64(TortureSchema.blobCapacity - 3)), salt: c)
+        case 59..<67:
+            return .uniform(field: Int(b % UInt64(TortureSchema.arrays)), value: Int64(bitPattern: c))
+        case 67..<75:
+            return .mapSet(key: Int(b % UInt64(TortureSchema.ownKeys)), value: Int64(c % 1_000_000))
+        case 75..<81:
+            return .mapRemove(key: Int(b % UInt64(TortureSchema.ownKeys)))
+        case 81..<87:
+            return .mapAdd(key: Int(b % UInt64(TortureSchema.ownKeys)), delta: Int64(1 + c % 9))
+        case 87..<93:
+            return .sharedAdd(key: Int(b % UInt64(TortureSchema.sharedKeys)))
+        default:
+            return .check(target: Int(b % UInt64(TortureSchema.texts + TortureSchema.blobs + TortureSchema.arrays)))
+        }
+    }
+
+    static func seed(run: UInt64, slot: Int, incarnation: Int) -> UInt64 {
+        var mixer = SplitMix(seed: run ^ (UInt64(slot + 1) &* 0x9E37_79B9_7F4A_7C15) ^ (UInt64(incarnation + 1) &* 0xC2B2_AE3D_27D4_EB4F))
+        return mixer.next()
+    }
+}
+
+// MARK: - The worker
+
+/// `slotstore torture --worker SLOT:INCARNATION:SEED PATH`: runs operations
+/// until the store's `control.stop` is set, reporting each on standard output.
+enum TortureWorker {
+    static func run(spec: String, path: String) -> Int32 {
+        let parts = spec.split(separator: ":").compactMap { UInt64($0) }
+        guard parts.count == 3 else {
+            Output.error("slotstore torture: --worker takes SLOT:INCARNATION:SEED, found \"\(spec)\"")
+            return ExitStatus.usage
+        }
+        do {
+            try loop(slot: Int(parts[0]), seed: parts[2], path: path)
+            return ExitStatus.success
+        } catch let error as SlotStoreError {
+            if case .lockTimeout = error { line("x lock-timeout \(error)") } else { line("x error \(error)") }
+            return ExitStatus.problem
+        } catch {
+            line("x error \(error)")
+            return ExitStatus.problem
+        }
+    }
+
+    /// One unbuffered write per report; a dead parent ends the worker by SIGPIPE.
+    static func emit(_ byte: UInt8) {
+        var byte = byte
+        while write(STDOUT_FILENO, &byte, 1) < 0 && errno == EINTR {}
+    }
+
+    static func line(_ text: String) {
+        Output.out(String(text.map { $0 == "\n" ? " " : $0 }))
+    }
+
+    private static func loop(slot: Int, seed: UInt64, path: String) throws {
+        let store = try SlotStore(path: path, options: OpenOptions(mode: .open))
+        let stop = try store.scalar("control.stop", as: Int64.self)
+        let counter = try store.scalar("counter.\(slot)", as: Int64.self)
+        let witness = try store.scalar("witness.\(slot)", as: Int64.self)
+        let accounts = try (0..<TortureSchema.accounts).map { try store.scalar("account.\($0)", as: Int64.self) }
+        let texts = try (0..<TortureSchema.texts).map { try store.string("text.\($0)") }
+        let blobs = try (0..<TortureSchema.blobs).map { try store.bytes("blob.\($0)") }
+        let arrays = try (0..<TortureSchema.arrays).map { try store.array("uniform.\($0)", of: Int64.self) }
+        let map = try store.map("map", key: String.self, value: Int64.self)
+        let ownKeys = (0..<TortureSchema.ownKeys).map { TortureSchema.ownKey(slot: slot, $0) }
+
+        // Only this worker writes these, so it can check them exactly.
+        var counterModel = counter.load()
+        var witnessModel = witness.load()
+        var own = try ownKeys.map { try map.get($0) }
+        line("h \(counterModel) \(witnessModel) \(TortureSchema.digest(own))")
+
+        func violation(_ text: String) { line("v worker \(slot) (PID \(getpid())): \(text)") }
+        func checkOwn(_ key: Int) throws {
+            let found = try map.get(ownKeys[key])
+            if found != own[key] { violation("map key \(ownKeys[key]) reads \(found.map(String.init) ?? "absent"), expected \(own[key].map(String.init) ?? "absent")") }
+        }
+
+        var random = SplitMix(seed: seed)
+        while stop.load() == 0 {
+            let op = TortureOp.next(&random)
+            emit(UInt8(ascii: "b"))
+            switch op {
+            case .increment:
+                let value = counter.add(1)
+                counterModel += 1
+                if value != counterModel { violation("counter.\(slot) is \(value) after an increment, expected \(counterModel)") }
+            case .transfer(let from, let to, let amount):
+                let (source, target) = (accounts[from], accounts[to])
+                try store.transaction { tx in
+                    try tx.store(tx.load(source) - amount, to: source)
+                    try tx.store(tx.load(target) + amount, to: target)
+                }
+            case .text(let field, let length, let salt):
+                try texts[field].store(TortureSchema.text(length: length, salt: salt))
+            case .blob(let field, let length, let salt):
+                try blobs[field].store(TortureSchema.blob(length: length, salt: salt))
+            case .uniform(let field, let value):
+                try arrays[field].store([Int64](repeating: value, count: TortureSchema.arrayCount))
+            case .mapSet(let key, let value):
+                try map.set(value, for: ownKeys[key])
+                own[key] = value
+                try checkOwn(key)
+            case .mapRemove(let key):
+                let removed = try map.remove(ownKeys[key])
+                if removed != (own[key] != nil) { violation("removing \(ownKeys[key]) returned \(removed), the worker's model says \(own[key] != nil)") }
+                own[key] = nil
+                try checkOwn(key)
+            case .mapAdd(let key, let delta):
+                let value = try map.add(delta, for: ownKeys[key])
+                own[key] = (own[key] ?? 0) + delta
+                if value != own[key] { violation("adding \(delta) to \(ownKeys[key]) returned \(value), expected \(own[key]!)") }
+                try checkOwn(key)
+            case .sharedAdd(let key):
+                try store.transaction { tx in
+                    try tx.add(1, for: TortureSchema.sharedKey(key), in: map)
+                    try tx.add(1, to: witness)
+                }
+                witnessModel += 1
+                if witness.load() != witnessModel { violation("witness.\(slot) is \(witness.load()), expected \(witnessModel)") }
+            case .check(let target):
+                if target < TortureSchema.texts {
+                    let value = try texts[target].load()
+                    if !TortureSchema.textIntact(value) { violation("torn read of text.\(target): \(value)") }
+                } else if target < TortureSchema.texts + TortureSchema.blobs {
+                    let value = try blobs[target - TortureSchema.texts].load()
+                    if !TortureSchema.blobIntact(value) { violation("torn read of blob.\(target - TortureSchema.texts): \(value)") }
+                } else {
+                    let index = target - TortureSchema.texts - TortureSchema.blobs
+                    let value = try arrays[index].snapshot()
+                    if !TortureSchema.uniform(value) { violation("torn snapshot of uniform.\(index): \(value)") }
+                }
+            }
+            emit(UInt8(ascii: "a"))
+        }
+        line("d")
+        store.close()
+    }
+}
+
+// MARK: - The parent
+
+final class TortureRun {
+    static let faultPoints = ["beforeJournal", "afterJournal", "midWrite", "afterWrite", "beforeUnlock"]
+
+    struct Model: Equatable {
+        var counter: Int64 = 0
+        var witness: Int64 = 0
+        var own = [Int64?](repeating: nil, count: TortureSchema.ownKeys)
+    }
+
+    struct Slot {
+        var pid: pid_t = 0
+        var fd: Int32 = -1
+        var incarnation = -1
+        var random = SplitMix(seed: 0)
+        /// The operation after the last acknowledged one.
+        var pending: TortureOp = .increment
+        /// Whether the worker reported starting `pending`.
+        var begun = false
+        var fault: String?
+        /// The worker printed SLOTSTORE-HOLDING: it waits at a fault point holding the lock.
+        var holding = false
+        var finished = false
+        var text: [UInt8]?
+        var model = Model()
+        /// Dead; its state is read (and the in-flight operation resolved) at the parent's next transaction.
+        var awaitingRead = false
+        var killAtLockedBegin: Double?
+        var running: Bool { pid != 0 }
+    }
+
+    enum Phase {
+        case running
+        /// A worker was killed; waiting until the parent holds the lock once (or
+        /// another worker is seen holding it) to settle the recovery count.
+        case resolving(slot: Int, recoveriesBefore: UInt64, holding: Bool)
+    }
+
+    let path: String
+    let processes: Int
+    let seconds: Int
+    let killEvery: Double
+    let seed: UInt64
+    let executable: String
+    let store: SlotStore
+    var random: SplitMix
+    var slots: [Slot]
+    var shared = [Int64](repeating: 0, count: TortureSchema.sharedKeys)
+    var phase = Phase.running
+    var stopping = false
+
+    // Handles.
+    let stop: ScalarField<Int64>
+    let counters: [ScalarField<Int64>]
+    let witnesses: [ScalarField<Int64>]
+    let accounts: [ScalarField<Int64>]
+    let texts: [StringField]
+    let blobs: [BytesField]
+    let arrays: [ArrayField<Int64>]
+    let map: MapField<String, Int64>
+
+    // Figures.
+    var operations = 0
+    var kills = 0
+    var killsHolding = 0
+    var faultHolds = 0
+    var lockTimeouts = 0
+    var violations: [String] = []
+    var reportedGlobal = Set<String>()
+    let initialRecoveries: UInt64
+
+    init(path: String, processes: Int, seconds: Int, killEveryMS: Int, seed: UInt64) throws {
+        self.path = path
+        self.processes = processes
+        self.seconds = seconds
+        self.killEvery = Double(killEveryMS) / 1000
+        self.seed = seed
+        self.random = SplitMix(seed: seed ^ 0x5EED_5EED_5EED_5EED)
+        self.slots = Array(repeating: Slot(), count: processes)
+        executable = TortureRun.selfExecutable()
+        // A short lock timeout: the parent must keep reading the pipes (and
+        // killing workers that stop holding the lock) while it waits.
+        let store = try SlotStore(path: path, schema: TortureSchema.make(processes: processes),
+                                  options: OpenOptions(mode: .create, lockTimeout: .milliseconds(20)))
+        self.store = store
+        stop = try store.scalar("control.stop", as: Int64.self)
+        counters = try (0..<processes).map { try store.scalar("counter.\($0)", as: Int64.self) }
+        witnesses = try (0..<processes).map { try store.scalar("witness.\($0)", as: Int64.self) }
+        accounts = try (0..<TortureSchema.accounts).map { try store.scalar("account.\($0)", as: Int64.self) }
+        texts = try (0..<TortureSchema.texts).map { try store.string("text.\($0)") }
+        blobs = try (0..<TortureSchema.blobs).map { try store.bytes("blob.\($0)") }
+        arrays = try (0..<TortureSchema.arrays).map { try store.array("uniform.\($0)", of: Int64.self) }
+        map = try store.map("map", key: String.self, value: Int64.self)
+        for account in accounts { account.store(TortureSchema.accountStart) }
+        initialRecoveries = store.status.recoveries
+    }
+
+    static func selfExecutable() -> String {
+        var buffer = [CChar](repeating: 0, count: 4096)
+        let count = readlink("/proc/self/exe", &buffer, buffer.count - 1)
+        guard count > 0 else { return CommandLine.arguments[0] }
+        return String(decoding: buffer.prefix(count).map { UInt8(bitPattern: $0) }, as: UTF8.self)
+    }
+
+    func violation(_ text: String) {
+        violations.append(text)
+        if violations.count <= 20 { Output.error("torture: VIOLATION: \(text)") }
+    }
+
+    func now() -> Double {
+        var time = timespec()
+        clock_gettime(CLOCK_MONOTONIC, &time)
+        return Double(time.tv_sec) + Double(time.tv_nsec) / 1e9
+    }
+
+    func uniform() -> Double { Double(random.next() >> 11) / Double(1 << 53) }
+
+    // MARK: Run
+
+    /// Runs the torture and returns the number of violations.
+    func execute() -> Int {
+        signal(SIGPIPE, SIG_IGN)
+        let start = now()
+        let deadline = start + Double(seconds)
+        for slot in 0..<processes { spawn(slot) }
+        var nextKill = start + killEvery * (0.5 + uniform())
+        var stopDeadline = Double.infinity
+
+        while true {
+            let time = now()
+            if !stopping && time >= deadline {
+                stopping = true
+                stop.store(1)
+                stopDeadline = time + 60
+                for index in slots.indices { slots[index].killAtLockedBegin = nil }
+            }
+            if stopping {
+                let idle = slots.allSatisfy { !$0.running && !$0.awaitingRead }
+                if idle, case .running = phase { break }
+                if time > stopDeadline {
+                    violation("workers did not stop within 60 s of the stop flag")
+                    for index in slots.indices where slots[index].running { killWorker(index) }
+                    break
+                }
+            }
+
+            switch phase {
+            case .resolving(let victim, let before, let holding):
+                service(timeout: 0)
+                if let holder = slots.indices.first(where: { slots[$0].running && slots[$0].holding }) {
+                    // Mutual exclusion: a worker holding the lock now either took it
+                    // after the victim died (recovering it) or the victim never held it.
+                    settle(victim: victim, before: before, holding: holding)
+                    killHolder(holder)
+                } else if parentTransaction() {
+                    settle(victim: victim, before: before, holding: holding)
+                    phase = .running
+                    restartResolved()
+                }
+            case .running:
+                if slots.contains(where: \.awaitingRead) {
+                    if parentTransaction() { restartResolved() }
+                    service(timeout: 0)
+                } else {
+                    let wait = stopping ? 0.01 : max(0, min(0.01, nextKill - now()))
+                    service(timeout: Int32(wait * 1000))
+                }
+                if case .running = phase, let holder = slots.indices.first(where: { slots[$0].running && slots[$0].holding }) {
+                    killHolder(holder)
+                    continue
+                }
+                if !stopping, case .running = phase {
+                    let time = now()
+                    for index in slots.indices where slots[index].killAtLockedBegin.map({ time >= $0 }) ?? false {
+                        slots[index].killAtLockedBegin = nil
+                        if slots[index].running { startKill(index, holding: false); break }
+                    }
+                }
+                if !stopping, case .running = phase, now() >= nextKill {
+                    nextKill = now() + killEvery * (0.5 + uniform())
+                    let candidates = slots.indices.filter { slots[$0].running && slots[$0].killAtLockedBegin == nil }
+                    if !candidates.isEmpty {
+                        let target = candidates[Int(random.next() % UInt64(candidates.count))]
+                        if random.next() % 5 < 2 {
+                            startKill(target, holding: false)
+                        } else {
+                            // Kill just as it reports starting a locked operation (or in 200 ms anyway).
+                            slots[target].killAtLockedBegin = now() + 0.2
+                        }
+                    }
+                }
+            }
+        }
+        return finish(elapsed: now() - start)
+    }
+
+    // MARK: Workers
+
+    func spawn(_ index: Int) {
+        var slot = slots[index]
+        slot.incarnation += 1
+        let workerSeed = TortureOp.seed(run: seed, slot: index, incarnation: slot.incarnation)
+        slot.random = SplitMix(seed: workerSeed)
+        slot.pending = TortureOp.next(&slot.random)
+        slot.begun = false
+        slot.holding = false
+        slot.finished = false
+        slot.text = nil
+        slot.killAtLockedBegin = nil
+        slot.fault = nil
+        if random.next() % 2 == 0 {
+            let point = TortureRun.faultPoints[Int(random.next() % UInt64(TortureRun.faultPoints.count))]
+            slot.fault = "\(point):hold:\(1 + random.next() % 100)"
+        }
+
+        var ends: [Int32] = [0, 0]
+        // Close-on-exec, so no other worker inherits an end (the parent spawns from one thread).
+        guard pipe(&ends) == 0 else { fatal("pipe failed: errno \(errno)") }
+        for end in ends { _ = fcntl(end, F_SETFD, FD_CLOEXEC) }
+        var actions = posix_spawn_file_actions_t()
+        posix_spawn_file_actions_init(&actions)
+        posix_spawn_file_actions_adddup2(&actions, ends[1], STDOUT_FILENO)
+        let arguments = [executable, "torture", "--worker", "\(index):\(slot.incarnation):\(workerSeed)", path]
+        var environment: [String] = []
+        var entry = environ
+        while let pointer = entry.pointee {
+            let text = String(cString: pointer)
+            if !text.hasPrefix("SLOTSTORE_FAULT=") { environment.append(text) }
+            entry += 1
+        }
+        if let fault = slot.fault { environment.append("SLOTSTORE_FAULT=\(fault)") }
+        let argv = arguments.map { strdup($0) } + [nil]
+        let envp = environment.map { strdup($0) } + [nil]
+        var pid: pid_t = 0
+        let code = posix_spawn(&pid, executable, &actions, nil, argv, envp)
+        posix_spawn_file_actions_destroy(&actions)
+        for pointer in argv + envp { free(pointer) }
+        close(ends[1])
+        guard code == 0 else { fatal("posix_spawn of \(executable) failed: errno \(code)") }
+        _ = fcntl(ends[0], F_SETFL, O_NONBLOCK)
+        slot.pid = pid
+        slot.fd = ends[0]
+        slots[index] = slot
+    }
+
+    func fatal(_ text: String) -> Never {
+        Output.error("torture: \(text)")
+        for slot in slots where slot.running { kill(slot.pid, SIGKILL) }
+        exit(ExitStatus.usage)
+    }
+
+    /// Reads whatever the workers wrote, waiting at most `timeout` ms for the first byte.
+    func service(timeout: Int32) {
+        var descriptors = slots.filter(\.running).map { pollfd(fd: $0.fd, events: Int16(POLLIN), revents: 0) }
+        guard !descriptors.isEmpty else {
+            if timeout > 0 { usleep(UInt32(timeout) * 1000) }
+            return
+        }
+        let ready = poll(&descriptors, nfds_t(descriptors.count), timeout)
+        guard ready > 0 else { return }
+        for descriptor in descriptors where descriptor.revents != 0 {
+            guard let index = slots.firstIndex(where: { $0.running && $0.fd == descriptor.fd }) else { continue }
+            if !read(index) { exited(index) }
+        }
+        if case .running = phase, !stopping {
+            // A worker that just reported starting a locked operation, while it is marked to be killed then.
+            for index in slots.indices where slots[index].running && slots[index].killAtLockedBegin != nil
+                && slots[index].begun && slots[index].pending.takesLock {
+                slots[index].killAtLockedBegin = nil
+                let delay = random.next() % 300
+                if delay >= 100 { usleep(UInt32(delay - 100)) }
+                startKill(index, holding: false)
+                return
+            }
+        }
+    }
+
+    /// Reads the slot's pipe until it would block; returns false at end of file.
+    @discardableResult
+    func read(_ index: Int) -> Bool {
+        var buffer = [UInt8](repeating: 0, count: 65_536)
+        while true {
+            let count = Glibc.read(slots[index].fd, &buffer, buffer.count)
+            if count == 0 { return false }
+            if count < 0 {
+                if errno == EINTR { continue }
+                return true
+            }
+            for byte in buffer.prefix(count) { consume(index, byte) }
+        }
+    }
+
+    func consume(_ index: Int, _ byte: UInt8) {
+        if slots[index].text != nil {
+            if byte == UInt8(ascii: "\n") {
+                let line = String(decoding: slots[index].text!, as: UTF8.self)
+                slots[index].text = nil
+                handle(index, line)
+            } else {
+                slots[index].text!.append(byte)
+            }
+            return
+        }
+        switch byte {
+        case UInt8(ascii: "b"):
+            slots[index].begun = true
+        case UInt8(ascii: "a"):
+            acknowledge(index)
+        case UInt8(ascii: "\n"):
+            break
+        default:
+            slots[index].text = [byte]
+        }
+    }
+
+    func acknowledge(_ index: Int) {
+        operations += 1
+        var slot = slots[index]
+        if !slot.begun { violation("worker \(index) acknowledged an operation it never started") }
+        apply(slot.pending, to: &slot.model, index: index, sharedToo: true)
+        slot.begun = false
+        slot.pending = TortureOp.next(&slot.random)
+        slots[index] = slot
+    }
+
+    func apply(_ op: TortureOp, to model: inout Model, index: Int, sharedToo: Bool) {
+        switch op {
+        case .increment: model.counter += 1
+        case .mapSet(let key, let value): model.own[key] = value
+        case .mapRemove(let key): model.own[key] = nil
+        case .mapAdd(let key, let delta): model.own[key] = (model.own[key] ?? 0) + delta
+        case .sharedAdd(let key):
+            model.witness += 1
+            if sharedToo { shared[key] += 1 }
+        case .transfer, .text, .blob, .uniform, .check: break
+        }
+    }
+
+    func handle(_ index: Int, _ line: String) {
+        if line.hasPrefix("SLOTSTORE-HOLDING") {
+            slots[index].holding = true
+        } else if line.hasPrefix("h ") {
+            let words = line.split(separator: " ")
+            let model = slots[index].model
+            let expected = "h \(model.counter) \(model.witness) \(TortureSchema.digest(model.own))"
+            if words.count != 4 || line != expected {
+                violation("worker \(index) started from \(line.dropFirst(2)), the model says \(expected.dropFirst(2)) (counter witness digest)")
+            }
+        } else if line.hasPrefix("v ") {
+            violation(String(line.dropFirst(2)))
+        } else if line.hasPrefix("x ") {
+            if line.hasPrefix("x lock-timeout") { lockTimeouts += 1 }
+            violation("worker \(index) failed: \(line.dropFirst(2))")
+        } else if line == "d" {
+            slots[index].finished = true
+        } else {
+            violation("worker \(index) wrote an unexpected line: \(line)")
+        }
+    }
+
+    /// End of file from a worker nobody killed: it finished after the stop flag, or it died.
+    func exited(_ index: Int) {
+        let pid = slots[index].pid
+        let status = reap(pid)
+        close(slots[index].fd)
+        slots[index].fd = -1
+        slots[index].pid = 0
+        if slots[index].finished && status == 0 { return }
+        violation("worker \(index) (PID \(pid)) ended by itself with \(describe(status)) before the stop flag")
+        slots[index].awaitingRead = true
+    }
+
+    func reap(_ pid: pid_t) -> Int32 {
+        var status: Int32 = 0
+        while waitpid(pid, &status, 0) < 0 && errno == EINTR {}
+        return status
+    }
+
+    func describe(_ status: Int32) -> String {
+        status & 0x7F == 0 ? "exit status \((status >> 8) & 0xFF)" : "signal \(status & 0x7F)"
+    }
+
+    // MARK: Kills
+
+    func killHolder(_ index: Int) {
+        faultHolds += 1
+        // Let other workers pile up waiting on the lock first, sometimes.
+        let delay = random.next() % 3000
+        if delay >= 1000 { usleep(UInt32(delay - 1000)) }
+        startKill(index, holding: true)
+    }
+
+    /// SIGKILLs the worker, reads what it wrote before dying, and enters the resolving phase.
+    func startKill(_ index: Int, holding: Bool) {
+        let before = store.status.recoveries
+        killWorker(index)
+        kills += 1
+        phase = .resolving(slot: index, recoveriesBefore: before, holding: holding)
+    }
+
+    func killWorker(_ index: Int) {
+        let pid = slots[index].pid
+        kill(pid, SIGKILL)
+        let status = reap(pid)
+        if status & 0x7F != SIGKILL {
+            violation("worker \(index) (PID \(pid)) ended with \(describe(status)) before its SIGKILL")
+        }
+        // The write end died with the worker: read to end of file.
+        _ = fcntl(slots[index].fd, F_SETFL, 0)
+        while read(index) {}
+        close(slots[index].fd)
+        slots[index].fd = -1
+        slots[index].pid = 0
+        slots[index].killAtLockedBegin = nil
+        slots[index].awaitingRead = true
+    }
+
+    /// Called once the victim's death is settled: a holder's death is
+    /// recovered by exactly one lock acquisition, whoever made it.
+    func settle(victim: Int, before: UInt64, holding: Bool) {
+        let delta = store.status.recoveries &- before
+        if delta > 1 { violation("\(delta) recoveries followed the death of worker \(victim), expected at most 1") }
+        if delta >= 1 { killsHolding += 1 }
+        if holding && delta == 0 {
+            violation("worker \(victim) was killed holding the lock (at fault point \(slots[victim].fault ?? "?")) but no recovery followed")
+        }
+    }
+
+    // MARK: The parent's checks
+
+    /// Takes the lock once (recovering any dead holder), checks the invariants
+    /// and resolves every dead worker's state. False on a lock timeout.
+    ///
+    /// Holding the lock, the parent first reads every pipe: a locked operation
+    /// that committed before the parent took the lock was announced (`b`)
+    /// before it started, so each live worker's locked state (its own map
+    /// keys, its witness, its share of the shared keys) is now the model, or
+    /// the model after its begun operation. Counters are lock-free and only
+    /// checked for dead workers.
+    func parentTransaction() -> Bool {
+        var global: [String] = []
+        var found: [Int: Model] = [:]
+        var sharedFound = [Int64](repeating: 0, count: TortureSchema.sharedKeys)
+        var ended: [Int] = []
+        do {
+            try store.transaction { tx in
+                ended = []
+                for index in slots.indices where slots[index].running && !read(index) { ended.append(index) }
+                let total = accounts.reduce(Int64(0)) { $0 + tx.load($1) }
+                if total != Int64(TortureSchema.accounts) * TortureSchema.accountStart {
+                    global.append("the accounts sum to \(total), expected \(Int64(TortureSchema.accounts) * TortureSchema.accountStart)")
+                }
+                for (index, field) in texts.enumerated() where !TortureSchema.textIntact(tx.load(field)) {
+                    global.append("text.\(index) fails its checksum: \(tx.load(field))")
+                }
+                for (index, field) in blobs.enumerated() where !TortureSchema.blobIntact(tx.load(field)) {
+                    global.append("blob.\(index) fails its checksum: \(tx.load(field))")
+                }
+                for (index, field) in arrays.enumerated() where !TortureSchema.uniform(tx.load(field)) {
+                    global.append("uniform.\(index) is not uniform: \(tx.load(field))")
+                }
+                for index in slots.indices where slots[index].running || slots[index].awaitingRead {
+                    found[index] = Model(counter: tx.load(counters[index]), witness: tx.load(witnesses[index]),
+                                         own: try (0..<TortureSchema.ownKeys).map {
+                                             try tx.load(TortureSchema.ownKey(slot: index, $0), from: map)
+                                         })
+                }
+                for key in 0..<TortureSchema.sharedKeys {
+                    sharedFound[key] = try tx.load(TortureSchema.sharedKey(key), from: map) ?? 0
+                }
+            }
+        } catch SlotStoreError.lockTimeout {
+            return false
+        } catch {
+            fatal("the parent's transaction failed: \(error)")
+        }
+        // A broken invariant stays broken: report each distinct finding once.
+        for text in global where reportedGlobal.insert(text).inserted { violation(text) }
+        var sharedInFlight = [Int64](repeating: 0, count: TortureSchema.sharedKeys)
+        for (index, state) in found.sorted(by: { $0.key < $1.key }) {
+            if slots[index].awaitingRead {
+                resolve(index, state)
+            } else {
+                let slot = slots[index]
+                var before = slot.model
+                before.counter = state.counter
+                var after = before
+                if slot.begun {
+                    apply(slot.pending, to: &after, index: index, sharedToo: false)
+                    if case .sharedAdd(let key) = slot.pending { sharedInFlight[key] += 1 }
+                }
+                if state != before && state != after {
+                    violation("live worker \(index) (incarnation \(slot.incarnation)) has \(state); expected \(before)"
+                              + (slot.begun ? " or, with its begun \(slot.pending), \(after)" : " (no locked operation begun)"))
+                }
+            }
+        }
+        for key in 0..<TortureSchema.sharedKeys where sharedFound[key] < shared[key] || sharedFound[key] > shared[key] + sharedInFlight[key] {
+            violation("\(TortureSchema.sharedKey(key)) is \(sharedFound[key]); acknowledged adds make \(shared[key]), \(sharedInFlight[key]) more were begun")
+        }
+        for index in ended { exited(index) }
+        return true
+    }
+
+    /// The dead worker's state must be the model, or the model after its in-flight operation.
+    func resolve(_ index: Int, _ found: Model) {
+        var slot = slots[index]
+        let before = slot.model
+        var after = before
+        if slot.begun { apply(slot.pending, to: &after, index: index, sharedToo: false) }
+        if found == before {
+            slot.model = before
+        } else if found == after {
+            slot.model = after
+            if case .sharedAdd(let key) = slot.pending { shared[key] += 1 }
+        } else {
+            violation("worker \(index) (incarnation \(slot.incarnation)) left \(found) after its death; expected \(before)"
+                      + (slot.begun ? " or, with its in-flight \(slot.pending), \(after)" : " (no operation was in flight)"))
+            slot.model = found
+        }
+        slot.begun = false
+        slot.awaitingRead = false
+        slots[index] = slot
+    }
+
+    func restartResolved() {
+        guard !stopping else { return }
+        for index in slots.indices where !slots[index].running && !slots[index].awaitingRead && !slots[index].finished {
+            spawn(index)
+        }
+    }
+
+    // MARK: The end
+
+    func finish(elapsed: Double) -> Int {
+        for index in slots.indices where slots[index].running { killWorker(index) }
+        // No worker is left: the next transaction recovers whatever remains.
+        var attempts = 0
+        while !parentTransaction() {
+            attempts += 1
+            if attempts > 500 { violation("the parent could not take the lock after every worker ended"); break }
+        }
+        do {
+            try store.transaction { tx in
+                for index in 0..<processes {
+                    let model = slots[index].model
+                    let found = Model(counter: tx.load(counters[index]), witness: tx.load(witnesses[index]),
+                                      own: try (0..<TortureSchema.ownKeys).map { try tx.load(TortureSchema.ownKey(slot: index, $0), from: map) })
+                    if found != model { violation("worker \(index)'s final state is \(found), the model says \(model)") }
+                }
+                for key in 0..<TortureSchema.sharedKeys {
+                    let found = try tx.load(TortureSchema.sharedKey(key), from: map) ?? 0
+                    if found != shared[key] { violation("\(TortureSchema.sharedKey(key)) is \(found), the model says \(shared[key])") }
+                }
+            }
+            var expected: [String: Int64] = [:]
+            for (slot, value) in slots.enumerated() {
+                for (key, entry) in value.model.own.enumerated() { if let entry { expected[TortureSchema.ownKey(slot: slot, key)] = entry } }
+            }
+            for (key, value) in shared.enumerated() where value != 0 { expected[TortureSchema.sharedKey(key)] = value }
+            var entries: [String: Int64] = [:]
+            for (key, value) in try map.entries() { entries[key] = value }
+            if entries != expected {
+                let keys = Set(entries.keys).union(expected.keys).filter { entries[$0] != expected[$0] }.sorted()
+                let differences = keys.prefix(10).map { "\($0): \(entries[$0].map(String.init) ?? "absent") (model \(expected[$0].map(String.init) ?? "absent"))" }
+                violation("the map differs from the model at \(keys.count) key(s): \(differences.joined(separator: ", "))")
+            }
+            if map.count != expected.count { violation("the map counts \(map.count) entries, the model \(expected.count)") }
+        } catch {
+            violation("the final check failed: \(error)")
+        }
+        let status = store.status
+        if status.journalDirty || status.lockHolderPID != nil || status.lockNeedsRecovery {
+            violation("after the run the journal is \(status.journalDirty ? "dirty" : "clean") and the lock is held by \(status.lockHolderPID.map(String.init) ?? "nobody")\(status.lockNeedsRecovery ? ", needing recovery" : "")")
+        }
+        let recoveries = status.recoveries &- initialRecoveries
+        if recoveries != UInt64(killsHolding) {
+            violation("the store counts \(recoveries) recoveries but \(killsHolding) kills were followed by one")
+        }
+        store.close()
+        do {
+            let report = try SlotStore.verify(at: path)
+            for finding in report.findings { violation("verify: \(finding)") }
+        } catch {
+            violation("verify failed: \(error)")
+        }
+        if lockTimeouts > 0 { violation("\(lockTimeouts) worker(s) hit a lock timeout") }
+        let rate = elapsed > 0 ? Int(Double(operations) / elapsed) : 0
+        Output.out("torture: \(processes) processes, \(seconds) s, seed \(seed): operations \(operations) (\(rate)/s), "
+                   + "kills \(kills), kills holding the lock \(killsHolding) (\(faultHolds) at fault points), "
+                   + "recoveries \(recoveries), lock timeouts \(lockTimeouts), violations \(violations.count)")
+        return violations.count
+    }
+}
