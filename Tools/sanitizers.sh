@@ -20,8 +20,8 @@ cd "$(dirname "$0")/.."
 
 which="${1:-both}"
 logs="${SANITIZER_LOGS:-/tmp/slotstore-sanitizers}"
-asan_scratch="${ASAN_SCRATCH:-/tmp/slotstore-asan}"
-tsan_scratch="${TSAN_SCRATCH:-/tmp/slotstore-tsan}"
+asan_scratch="${ASAN_SCRATCH:-.build-asan}"
+tsan_scratch="${TSAN_SCRATCH:-.build-tsan}"
 tsan_filter="${TSAN_FILTER:-}"
 mkdir -p "$logs"
 
