@@ -337,6 +337,46 @@ final class StoreCore: @unchecked Sendable {
         }
     }
 
+    /// Replaces every element of array field number `field` from `source`
+    /// (count × width bytes in the elements' in-memory form). Call with the
+    /// lock held. Non-generic: each element is one atomic store of its width,
+    /// so lock-free element readers never see a torn element.
+    @usableFromInline
+    func writeWholeArray(field index: Int, from source: UnsafeRawPointer) throws(SlotStoreError) {
+        let field = layout.fields[index]
+        guard case .array(let element, let count) = field.type else { return }
+        let width = element.byteWidth
+        try recordUndo(offset: field.payloadOffset, length: roundUp(count * width, to: 8), sequenceOffset: field.sequenceOffset)
+        let sequence = beginSeqlockWrite(field)
+        let destination = address(field.payloadOffset)
+        let half = count / 2
+        for item in 0..<count {
+            if item == half { fault(.midWrite) }
+            let bits: UInt64 = switch width {
+            case 8: source.loadUnaligned(fromByteOffset: item * 8, as: UInt64.self)
+            case 4: UInt64(source.loadUnaligned(fromByteOffset: item * 4, as: UInt32.self))
+            case 2: UInt64(source.loadUnaligned(fromByteOffset: item * 2, as: UInt16.self))
+            default: UInt64(source.load(fromByteOffset: item, as: UInt8.self) & (element == .bool ? 1 : 0xFF))
+            }
+            destination.advanced(by: item * width).storeBits(bits, width: width)
+        }
+        endSeqlockWrite(sequence)
+        fault(.afterWrite)
+    }
+
+    /// ``writeWholeArray(field:from:)`` in its own transaction.
+    @usableFromInline
+    func storeWholeArray(field index: Int, from source: UnsafeRawPointer) throws(SlotStoreError) {
+        try transaction { () throws(SlotStoreError) in try writeWholeArray(field: index, from: source) }
+    }
+
+    @usableFromInline
+    func arrayCountError(field index: Int, given: Int) -> SlotStoreError {
+        let field = layout.fields[index]
+        let count = if case .array(_, let count) = field.type { count } else { 0 }
+        return .invalidValue(path: path, field: field.name, detail: "expected exactly \(count) elements, found \(given)")
+    }
+
     /// Journals a scalar's 8-byte slot before a transaction changes it.
     @usableFromInline
     func recordScalarUndo(offset: Int) throws(SlotStoreError) {

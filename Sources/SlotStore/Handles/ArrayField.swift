@@ -68,9 +68,14 @@ public struct ArrayField<Value: SlotScalar>: Sendable {
     }
 
     /// Replaces every element, all or nothing. `values` must hold exactly ``count`` elements.
+    @inlinable
     public func store(_ values: [Value]) throws(SlotStoreError) {
-        try checkCount(values.count)
-        try core.transaction { () throws(SlotStoreError) in try writeAll(values) }
+        guard values.count == count else { throw core.arrayCountError(field: fieldIndex, given: values.count) }
+        try values.withUnsafeBytes { bytes in
+            Result { () throws(SlotStoreError) in
+                try core.storeWholeArray(field: fieldIndex, from: bytes.baseAddress!)
+            }
+        }.get()
     }
 
     func checkCount(_ given: Int) throws(SlotStoreError) {
@@ -86,16 +91,9 @@ public struct ArrayField<Value: SlotScalar>: Sendable {
 
     /// The locked whole-array write; call with the lock held.
     func writeAll(_ values: [Value]) throws(SlotStoreError) {
-        try core.recordUndo(offset: layout.payloadOffset, length: roundUp(count * Value.scalarType.byteWidth, to: 8),
-                            sequenceOffset: layout.sequenceOffset)
-        let sequence = core.beginSeqlockWrite(layout)
-        let half = count / 2
-        for index in 0..<count {
-            if index == half { core.fault(.midWrite) }
-            elements.advanced(by: index * Value.scalarType.byteWidth).storeScalar(values[index])
-        }
-        core.endSeqlockWrite(sequence)
-        core.fault(.afterWrite)
+        try values.withUnsafeBytes { bytes in
+            Result { () throws(SlotStoreError) in try core.writeWholeArray(field: fieldIndex, from: bytes.baseAddress!) }
+        }.get()
     }
 
     /// The locked single-element write of a transaction; call with the lock held.
