@@ -15,24 +15,12 @@ struct MapTests {
         .int64("after"),
     ])
 
-    /// A small seeded generator so a failing sequence can be replayed.
-    struct Generator: RandomNumberGenerator {
-        var state: UInt64
-        mutating func next() -> UInt64 {
-            state &+= 0x9E37_79B9_7F4A_7C15
-            var z = state
-            z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-            z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-            return z ^ (z >> 31)
-        }
-    }
-
     @Test("a map behaves like a Dictionary over seeded random operations", arguments: [1, 2, 3, 4, 5] as [UInt64])
     func matchesDictionaryModel(seed: UInt64) throws {
         let store = try SlotStore(path: directory.file("model-\(seed).slots"), schema: Self.schema)
         let map = try store.map("sessions", key: String.self, value: Int64.self)
         var model: [String: Int64] = [:]
-        var random = Generator(state: seed)
+        var random = SeededRandom(state: seed)
         // Few distinct keys, so inserts, replaces, removes and tombstone reuse all happen often.
         let keys = (0..<300).map { "key-\($0)-" + String(repeating: "x", count: $0 % 20) }
         for step in 0..<5000 {

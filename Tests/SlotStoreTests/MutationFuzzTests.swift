@@ -35,20 +35,6 @@ struct MutationFuzzTests {
     static let mendedByRepair: Set<String> = structural.subtracting(["lock-abi"])
         .union(["header-copy", "lock-owner-dead", "lock-stale", "journal-dirty", "journal-damaged", "field-sequence"])
 
-    /// A seeded generator (SplitMix64), so every run mutates the same way.
-    struct SeededRandom: RandomNumberGenerator {
-        var state: UInt64
-        mutating func next() -> UInt64 {
-            state &+= 0x9E37_79B9_7F4A_7C15
-            var z = state
-            z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-            z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-            return z ^ (z >> 31)
-        }
-        mutating func below(_ bound: Int) -> Int { bound <= 1 ? 0 : Int(next() % UInt64(bound)) }
-        mutating func chance(_ percent: Int) -> Bool { below(100) < percent }
-        mutating func pick<T>(_ values: [T]) -> T { values[below(values.count)] }
-    }
 
     /// A valid store's bytes and what they mean.
     struct Base {

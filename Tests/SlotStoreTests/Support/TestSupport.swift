@@ -161,3 +161,18 @@ func waitUntilNoOpener(_ path: String, sourceLocation: SourceLocation = #_source
     }
     Issue.record("another open file description still holds \(path) after 5 s", sourceLocation: sourceLocation)
 }
+
+/// A seeded generator (SplitMix64): every run of a seeded test makes the same choices, so a failure replays.
+struct SeededRandom: RandomNumberGenerator {
+    var state: UInt64
+    mutating func next() -> UInt64 {
+        state &+= 0x9E37_79B9_7F4A_7C15
+        var z = state
+        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
+        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
+        return z ^ (z >> 31)
+    }
+    mutating func below(_ bound: Int) -> Int { bound <= 1 ? 0 : Int(next() % UInt64(bound)) }
+    mutating func chance(_ percent: Int) -> Bool { below(100) < percent }
+    mutating func pick<T>(_ values: [T]) -> T { values[below(values.count)] }
+}
