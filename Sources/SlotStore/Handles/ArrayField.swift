@@ -11,6 +11,7 @@ public struct ArrayField<Value: SlotScalar>: Sendable {
     @usableFromInline let elements: MappedAddress
     @usableFromInline let elementWrites: MappedAddress
     @usableFromInline let fieldIndex: Int
+    @usableFromInline let sequenceWord: MappedAddress
     let layout: FieldLayout
 
     /// The number of elements.
@@ -23,6 +24,7 @@ public struct ArrayField<Value: SlotScalar>: Sendable {
         self.elements = core.address(layout.payloadOffset)
         self.elementWrites = core.address(layout.secondWordOffset)
         self.fieldIndex = layout.index
+        self.sequenceWord = core.address(layout.sequenceOffset)
     }
 
     /// The field's name.
@@ -60,10 +62,24 @@ public struct ArrayField<Value: SlotScalar>: Sendable {
         if buffer.count != count { buffer = [Value](repeating: elements.loadScalarRelaxed(Value.self), count: count) }
         // Inlined so the client specializes it; the copy itself is one
         // non-generic call that captures only a pointer.
-        try buffer.withUnsafeMutableBufferPointer { destination in
-            Result { () throws(SlotStoreError) in
-                try core.readArraySnapshot(field: fieldIndex, into: UnsafeMutableRawPointer(destination.baseAddress!))
+        let bytes = count &* Value.scalarType.byteWidth
+        try buffer.withUnsafeMutableBufferPointer { destination -> Result<Void, SlotStoreError> in
+            let base = UnsafeMutableRawPointer(destination.baseAddress!)
+            // The uncontended attempt, inlined: both words unchanged around one copy.
+            // Bool takes the out-of-line path, which also normalizes its bytes.
+            if Value.self != Bool.self {
+                let sequence = sequenceWord.atomic(UInt64.self)
+                let writes = elementWrites.atomic(UInt64.self)
+                let before = sequence.pointee.load(ordering: .acquiring)
+                let writesBefore = writes.pointee.load(ordering: .acquiring)
+                if before & 1 == 0 {
+                    elements.copyBytes(to: base, count: bytes)
+                    atomicMemoryFence(ordering: .acquiring)
+                    if writes.pointee.load(ordering: .relaxed) == writesBefore
+                        && sequence.pointee.load(ordering: .relaxed) == before { return Result<Void, SlotStoreError>.success(()) }
+                }
             }
+            return Result { () throws(SlotStoreError) in try core.readArraySnapshot(field: fieldIndex, into: base) }
         }.get()
     }
 

@@ -2,14 +2,15 @@ import Synchronization
 
 /// The shared machinery of string and bytes fields: a seqlock-protected
 /// length and payload. Readers never take the lock; writers do.
+@usableFromInline
 struct VariableField: Sendable {
-    let core: StoreCore
+    @usableFromInline let core: StoreCore
     let layout: FieldLayout
-    let lengthWord: MappedAddress
-    let payload: MappedAddress
-    let sequence: MappedAddress
+    @usableFromInline let lengthWord: MappedAddress
+    @usableFromInline let payload: MappedAddress
+    @usableFromInline let sequence: MappedAddress
     /// Stored: computing it from the layout walks the field type on every read.
-    let capacity: Int
+    @usableFromInline let capacity: Int
 
     init(core: StoreCore, layout: FieldLayout) {
         self.core = core
@@ -49,6 +50,31 @@ struct VariableField: Sendable {
         }.get()
     }
 
+    /// Copies a consistent value to `base` (at least ``capacity`` bytes) and
+    /// returns its length. The first, uncontended attempt is inlined into the
+    /// caller; retries, recovery and timeouts take the out-of-line path.
+    @inlinable @inline(__always)
+    func readFast(into base: UnsafeMutableRawPointer) throws(SlotStoreError) -> Int {
+        let sequenceWord = sequence.atomic(UInt64.self)
+        let before = sequenceWord.pointee.load(ordering: .acquiring)
+        if before & 1 == 0 {
+            let length = Int(min(lengthWord.atomic(UInt64.self).pointee.load(ordering: .relaxed), UInt64(capacity)))
+            payload.copyBytes(to: base, count: length)
+            atomicMemoryFence(ordering: .acquiring)
+            if sequenceWord.pointee.load(ordering: .relaxed) == before { return length }
+        }
+        return try readRetrying(into: base)
+    }
+
+    @usableFromInline @inline(never)
+    func readRetrying(into base: UnsafeMutableRawPointer) throws(SlotStoreError) -> Int {
+        try core.readConsistently(sequence: sequence, writes: nil, field: layout.index) {
+            let length = currentLength()
+            payload.copyBytes(to: base, count: length)
+            return length
+        }
+    }
+
     /// The value read under the lock, where no writer can interleave.
     func readLocked() -> [UInt8] { payload.bytes(count: currentLength()) }
 
@@ -72,7 +98,7 @@ struct VariableField: Sendable {
 /// never take the lock. Writes take the lock and are journaled, so a writer
 /// killed mid-write leaves the old value for everyone.
 public struct StringField: Sendable {
-    let field: VariableField
+    @usableFromInline let field: VariableField
 
     /// The field's name.
     public var name: String { field.layout.name }
@@ -87,8 +113,13 @@ public struct StringField: Sendable {
     /// Copies the current UTF-8 bytes into `buffer`, growing it to ``capacity``
     /// if it is smaller, and returns how many bytes the value has.
     /// Allocates nothing when `buffer` already holds ``capacity`` bytes.
+    @inlinable
     public func read(into buffer: inout [UInt8]) throws(SlotStoreError) -> Int {
-        try field.read(into: &buffer)
+        if buffer.count < field.capacity { buffer = [UInt8](repeating: 0, count: field.capacity) }
+        let field = self.field
+        return try buffer.withUnsafeMutableBytes { destination in
+            Result { () throws(SlotStoreError) in try field.readFast(into: destination.baseAddress!) }
+        }.get()
     }
 
     /// Replaces the value.
@@ -104,7 +135,7 @@ public struct StringField: Sendable {
 ///
 /// Same guarantees as ``StringField``, for arbitrary bytes.
 public struct BytesField: Sendable {
-    let field: VariableField
+    @usableFromInline let field: VariableField
 
     /// The field's name.
     public var name: String { field.layout.name }
@@ -116,8 +147,13 @@ public struct BytesField: Sendable {
 
     /// Copies the current value into `buffer`, growing it to ``capacity`` if it
     /// is smaller, and returns the value's length.
+    @inlinable
     public func read(into buffer: inout [UInt8]) throws(SlotStoreError) -> Int {
-        try field.read(into: &buffer)
+        if buffer.count < field.capacity { buffer = [UInt8](repeating: 0, count: field.capacity) }
+        let field = self.field
+        return try buffer.withUnsafeMutableBytes { destination in
+            Result { () throws(SlotStoreError) in try field.readFast(into: destination.baseAddress!) }
+        }.get()
     }
 
     /// Replaces the value.
