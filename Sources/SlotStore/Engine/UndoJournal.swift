@@ -78,12 +78,6 @@ struct UndoJournal: @unchecked Sendable {
         usedBytes.pointee.store(UInt64(used + needed), ordering: .releasing)
     }
 
-    /// The byte range of the journal that holds published records.
-    var publishedRange: Range<Int> {
-        journalOffset..<(journalOffset + UndoJournal.headerBytes
-                         + min(Int(clamping: usedBytes.pointee.load(ordering: .acquiring)), capacity - UndoJournal.headerBytes))
-    }
-
     /// Marks the transaction committed.
     @inline(__always)
     func clear() { usedBytes.pointee.store(0, ordering: .releasing) }

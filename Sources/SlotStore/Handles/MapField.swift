@@ -168,9 +168,9 @@ extension MapField where Value: SlotInteger {
     }
 
     func addLocked(_ delta: Value, for key: Key) throws(SlotStoreError) -> Value {
-        let next = (try getLocked(key) ?? 0) &+ delta
-        try setLocked(next, for: key)
-        return next
+        try withKey(key) { bytes throws(SlotStoreError) in
+            Value(_slotBits: try table.addLocked(bits: delta._slotBits, width: Value.scalarType.byteWidth, forKey: bytes))
+        }
     }
 }
 

@@ -32,24 +32,6 @@ struct VariableField: Sendable {
         try core.readConsistently(sequence: sequence, writes: nil, field: layout.index) { payload.bytes(count: currentLength()) }
     }
 
-    /// Copies a consistent value into `buffer` and returns its length.
-    func read(into buffer: inout [UInt8]) throws(SlotStoreError) -> Int {
-        if buffer.count < capacity { buffer = [UInt8](repeating: 0, count: capacity) }
-        // The retry loop runs inside the buffer access, capturing only a
-        // pointer: a closure capturing the inout array would cost a dynamic
-        // exclusivity check per attempt.
-        return try buffer.withUnsafeMutableBytes { destination in
-            let base = destination.baseAddress!
-            return Result { () throws(SlotStoreError) in
-                try core.readConsistently(sequence: sequence, writes: nil, field: layout.index) {
-                    let length = currentLength()
-                    payload.copyBytes(to: base, count: length)
-                    return length
-                }
-            }
-        }.get()
-    }
-
     /// Copies a consistent value to `base` (at least ``capacity`` bytes) and
     /// returns its length. The first, uncontended attempt is inlined into the
     /// caller; retries, recovery and timeouts take the out-of-line path.

@@ -52,10 +52,7 @@ enum Tool {
         private let readers = DispatchGroup()
 
         init(_ arguments: [String], environment: [String: String] = [:]) throws {
-            process = Process()
-            process.executableURL = URL(fileURLWithPath: Tool.executable)
-            process.arguments = arguments
-            process.environment = ProcessInfo.processInfo.environment.merging(environment) { $1 }
+            process = Tool.process(arguments, environment: environment)
             process.standardOutput = out
             process.standardError = err
             try process.run()
@@ -78,6 +75,15 @@ enum Tool {
         }
     }
 
+    /// The `slotstore` binary with these arguments and extra environment, not yet started.
+    static func process(_ arguments: [String], environment: [String: String]) -> Process {
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: Tool.executable)
+        process.arguments = arguments
+        process.environment = ProcessInfo.processInfo.environment.merging(environment) { $1 }
+        return process
+    }
+
     static func start(_ arguments: [String], environment: [String: String] = [:]) throws -> Running {
         try Running(arguments, environment: environment)
     }
@@ -93,10 +99,7 @@ enum Tool {
         private let out = Pipe()
 
         init(_ arguments: [String], environment: [String: String] = [:]) throws {
-            process = Process()
-            process.executableURL = URL(fileURLWithPath: Tool.executable)
-            process.arguments = arguments
-            process.environment = ProcessInfo.processInfo.environment.merging(environment) { $1 }
+            process = Tool.process(arguments, environment: environment)
             process.standardOutput = out
             try process.run()
             var received = Data()
