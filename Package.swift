@@ -9,7 +9,9 @@ let package = Package(
         .executable(name: "slotstore-bench", targets: ["slotstore-bench"]),
     ],
     targets: [
-        .target(name: "SlotStore"),
+        // Thread-local storage and membarrier, which Swift can't reach.
+        .target(name: "CSlotStore"),
+        .target(name: "SlotStore", dependencies: ["CSlotStore"]),
         .executableTarget(
             name: "slotstore",
             dependencies: ["SlotStore"],

@@ -19,7 +19,10 @@ import Glibc
 /// instruction, even while holding the lock, leaves no torn value and no
 /// stuck lock: the next process to take the lock rolls its write back.
 public final class SlotStore: Sendable {
-    let core: StoreCore
+    let session: StoreSession
+
+    /// The engine of the file now at the path (the newest this process switched to).
+    var core: StoreCore { session.current }
 
     /// Whether this open created the file.
     public let created: Bool
@@ -53,7 +56,7 @@ public final class SlotStore: Sendable {
             _ = try SlotStore.compact(at: path, schema: schema, migration: migration, allowOtherOwner: options.allowOtherOwner)
             opened = try StoreCore.open(path: path, schema: schema, options: options)
         }
-        self.core = opened.0
+        self.session = StoreSession(core: opened.0, options: options)
         self.created = opened.created
     }
 
@@ -73,47 +76,49 @@ public final class SlotStore: Sendable {
 
     // MARK: Handles
 
-    private func layout(of name: String) throws(SlotStoreError) -> FieldLayout {
+    /// The live engine and field `name` in it.
+    private func layout(of name: String) throws(SlotStoreError) -> (StoreCore, FieldLayout) {
+        let core = try session.live(after: session.current)
         guard let field = core.layout.field(named: name) else {
             throw .unknownField(path: path, name: name, available: core.layout.fields.map(\.name))
         }
-        return field
+        return (core, field)
     }
 
     /// The handle of scalar field `name`, whose stored type must be `Value`'s.
     public func scalar<Value: SlotScalar>(_ name: String, as type: Value.Type = Value.self) throws(SlotStoreError) -> ScalarField<Value> {
-        let field = try layout(of: name)
+        let (core, field) = try layout(of: name)
         guard case .scalar(Value.scalarType) = field.type else {
             throw .wrongFieldType(path: path, name: name, expected: Value.scalarType.rawValue, found: field.type.description)
         }
-        return ScalarField(core: core, layout: field)
+        return ScalarField(session: session, core: core, layout: field)
     }
 
     /// The handle of array field `name`, whose elements must be of `Value`'s type.
     public func array<Value: SlotScalar>(_ name: String, of type: Value.Type = Value.self) throws(SlotStoreError) -> ArrayField<Value> {
-        let field = try layout(of: name)
-        guard case .array(Value.scalarType, let count) = field.type else {
+        let (core, field) = try layout(of: name)
+        guard case .array(Value.scalarType, _) = field.type else {
             throw .wrongFieldType(path: path, name: name, expected: "array<\(Value.scalarType.rawValue)>", found: field.type.description)
         }
-        return ArrayField(core: core, layout: field, count: count)
+        return ArrayField(session: session, core: core, layout: field)
     }
 
     /// The handle of string field `name`.
     public func string(_ name: String) throws(SlotStoreError) -> StringField {
-        let field = try layout(of: name)
+        let (core, field) = try layout(of: name)
         guard case .string = field.type else {
             throw .wrongFieldType(path: path, name: name, expected: "string", found: field.type.description)
         }
-        return StringField(field: VariableField(core: core, layout: field))
+        return StringField(field: VariableField(session: session, core: core, layout: field))
     }
 
     /// The handle of bytes field `name`.
     public func bytes(_ name: String) throws(SlotStoreError) -> BytesField {
-        let field = try layout(of: name)
+        let (core, field) = try layout(of: name)
         guard case .bytes = field.type else {
             throw .wrongFieldType(path: path, name: name, expected: "bytes", found: field.type.description)
         }
-        return BytesField(field: VariableField(core: core, layout: field))
+        return BytesField(field: VariableField(session: session, core: core, layout: field))
     }
 
     // MARK: Transactions and lifecycle
@@ -135,13 +140,46 @@ public final class SlotStore: Sendable {
     /// ```
     @discardableResult
     public func transaction<R>(_ body: (borrowing Transaction) throws -> R) throws -> R {
-        let transaction = Transaction(core: core)
-        return try core.transactionRethrowing { try body(transaction) }
+        let core = try session.lockLive()
+        let transaction = Transaction(session: session, core: core)
+        return try core.finishTransaction { try body(transaction) }
     }
+
+    /// Runs `body` on the live engine holding its lock, all or nothing.
+    func lockedTransaction<R>(_ body: (StoreCore) throws(SlotStoreError) -> R) throws(SlotStoreError) -> R {
+        let core = try session.lockLive()
+        do {
+            return try core.finishTransaction { try body(core) }
+        } catch let error as SlotStoreError {
+            throw error
+        } catch {
+            preconditionFailure("unreachable: the body and the engine throw only SlotStoreError, found \(error)")
+        }
+    }
+
+    /// Switches to the file now at the path if another process compacted the
+    /// store in place; returns whether it switched.
+    ///
+    /// Handles switch by themselves on their next operation, so this is only
+    /// needed to switch at a moment of your choosing, or to learn why a switch
+    /// failed: if the new file can't be opened (or is not a compatible
+    /// successor), lock-free writes keep going to the retired file, and this
+    /// throws the reason.
+    @discardableResult
+    public func refresh() throws(SlotStoreError) -> Bool {
+        let before = session.current
+        let after = try session.live(after: before)
+        return after !== before
+    }
+
+    /// The generation of the file this process uses: 1 when created, one more
+    /// with each compaction. It grows here when this process follows an
+    /// in-place compaction.
+    public var generation: UInt64 { core.header.generation }
 
     /// Flushes every change to the file on disk (`msync`); on tmpfs it returns at once.
     public func sync() throws(SlotStoreError) {
-        try core.file.flush()
+        try session.live(after: core).file.flush()
     }
 
     /// Unmaps the store and releases this process's hold on it.
@@ -154,7 +192,7 @@ public final class SlotStore: Sendable {
     /// a handle used after it faults deterministically. Without `close()`,
     /// the store is unmapped when the store and all its handles are gone.
     public func close() {
-        core.close()
+        session.close()
     }
 
     /// Deletes the store file at `path`. Processes that have it open keep

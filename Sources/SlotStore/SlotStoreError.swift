@@ -68,6 +68,10 @@ public enum SlotStoreError: Error, Sendable, Equatable, CustomStringConvertible 
     case noSpace(path: String, neededBytes: Int)
     /// Any other failed system call.
     case systemCallFailed(path: String, call: String, errno: Int32)
+    /// The file was compacted in place: a new file replaced it at its path.
+    /// A ``SlotStore`` follows by itself; you see this only from code holding
+    /// the old file's engine directly.
+    case storeRetired(path: String)
 
     /// A stable number for this kind of error.
     public var code: Int {
@@ -104,6 +108,7 @@ public enum SlotStoreError: Error, Sendable, Equatable, CustomStringConvertible 
         case .readTimeout: 30
         case .committedButNotFlushed: 31
         case .ownedByAnotherUser: 32
+        case .storeRetired: 33
         }
     }
 
@@ -172,6 +177,8 @@ public enum SlotStoreError: Error, Sendable, Equatable, CustomStringConvertible 
             "\(path): the transaction changes \(needed) bytes but the undo journal holds \(journal); split it into smaller transactions (nothing was written)"
         case .noSpace(let path, let needed):
             "\(path): no space left for \(needed) bytes; free space on the file system (or raise the size of /dev/shm) and try again"
+        case .storeRetired(let path):
+            "\(path): this file was compacted in place and a new file replaced it at the same path; open the store again to use the new file"
         case .systemCallFailed(let path, let call, let errno):
             "\(path): \(call) failed: \(errnoDescription(errno)) (errno \(errno))"
         }

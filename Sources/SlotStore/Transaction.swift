@@ -9,83 +9,82 @@
 /// before or after each write, never torn. To read several fields as of one
 /// moment, read them inside a transaction.
 public struct Transaction: ~Copyable {
+    @usableFromInline let session: StoreSession
     @usableFromInline let core: StoreCore
 
-    init(core: StoreCore) { self.core = core }
-
-    private func check(_ other: StoreCore, _ name: String) {
-        precondition(other === core, "field \"\(name)\" belongs to another store than this transaction")
+    init(session: StoreSession, core: StoreCore) {
+        self.session = session
+        self.core = core
     }
 
     // The scalar methods are inlinable so a client specializes them: a generic
     // call into the library would look up type metadata on every use.
 
     /// The value of a scalar field.
+    // A handle resolved before this process followed an in-place compaction
+    // is bound to the transaction's file first (out of line, rare).
+
+    /// The value of a scalar field.
     @inlinable
     public func load<Value>(_ field: ScalarField<Value>) -> Value {
-        precondition(field.core === core, "field \"\(field.name)\" belongs to another store than this transaction")
-        return field.load()
+        let field = field.core === core ? field : field.bound(to: core, in: session)
+        return field.word.loadScalar(Value.self)
     }
 
     /// Replaces the value of a scalar field.
     @inlinable
     public func store<Value>(_ value: Value, to field: ScalarField<Value>) throws(SlotStoreError) {
-        precondition(field.core === core, "field \"\(field.name)\" belongs to another store than this transaction")
+        let field = field.core === core ? field : field.bound(to: core, in: session)
         try core.recordScalarUndo(offset: field.offset)
-        field.store(value)
+        field.word.storeScalar(value)
         core.afterScalarWrite()
     }
 
     /// Adds `delta` to an integer field (wrapping) and returns the new value.
     @inlinable @discardableResult
     public func add<Value: SlotInteger>(_ delta: Value, to field: ScalarField<Value>) throws(SlotStoreError) -> Value {
-        precondition(field.core === core, "field \"\(field.name)\" belongs to another store than this transaction")
+        let field = field.core === core ? field : field.bound(to: core, in: session)
         try core.recordScalarUndo(offset: field.offset)
-        let result = field.add(delta)
+        let result = field.word.addScalar(delta)
         core.afterScalarWrite()
         return result
     }
 
     /// The value of a string field.
     public func load(_ field: StringField) -> String {
-        check(field.field.core, field.name)
-        return String(decoding: field.field.readLocked(), as: UTF8.self)
+        String(decoding: field.field.bound(to: core, in: session).readLocked(), as: UTF8.self)
     }
 
     /// Replaces the value of a string field.
     public func store(_ value: String, to field: StringField) throws(SlotStoreError) {
-        check(field.field.core, field.name)
-        try field.field.write(value.utf8)
+        try field.field.bound(to: core, in: session).write(value.utf8)
     }
 
     /// The value of a bytes field.
     public func load(_ field: BytesField) -> [UInt8] {
-        check(field.field.core, field.name)
-        return field.field.readLocked()
+        field.field.bound(to: core, in: session).readLocked()
     }
 
     /// Replaces the value of a bytes field.
     public func store(_ value: some Collection<UInt8>, to field: BytesField) throws(SlotStoreError) {
-        check(field.field.core, field.name)
-        try field.field.write(value)
+        try field.field.bound(to: core, in: session).write(value)
     }
 
     /// All elements of an array field.
     public func load<Value>(_ field: ArrayField<Value>) -> [Value] {
-        check(field.core, field.name)
+        let field = field.bound(to: core, in: session)
         return (0..<field.count).map { field.loadRelaxed($0) }
     }
 
     /// Replaces every element of an array field; `values` must hold exactly `field.count` elements.
     public func store<Value>(_ values: [Value], to field: ArrayField<Value>) throws(SlotStoreError) {
-        check(field.core, field.name)
+        let field = field.bound(to: core, in: session)
         try field.checkCount(values.count)
         try field.writeAll(values)
     }
 
     /// Replaces one element of an array field.
     public func store<Value>(_ value: Value, at index: Int, of field: ArrayField<Value>) throws(SlotStoreError) {
-        check(field.core, field.name)
-        try field.writeElement(value, at: index)
+        try field.bound(to: core, in: session).writeElement(value, at: index)
     }
 }

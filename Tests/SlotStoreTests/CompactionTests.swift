@@ -120,21 +120,28 @@ struct CompactionTests {
         #expect(try migrated.scalar("extra", as: Int64.self).load() == 0)
     }
 
-    @Test("compaction in place refuses while another process has the store open; --output works meanwhile")
+    @Test("while another process has the store open, compaction in place refuses to drop, retype or shrink a field; --output works")
     func inUse() throws {
         let store = try makeStore("busy.slots")
         let path = store.path
         let holder = try Tool.Holder(["_worker", "hold-lock", path])
         defer { holder.kill() }
         let before = bytesOutsideLock(path)
-        #expect(throws: SlotStoreError.storeInUse(path: path, operation: "compaction in place")) {
-            try SlotStore.compact(at: path)
+        let v2 = Schema(version: 2, fields: Self.v1.fields.filter { $0.name != "legacy" })
+        let shrunk = Schema(version: 2, fields: Self.v1.fields.map { $0.name == "motd" ? .string("motd", capacity: 8) : $0 })
+        for (schema, migration) in [(v2, MigrationOptions(allowDropping: true)), (shrunk, MigrationOptions(allowNarrowing: true))] {
+            let error = #expect(throws: SlotStoreError.self) { try SlotStore.compact(at: path, schema: schema, migration: migration) }
+            guard case .storeInUse(path, let operation)? = error else {
+                Issue.record("expected storeInUse, got \(String(describing: error))")
+                continue
+            }
+            #expect(operation.contains(schema == v2 ? "\"legacy\"" : "\"motd\""), "the refusal names the field: \(operation)")
         }
         #expect(bytesOutsideLock(path) == before, "a refused compaction changes nothing")
         store.close()
         holder.kill()
         let copy = directory.file("busy-copy.slots")
-        let other = try SlotStore(path: path)  // another opener: in-place is refused, a copy is fine
+        let other = try SlotStore(path: path)  // another opener: a copy to a new path is fine
         try SlotStore.compact(at: path, output: copy)
         #expect(try SlotStore(path: copy).values() == other.values())
     }

@@ -18,6 +18,15 @@ enum FaultPoint: String, CaseIterable, Sendable {
     case afterWrite
     /// The journal is cleared (committed); the lock is still held.
     case beforeUnlock
+    /// Compaction in place while others have the store open: the new file is
+    /// at the path, the old one not yet marked retired, its lock held.
+    case afterRename
+    /// Compaction in place while others have the store open: lock-free
+    /// writers are stopped and drained, nothing copied yet.
+    case afterRetiring
+
+    /// The points inside every locked write (the compaction points are separate).
+    static let writePoints: [FaultPoint] = [.beforeJournal, .afterJournal, .midWrite, .afterWrite, .beforeUnlock]
 }
 
 enum FaultInjection {

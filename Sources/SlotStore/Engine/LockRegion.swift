@@ -14,14 +14,26 @@ import Synchronization
 ///     96     4  PID whose death was last recovered from
 ///    104     8  time of the last recovery, ns since 1970
 ///    112    16  boot ID of the machine when the lock was last reset
+///    128     8  retirement: 0 live, 1 being compacted in place, 2 retired
+///    136     8  the successor's generation (when retired)
+///    144     8  the successor's device number
+///    152     8  the successor's inode number
+///    160     8  time of retirement, ns since 1970
+///    256        thread slots, 64 bytes each, to the end of the region:
+///               in-flight word u64 (1 while a lock-free write runs), owner PID u32
 /// ```
+///
+/// A thread slot belongs to whichever open file description holds the OFD
+/// write lock on byte `threadSlotLockBase + slot` of the file, so a slot of a
+/// process that died is free again, however it died.
 ///
 /// The mutex state is never trusted across the moment when no process has the
 /// store open: the first opener re-initializes it (see `OpenGate`), because a
 /// lock word left by a process that vanished without the kernel seeing it die
 /// (a reboot, a gone PID namespace) would otherwise stay held forever.
 struct LockRegion: @unchecked Sendable {
-    static let bytes = 128
+    /// The bookkeeping before the thread slots, which tools read.
+    static let bytes = 168
     static let holderOffset = 64
     static let acquisitionsOffset = 72
     static let recoveriesOffset = 80
@@ -29,6 +41,19 @@ struct LockRegion: @unchecked Sendable {
     static let lastRecoveredPIDOffset = 96
     static let lastRecoveryTimeOffset = 104
     static let bootIDOffset = 112
+    static let retirementOffset = 128
+    static let successorGenerationOffset = 136
+    static let successorDeviceOffset = 144
+    static let successorInodeOffset = 152
+    static let retirementTimeOffset = 160
+    static let threadSlotsOffset = 256
+    static let threadSlotBytes = 64
+    /// The OFD lock byte of thread slot 0; far past any header field, and
+    /// OFD locks may cover bytes beyond the end of the file.
+    static let threadSlotLockBase = 1 << 40
+
+    /// How many thread slots a lock region of `size` bytes holds.
+    static func threadSlotCount(lockSize: Int) -> Int { max(0, (lockSize - threadSlotsOffset) / threadSlotBytes) }
 
     /// glibc's robust-mutex lock word: owner TID in the low 30 bits.
     static let futexOwnerDied: UInt32 = 0x4000_0000
@@ -44,6 +69,21 @@ struct LockRegion: @unchecked Sendable {
     var resets: UnsafeMutablePointer<Atomic<UInt64>> { base.advanced(by: LockRegion.resetsOffset).atomic(UInt64.self) }
     var lastRecoveredPID: UnsafeMutablePointer<Atomic<Int32>> { base.advanced(by: LockRegion.lastRecoveredPIDOffset).atomic(Int32.self) }
     var lastRecoveryTime: UnsafeMutablePointer<Atomic<Int64>> { base.advanced(by: LockRegion.lastRecoveryTimeOffset).atomic(Int64.self) }
+    var retirement: UnsafeMutablePointer<Atomic<UInt64>> { base.advanced(by: LockRegion.retirementOffset).atomic(UInt64.self) }
+    var successorGeneration: UnsafeMutablePointer<Atomic<UInt64>> { base.advanced(by: LockRegion.successorGenerationOffset).atomic(UInt64.self) }
+    var successorDevice: UnsafeMutablePointer<Atomic<UInt64>> { base.advanced(by: LockRegion.successorDeviceOffset).atomic(UInt64.self) }
+    var successorInode: UnsafeMutablePointer<Atomic<UInt64>> { base.advanced(by: LockRegion.successorInodeOffset).atomic(UInt64.self) }
+    var retirementTime: UnsafeMutablePointer<Atomic<Int64>> { base.advanced(by: LockRegion.retirementTimeOffset).atomic(Int64.self) }
+
+    /// Thread slot `slot`'s in-flight word.
+    func inFlight(_ slot: Int) -> UnsafeMutablePointer<Atomic<UInt64>> {
+        base.advanced(by: LockRegion.threadSlotsOffset + slot * LockRegion.threadSlotBytes).atomic(UInt64.self)
+    }
+
+    /// Thread slot `slot`'s owner PID (for tools; ownership itself is the OFD lock).
+    func slotOwner(_ slot: Int) -> UnsafeMutablePointer<Atomic<Int32>> {
+        base.advanced(by: LockRegion.threadSlotsOffset + slot * LockRegion.threadSlotBytes + 8).atomic(Int32.self)
+    }
 
     /// The raw futex word, for tools: whether the mutex is held and whether its owner died.
     var lockWord: UInt32 { base.atomic(UInt32.self).pointee.load(ordering: .relaxed) }

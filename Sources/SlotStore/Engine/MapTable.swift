@@ -17,7 +17,7 @@ struct MapTable: Sendable {
     static let full: UInt64 = 1
     static let tombstone: UInt64 = 2
 
-    let core: StoreCore
+    @usableFromInline let core: StoreCore
     let field: FieldLayout
     let geometry: MapGeometry
     let seed: UInt64

@@ -42,11 +42,27 @@ enum OpenGate {
         return .success(request.l_type != Int16(F_UNLCK))
     }
 
-    private static func lockRequest(type: Int16) -> flock {
+    /// Tries for the exclusive lock on one byte without waiting: how a thread
+    /// slot is claimed. The kernel drops it when the descriptor closes or the
+    /// process dies.
+    static func tryClaimByte(_ fd: Int32, _ byte: Int) -> Bool {
+        var request = lockRequest(type: Int16(F_WRLCK), start: byte)
+        return fcntl(fd, setLock, &request) == 0
+    }
+
+    /// Whether an open file description other than `fd`'s holds a lock on `byte`.
+    /// An error reads as "held", which only makes a waiter wait longer.
+    static func byteHeldByOthers(_ fd: Int32, _ byte: Int) -> Bool {
+        var request = lockRequest(type: Int16(F_WRLCK), start: byte)
+        guard fcntl(fd, getLock, &request) == 0 else { return true }
+        return request.l_type != Int16(F_UNLCK)
+    }
+
+    private static func lockRequest(type: Int16, start: Int = 0) -> flock {
         var request = flock()
         request.l_type = type
         request.l_whence = Int16(SEEK_SET)
-        request.l_start = 0
+        request.l_start = start
         request.l_len = 1
         request.l_pid = 0  // must be 0 for OFD locks
         return request

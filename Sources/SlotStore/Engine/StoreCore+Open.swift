@@ -211,6 +211,8 @@ extension StoreCore {
         let staleHolder = lock.holderPID.pointee.load(ordering: .relaxed)
         lock.initializeMutex()
         repairDataAfterInterruptedWrite()
+        resolveInterruptedRetirement()
+        clearThreadSlots()
         if journalWasDirty {
             lock.lastRecoveredPID.pointee.store(staleHolder, ordering: .relaxed)
             lock.lastRecoveryTime.pointee.store(StoreCore.nowNanoseconds(), ordering: .relaxed)

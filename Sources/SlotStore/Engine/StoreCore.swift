@@ -32,6 +32,11 @@ final class StoreCore: @unchecked Sendable {
     nonisolated(unsafe) var journaling = true
     /// Read once: a static flag would cost a lazy-initialization check at every fault point.
     let faultsEnabled = FaultInjection.enabled
+    /// The retirement word and this core's thread-slot cache key, for inlined handle code.
+    @usableFromInline let gate: LockFreeGate
+    /// This process's thread slots in the file (see `Retirement`).
+    let threadSlots = Mutex(ThreadSlots())
+    private static let nextNumber = Atomic<UInt64>(1)
 
     init(path: String, file: MappedFile, header: FileHeader, layout: Layout, schema: Schema, options: OpenOptions) {
         self.path = path
@@ -47,6 +52,8 @@ final class StoreCore: @unchecked Sendable {
         self.lockTimeout = options.lockTimeoutSeconds
         self.durable = options.durability == .flushOnCommit
         self.pid = getpid()
+        self.gate = LockFreeGate(retirement: file.base.advanced(by: layout.lockOffset + LockRegion.retirementOffset),
+                                 store: StoreCore.nextNumber.wrappingAdd(1, ordering: .relaxed).oldValue)
     }
 
     @inlinable
@@ -80,6 +87,22 @@ final class StoreCore: @unchecked Sendable {
         lock.holderPID.pointee.store(pid, ordering: .relaxed)
         let count = lock.acquisitions.pointee.load(ordering: .relaxed)
         lock.acquisitions.pointee.store(count &+ 1, ordering: .relaxed)
+        if _slowPath(lock.retirement.pointee.load(ordering: .relaxed) != Retirement.live) {
+            try checkRetirementHoldingLock()
+        }
+    }
+
+    /// Compaction in place holds the lock from "retiring" to "retired", so with
+    /// the lock held the word should read retired, and the file be gone from
+    /// its path. Anything else (a damaged word, a retired file put back at its
+    /// path) is made live, so no caller chases a successor that isn't there.
+    @inline(never)
+    private func checkRetirementHoldingLock() throws(SlotStoreError) {
+        if lock.retirement.pointee.load(ordering: .relaxed) == Retirement.retired && !isStillAtPath() {
+            releaseLock()
+            throw .storeRetired(path: path)
+        }
+        lock.retirement.pointee.store(Retirement.live, ordering: .releasing)
     }
 
     private func lockAndRecover() throws(SlotStoreError) {
@@ -119,6 +142,7 @@ final class StoreCore: @unchecked Sendable {
     private func recoverAfterOwnerDeath() throws(SlotStoreError) {
         let deadPID = lock.holderPID.pointee.load(ordering: .relaxed)
         repairDataAfterInterruptedWrite()
+        resolveInterruptedRetirement()
         lock.lastRecoveredPID.pointee.store(deadPID, ordering: .relaxed)
         lock.lastRecoveryTime.pointee.store(StoreCore.nowNanoseconds(), ordering: .relaxed)
         let count = lock.recoveries.pointee.load(ordering: .relaxed)
@@ -159,6 +183,12 @@ final class StoreCore: @unchecked Sendable {
     /// ``transaction(_:)`` for a body that may throw errors of its own.
     func transactionRethrowing<R>(_ body: () throws -> R) throws -> R {
         try acquireLock()
+        return try finishTransaction(body)
+    }
+
+    /// Runs `body` with the lock already held by this thread (see
+    /// ``acquireLock()``); commits if it returns, rolls back if it throws.
+    func finishTransaction<R>(_ body: () throws -> R) throws -> R {
         let result: R
         do {
             result = try body()
@@ -394,7 +424,11 @@ final class StoreCore: @unchecked Sendable {
 
     @inline(never)
     func settleStalledWriter() throws(SlotStoreError) {
-        try acquireLock()
+        do {
+            try acquireLock()
+        } catch .storeRetired {
+            return  // the lock was taken and released: a dead writer is rolled back
+        }
         releaseLock()
     }
 

@@ -125,7 +125,8 @@ struct MapGeometry: Sendable, Hashable {
 ///
 /// ```
 /// page 0        header (256 bytes) ... header copy at 2048
-/// lock region   robust mutex, holder PID, counters          (1 page)
+/// lock region   robust mutex, holder PID, counters,
+///               retirement, thread slots                    (16 KiB or 1 page)
 /// journal       undo records of the write in progress       (≥ 64 KiB)
 /// schema        the schema as JSON                          (pages)
 /// data          the fields                                  (pages)
@@ -148,6 +149,7 @@ struct Layout: Sendable {
     func field(named name: String) -> FieldLayout? { indexByName[name].map { fields[$0] } }
 
     static let minimumJournalBytes = 64 * 1024
+    static let lockRegionBytes = 16 * 1024
 
     /// The field slots of `schema` placed from `dataOffset`, and the bytes they need.
     static func placeFields(_ schema: Schema, dataOffset: Int, cacheLineAligned: Bool) -> (fields: [FieldLayout], bytes: Int) {
@@ -191,7 +193,8 @@ struct Layout: Sendable {
     init(schema: Schema, schemaBytes: Int, pageSize: Int, cacheLineAligned: Bool) {
         self.pageSize = pageSize
         lockOffset = pageSize
-        lockSize = pageSize
+        // 252 thread slots (see LockRegion); stores made by earlier builds have one page, 60 slots.
+        lockSize = roundUp(Layout.lockRegionBytes, to: pageSize)
         journalOffset = lockOffset + lockSize
         journalSize = Layout.journalBytes(for: schema, pageSize: pageSize)
         schemaOffset = journalOffset + journalSize

@@ -7,7 +7,9 @@ import Synchronization
 /// other processes write; ``store(_:)`` replaces the whole array under the
 /// lock, all or nothing.
 public struct ArrayField<Value: SlotScalar>: Sendable {
+    @usableFromInline let session: StoreSession
     @usableFromInline let core: StoreCore
+    @usableFromInline let gate: LockFreeGate
     @usableFromInline let elements: MappedAddress
     @usableFromInline let elementWrites: MappedAddress
     @usableFromInline let fieldIndex: Int
@@ -17,10 +19,12 @@ public struct ArrayField<Value: SlotScalar>: Sendable {
     /// The number of elements.
     public let count: Int
 
-    init(core: StoreCore, layout: FieldLayout, count: Int) {
+    init(session: StoreSession, core: StoreCore, layout: FieldLayout) {
+        self.session = session
         self.core = core
+        self.gate = core.gate
         self.layout = layout
-        self.count = count
+        self.count = if case .array(_, let count) = layout.type { count } else { 0 }
         self.elements = core.address(layout.payloadOffset)
         self.elementWrites = core.address(layout.secondWordOffset)
         self.fieldIndex = layout.index
@@ -34,17 +38,31 @@ public struct ArrayField<Value: SlotScalar>: Sendable {
     @inlinable @inline(__always)
     public func load(at index: Int) -> Value {
         precondition(index >= 0 && index < count, "index \(index) out of range 0..<\(count)")
-        return elements.advanced(by: index &* Value.scalarType.byteWidth).loadScalar(Value.self)
+        if _fastPath(!gate.isRetired) { return elements.advanced(by: index &* Value.scalarType.byteWidth).loadScalar(Value.self) }
+        return session.readLockFree(core, field: fieldIndex) { words in
+            words.payload.advanced(by: index &* Value.scalarType.byteWidth).loadScalar(Value.self)
+        }
     }
 
     /// Replaces the element at `index`, which must be in `0..<count`.
     @inlinable @inline(__always)
     public func store(_ value: Value, at index: Int) {
         precondition(index >= 0 && index < count, "index \(index) out of range 0..<\(count)")
+        if let marker = gate.enter() {
+            ArrayField.store(value, at: index, elements: elements, writes: elementWrites)
+            return gate.leave(marker)
+        }
+        session.writeLockFree(core, field: fieldIndex) { words in
+            ArrayField.store(value, at: index, elements: words.payload, writes: words.elementWrites)
+        }
+    }
+
+    @inlinable @inline(__always)
+    static func store(_ value: Value, at index: Int, elements: MappedAddress, writes: MappedAddress) {
         elements.advanced(by: index &* Value.scalarType.byteWidth).storeScalar(value)
         // Counted after the store: a snapshot that saw this counter unchanged
         // either missed the store or can be ordered after it.
-        elementWrites.atomic(UInt64.self).pointee.wrappingAdd(1, ordering: .releasing)
+        writes.atomic(UInt64.self).pointee.wrappingAdd(1, ordering: .releasing)
     }
 
     /// All elements as of one moment.
@@ -59,6 +77,7 @@ public struct ArrayField<Value: SlotScalar>: Sendable {
     /// `buffer` already holds ``count`` elements.
     @inlinable
     public func read(into buffer: inout [Value]) throws(SlotStoreError) {
+        if _slowPath(gate.isRetired) { return try rebound().read(into: &buffer) }
         if buffer.count != count { buffer = [Value](repeating: elements.loadScalarRelaxed(Value.self), count: count) }
         // Inlined so the client specializes it; the copy itself is one
         // non-generic call that captures only a pointer.
@@ -87,11 +106,32 @@ public struct ArrayField<Value: SlotScalar>: Sendable {
     @inlinable
     public func store(_ values: [Value]) throws(SlotStoreError) {
         guard values.count == count else { throw core.arrayCountError(field: fieldIndex, given: values.count) }
-        try values.withUnsafeBytes { bytes in
-            Result { () throws(SlotStoreError) in
-                try core.storeWholeArray(field: fieldIndex, from: bytes.baseAddress!)
-            }
-        }.get()
+        do {
+            try values.withUnsafeBytes { bytes in
+                Result { () throws(SlotStoreError) in
+                    try core.storeWholeArray(field: fieldIndex, from: bytes.baseAddress!)
+                }
+            }.get()
+        } catch .storeRetired {
+            try rebound().store(values)
+        }
+    }
+
+    /// This handle on the live file, after an in-place compaction retired this one's.
+    @usableFromInline
+    func rebound() throws(SlotStoreError) -> ArrayField {
+        let (core, field) = try session.liveField(core, fieldIndex)
+        return ArrayField(session: session, core: core, layout: field)
+    }
+
+    /// This handle on `core`, which must be the same store's (see ``ScalarField``).
+    func bound(to core: StoreCore, in session: StoreSession) -> ArrayField {
+        precondition(session === self.session, "\"\(name)\" belongs to another store than this transaction")
+        if core === self.core { return self }
+        guard let field = core.layout.field(named: name), field.type == layout.type else {
+            preconditionFailure("field \"\(name)\" belongs to another store than this transaction")
+        }
+        return ArrayField(session: session, core: core, layout: field)
     }
 
     func checkCount(_ given: Int) throws(SlotStoreError) {

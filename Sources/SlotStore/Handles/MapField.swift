@@ -11,12 +11,14 @@
 /// in the middle of one leaves the map as it was before it. Removal leaves a
 /// tombstone that a later insert on the same probe path reuses.
 public struct MapField<Key: SlotMapKey, Value: SlotMapValue>: Sendable {
+    @usableFromInline let session: StoreSession
     @usableFromInline let table: MapTable
     @usableFromInline let valueType: FieldType
     @usableFromInline let valueAreaBytes: Int
     @usableFromInline let keyCapacity: Int
 
-    init(table: MapTable) {
+    init(session: StoreSession, table: MapTable) {
+        self.session = session
         self.table = table
         self.valueType = table.geometry.value
         self.valueAreaBytes = table.geometry.valueBytes
@@ -26,11 +28,34 @@ public struct MapField<Key: SlotMapKey, Value: SlotMapValue>: Sendable {
     /// The field's name.
     public var name: String { table.field.name }
     /// The most entries the map holds.
-    public var capacity: Int { table.geometry.capacity }
+    public var capacity: Int {
+        if table.core.gate.isRetired, let live = try? rebound() { return live.capacity }
+        return table.geometry.capacity
+    }
     /// The number of entries now.
-    public var count: Int { Int(clamping: table.count.pointee.load(ordering: .acquiring)) }
+    public var count: Int {
+        if table.core.gate.isRetired, let live = try? rebound() { return live.count }
+        return Int(clamping: table.count.pointee.load(ordering: .acquiring))
+    }
 
     private var core: StoreCore { table.core }
+
+    /// This handle on the live file, after an in-place compaction retired this one's.
+    @usableFromInline
+    func rebound() throws(SlotStoreError) -> MapField {
+        let (core, field) = try session.liveField(table.core, table.field.index)
+        return MapField(session: session, table: MapTable(core: core, field: field))
+    }
+
+    /// This handle on `core`, which must be the same store's (see ``ScalarField``).
+    func bound(to core: StoreCore, in session: StoreSession) -> MapField {
+        precondition(session === self.session, "\"\(name)\" belongs to another store than this transaction")
+        if core === table.core { return self }
+        guard let field = core.layout.field(named: name), table.field.type.acceptsLiveSwitch(to: field.type) else {
+            preconditionFailure("map \"\(name)\" belongs to another store than this transaction")
+        }
+        return MapField(session: session, table: MapTable(core: core, field: field))
+    }
 
     /// Lends the key's bytes, refusing a key longer than the key capacity.
     func withKey<R>(_ key: Key, _ body: (UnsafeRawBufferPointer) throws(SlotStoreError) -> R) throws(SlotStoreError) -> R {
@@ -65,7 +90,8 @@ public struct MapField<Key: SlotMapKey, Value: SlotMapValue>: Sendable {
     /// The value for `key`, or nil when the map has no such key.
     @inlinable
     public func get(_ key: Key) throws(SlotStoreError) -> Value? {
-        try key._withKeyBytes { keyBytes throws(SlotStoreError) -> Value? in
+        if _slowPath(table.core.gate.isRetired) { return try rebound().get(key) }
+        return try key._withKeyBytes { keyBytes throws(SlotStoreError) -> Value? in
             guard keyBytes.count <= keyCapacity else { throw table.keyTooLarge(keyBytes.count) }
             return try withUnsafeTemporaryAllocation(byteCount: valueAreaBytes, alignment: 8) { area in
                 Result { () throws(SlotStoreError) -> Value? in
@@ -79,7 +105,8 @@ public struct MapField<Key: SlotMapKey, Value: SlotMapValue>: Sendable {
     /// Whether the map has `key`.
     @inlinable
     public func contains(_ key: Key) throws(SlotStoreError) -> Bool {
-        try key._withKeyBytes { keyBytes throws(SlotStoreError) -> Bool in
+        if _slowPath(table.core.gate.isRetired) { return try rebound().contains(key) }
+        return try key._withKeyBytes { keyBytes throws(SlotStoreError) -> Bool in
             guard keyBytes.count <= keyCapacity else { throw table.keyTooLarge(keyBytes.count) }
             return try withUnsafeTemporaryAllocation(byteCount: valueAreaBytes, alignment: 8) { area in
                 Result { () throws(SlotStoreError) -> Bool in try table.copyValue(forKey: keyBytes, into: area.baseAddress!) }
@@ -94,6 +121,15 @@ public struct MapField<Key: SlotMapKey, Value: SlotMapValue>: Sendable {
     @inlinable
     public func set(_ value: Value, for key: Key) throws(SlotStoreError) {
         try checkValue(value)
+        do {
+            try setLockingLive(value, for: key)
+        } catch .storeRetired {
+            try rebound().set(value, for: key)
+        }
+    }
+
+    @inlinable
+    func setLockingLive(_ value: Value, for key: Key) throws(SlotStoreError) {
         try key._withKeyBytes { keyBytes throws(SlotStoreError) in
             guard keyBytes.count <= keyCapacity else { throw table.keyTooLarge(keyBytes.count) }
             try withUnsafeTemporaryAllocation(byteCount: valueAreaBytes, alignment: 8) { area in
@@ -109,15 +145,23 @@ public struct MapField<Key: SlotMapKey, Value: SlotMapValue>: Sendable {
     /// Removes `key`; returns whether it was there.
     @inlinable @discardableResult
     public func remove(_ key: Key) throws(SlotStoreError) -> Bool {
-        try key._withKeyBytes { keyBytes throws(SlotStoreError) -> Bool in
-            guard keyBytes.count <= keyCapacity else { throw table.keyTooLarge(keyBytes.count) }
-            return try table.removeInTransaction(keyBytes)
+        do {
+            return try key._withKeyBytes { keyBytes throws(SlotStoreError) -> Bool in
+                guard keyBytes.count <= keyCapacity else { throw table.keyTooLarge(keyBytes.count) }
+                return try table.removeInTransaction(keyBytes)
+            }
+        } catch .storeRetired {
+            return try rebound().remove(key)
         }
     }
 
     /// Removes every entry, in one journaled step.
     public func removeAll() throws(SlotStoreError) {
-        try core.transaction { () throws(SlotStoreError) in try table.removeAll() }
+        do {
+            try core.transaction { () throws(SlotStoreError) in try table.removeAll() }
+        } catch .storeRetired {
+            try rebound().removeAll()
+        }
     }
 
     /// Calls `body` for every entry; each entry is read consistently. Without
@@ -125,6 +169,7 @@ public struct MapField<Key: SlotMapKey, Value: SlotMapValue>: Sendable {
     /// inserted while it runs may both be visited. Iterate inside a
     /// transaction for one moment's contents.
     public func forEach(_ body: (Key, Value) throws -> Void) throws {
+        if table.core.gate.isRetired { return try rebound().forEach(body) }
         try table.forEach { key, value in
             try body(Key(_keyBytes: key), Value._read(from: value.pointer, type: valueType))
         }
@@ -161,9 +206,13 @@ extension MapField where Value: SlotInteger {
     /// the key is missing, and returns the new value. Atomic: it holds the lock.
     @inlinable @discardableResult
     public func add(_ delta: Value, for key: Key) throws(SlotStoreError) -> Value {
-        try key._withKeyBytes { keyBytes throws(SlotStoreError) -> Value in
-            guard keyBytes.count <= keyCapacity else { throw table.keyTooLarge(keyBytes.count) }
-            return Value(_slotBits: try table.add(bits: delta._slotBits, width: Value.scalarType.byteWidth, forKey: keyBytes))
+        do {
+            return try key._withKeyBytes { keyBytes throws(SlotStoreError) -> Value in
+                guard keyBytes.count <= keyCapacity else { throw table.keyTooLarge(keyBytes.count) }
+                return Value(_slotBits: try table.add(bits: delta._slotBits, width: Value.scalarType.byteWidth, forKey: keyBytes))
+            }
+        } catch .storeRetired {
+            return try rebound().add(delta, for: key)
         }
     }
 
@@ -178,39 +227,36 @@ extension SlotStore {
     /// The handle of map field `name`, whose key and value types must match `Key` and `Value`.
     public func map<Key: SlotMapKey, Value: SlotMapValue>(_ name: String, key: Key.Type = Key.self,
                                                           value: Value.Type = Value.self) throws(SlotStoreError) -> MapField<Key, Value> {
+        let core = try session.live(after: session.current)
         let field = try core.field(named: name)
         guard case .map(let keyType, let valueType, _) = field.type, Key._isCompatibleKey(with: keyType),
               Value._isCompatible(with: valueType) else {
             throw .wrongFieldType(path: path, name: name, expected: "map<\(Key.self), \(Value.self)>", found: field.type.description)
         }
-        return MapField(table: MapTable(core: core, field: field))
+        return MapField(session: session, table: MapTable(core: core, field: field))
     }
 }
 
 extension Transaction {
     /// The value for `key` in a map, read under the transaction's lock.
     public func load<Key, Value>(_ key: Key, from map: MapField<Key, Value>) throws(SlotStoreError) -> Value? {
-        precondition(map.table.core === core, "map \"\(map.name)\" belongs to another store than this transaction")
-        return try map.getLocked(key)
+        try map.bound(to: core, in: session).getLocked(key)
     }
 
     /// Inserts or replaces `key`'s value in a map, as part of the transaction.
     public func store<Key, Value>(_ value: Value, for key: Key, in map: MapField<Key, Value>) throws(SlotStoreError) {
-        precondition(map.table.core === core, "map \"\(map.name)\" belongs to another store than this transaction")
-        try map.setLocked(value, for: key)
+        try map.bound(to: core, in: session).setLocked(value, for: key)
     }
 
     /// Removes `key` from a map, as part of the transaction; returns whether it was there.
     @discardableResult
     public func remove<Key, Value>(_ key: Key, from map: MapField<Key, Value>) throws(SlotStoreError) -> Bool {
-        precondition(map.table.core === core, "map \"\(map.name)\" belongs to another store than this transaction")
-        return try map.removeLocked(key)
+        try map.bound(to: core, in: session).removeLocked(key)
     }
 
     /// Adds `delta` to `key`'s integer value in a map (inserting 0 first), as part of the transaction.
     @discardableResult
     public func add<Key, Value: SlotInteger>(_ delta: Value, for key: Key, in map: MapField<Key, Value>) throws(SlotStoreError) -> Value {
-        precondition(map.table.core === core, "map \"\(map.name)\" belongs to another store than this transaction")
-        return try map.addLocked(delta, for: key)
+        try map.bound(to: core, in: session).addLocked(delta, for: key)
     }
 }

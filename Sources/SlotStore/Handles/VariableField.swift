@@ -4,7 +4,10 @@ import Synchronization
 /// length and payload. Readers never take the lock; writers do.
 @usableFromInline
 struct VariableField: Sendable {
+    /// Nil for the engine's own reads and writes of a file it has locked.
+    @usableFromInline let session: StoreSession?
     @usableFromInline let core: StoreCore
+    @usableFromInline let gate: LockFreeGate
     let layout: FieldLayout
     @usableFromInline let lengthWord: MappedAddress
     @usableFromInline let payload: MappedAddress
@@ -12,8 +15,10 @@ struct VariableField: Sendable {
     /// Stored: computing it from the layout walks the field type on every read.
     @usableFromInline let capacity: Int
 
-    init(core: StoreCore, layout: FieldLayout) {
+    init(session: StoreSession?, core: StoreCore, layout: FieldLayout) {
+        self.session = session
         self.core = core
+        self.gate = core.gate
         self.layout = layout
         self.lengthWord = core.address(layout.secondWordOffset)
         self.payload = core.address(layout.payloadOffset)
@@ -29,7 +34,8 @@ struct VariableField: Sendable {
 
     /// A consistent copy of the value.
     func read() throws(SlotStoreError) -> [UInt8] {
-        try core.readConsistently(sequence: sequence, writes: nil, field: layout.index) { payload.bytes(count: currentLength()) }
+        if gate.isRetired { return try rebound().read() }
+        return try core.readConsistently(sequence: sequence, writes: nil, field: layout.index) { payload.bytes(count: currentLength()) }
     }
 
     /// Copies a consistent value to `base` (at least ``capacity`` bytes) and
@@ -54,6 +60,33 @@ struct VariableField: Sendable {
             let length = currentLength()
             payload.copyBytes(to: base, count: length)
             return length
+        }
+    }
+
+    /// This field on the live file, after an in-place compaction retired this one's.
+    @usableFromInline
+    func rebound() throws(SlotStoreError) -> VariableField {
+        guard let session else { throw .storeRetired(path: core.path) }
+        let (core, field) = try session.liveField(core, layout.index)
+        return VariableField(session: session, core: core, layout: field)
+    }
+
+    /// This field on `core`, which must be the same store's (see ``ScalarField``).
+    func bound(to core: StoreCore, in session: StoreSession) -> VariableField {
+        precondition(session === self.session, "\"\(layout.name)\" belongs to another store than this transaction")
+        if core === self.core { return self }
+        guard let field = core.layout.field(named: layout.name), layout.type.acceptsLiveSwitch(to: field.type) else {
+            preconditionFailure("field \"\(layout.name)\" belongs to another store than this transaction")
+        }
+        return VariableField(session: session, core: core, layout: field)
+    }
+
+    /// Replaces the value in its own transaction, on the live file.
+    func store(_ bytes: some Collection<UInt8>) throws(SlotStoreError) {
+        do {
+            try core.transaction { () throws(SlotStoreError) in try write(bytes) }
+        } catch .storeRetired {
+            try rebound().store(bytes)
         }
     }
 
@@ -82,6 +115,8 @@ struct VariableField: Sendable {
 public struct StringField: Sendable {
     @usableFromInline let field: VariableField
 
+    @usableFromInline init(field: VariableField) { self.field = field }
+
     /// The field's name.
     public var name: String { field.layout.name }
     /// The most UTF-8 bytes the field holds.
@@ -97,6 +132,8 @@ public struct StringField: Sendable {
     /// Allocates nothing when `buffer` already holds ``capacity`` bytes.
     @inlinable
     public func read(into buffer: inout [UInt8]) throws(SlotStoreError) -> Int {
+        // Rebound before sizing the buffer: the new file's capacity may be larger.
+        if _slowPath(field.gate.isRetired) { return try Self(field: field.rebound()).read(into: &buffer) }
         if buffer.count < field.capacity { buffer = [UInt8](repeating: 0, count: field.capacity) }
         let field = self.field
         return try buffer.withUnsafeMutableBytes { destination in
@@ -109,7 +146,7 @@ public struct StringField: Sendable {
     /// - Throws: ``SlotStoreError/valueTooLarge(path:field:capacity:size:)`` when
     ///   its UTF-8 form exceeds ``capacity``; the stored value is then unchanged.
     public func store(_ value: String) throws(SlotStoreError) {
-        try field.core.transaction { () throws(SlotStoreError) in try field.write(value.utf8) }
+        try field.store(value.utf8)
     }
 }
 
@@ -118,6 +155,8 @@ public struct StringField: Sendable {
 /// Same guarantees as ``StringField``, for arbitrary bytes.
 public struct BytesField: Sendable {
     @usableFromInline let field: VariableField
+
+    @usableFromInline init(field: VariableField) { self.field = field }
 
     /// The field's name.
     public var name: String { field.layout.name }
@@ -131,6 +170,8 @@ public struct BytesField: Sendable {
     /// is smaller, and returns the value's length.
     @inlinable
     public func read(into buffer: inout [UInt8]) throws(SlotStoreError) -> Int {
+        // Rebound before sizing the buffer: the new file's capacity may be larger.
+        if _slowPath(field.gate.isRetired) { return try Self(field: field.rebound()).read(into: &buffer) }
         if buffer.count < field.capacity { buffer = [UInt8](repeating: 0, count: field.capacity) }
         let field = self.field
         return try buffer.withUnsafeMutableBytes { destination in
@@ -143,6 +184,6 @@ public struct BytesField: Sendable {
     /// - Throws: ``SlotStoreError/valueTooLarge(path:field:capacity:size:)`` when
     ///   it exceeds ``capacity``; the stored value is then unchanged.
     public func store(_ value: some Collection<UInt8>) throws(SlotStoreError) {
-        try field.core.transaction { () throws(SlotStoreError) in try field.write(value) }
+        try field.store(value)
     }
 }

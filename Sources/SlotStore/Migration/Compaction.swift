@@ -12,12 +12,17 @@ extension SlotStore {
     ///
     /// The source is read under its lock, so no locked write is half-copied.
     /// Without `output` (or with `output == path`) the new file replaces `path`
-    /// atomically by `rename`; that needs every other process to have closed
-    /// the store (``SlotStoreError/storeInUse(path:operation:)`` otherwise),
-    /// because lock-free writes by other processes could not be carried over.
+    /// atomically by `rename`. Processes that have the store open meanwhile
+    /// lose nothing: their lock-free writes are stopped and drained before
+    /// the copy, their locked writes wait for it, and every handle's next
+    /// operation carries on in the new file. While others have it open, a
+    /// compaction in place may only add fields and give fields more room
+    /// (their handles must keep working); dropping, retyping or shrinking
+    /// needs them to close it first (``SlotStoreError/storeInUse(path:operation:)``).
     /// With `output`, the source stays in service and the result is a
-    /// snapshot. A crash at any point leaves the source as it was (and at most
-    /// a hidden `.NAME.compacting-PID` file beside it).
+    /// snapshot. A crash at any point leaves the source as it was, or the
+    /// new file in place with the old one retired (the rename decides), and
+    /// at most a hidden `.NAME.compacting-PID` file beside it.
     ///
     /// - Parameters:
     ///   - path: the store to compact.
@@ -40,12 +45,21 @@ extension SlotStore {
         sourceOptions.allowOtherOwner = allowOtherOwner
         let source = try SlotStore(path: path, options: sourceOptions)
         defer { source.close() }
-        if inPlace && !dryRun {
-            guard case .success(true) = OpenGate.tryExclusive(source.core.file.fd) else {
-                throw .storeInUse(path: path, operation: "compaction in place")
-            }
-        }
         let target = try targetSchema(source.schema, schema, capacities: capacities, path: path)
+        // In place with other openers: they carry on in the new file, so it is
+        // "live", and every field they may hold a handle to must keep working.
+        var live = false
+        if inPlace && !dryRun, case .success(false) = OpenGate.tryExclusive(source.core.file.fd) {
+            let changed = source.schema.fields.filter { old in
+                guard let new = target.field(named: old.name) else { return true }
+                return !old.type.acceptsLiveSwitch(to: new.type)
+            }
+            guard changed.isEmpty else {
+                let names = changed.map { "\"\($0.name)\"" }.joined(separator: ", ")
+                throw .storeInUse(path: path, operation: "compaction in place that drops, retypes or shrinks \(names) (while processes use the store, fields may only be added or given more room)")
+            }
+            live = true
+        }
         var plan = try makePlan(source: source, target: target, output: destination, migration: migration, dryRun: dryRun)
         if dryRun { return plan }
 
@@ -62,27 +76,58 @@ extension SlotStore {
         result.core.journaling = false
         defer { result.close() }
 
-        // Hold the source's lock for the whole copy: locked writers wait, and
-        // the copy is one consistent moment.
-        try source.core.transaction { () throws(SlotStoreError) in
-            try result.core.transaction { () throws(SlotStoreError) in
-                for field in target.fields {
-                    guard let old = source.core.layout.field(named: field.name),
-                          let new = result.core.layout.field(named: field.name) else { continue }
-                    progress?("copying \(field.name) (\(old.type))")
-                    let value = try source.core.readValue(old, locked: true)
-                    let fate = plan.fields.first { $0.name == field.name }?.fate ?? "copy"
-                    let converted = try MigrationRules.migrate(value, from: old.type, to: new.type, fate: fate,
-                                                               field: field.name, path: path)
-                    try result.core.writeValue(converted, to: new)
+        // Hold the source's lock from the first byte copied until the new
+        // file is in place: locked writers wait, the copy is one consistent
+        // moment, and (live) lock-free writers are stopped and drained first.
+        let sourceCore = source.core
+        try sourceCore.transaction { () throws(SlotStoreError) in
+            if live {
+                try sourceCore.beginRetirement(timeout: sourceCore.lockTimeout)
+                sourceCore.fault(.afterRetiring)
+            }
+            do throws(SlotStoreError) {
+                try copy(from: sourceCore, to: result.core, target: target, plan: plan, path: path, progress: progress)
+                try result.sync()
+                let successor = result.core.fileIdentity
+                result.close()
+                try place(temporary, at: destination, replacing: inPlace)
+                if live {
+                    sourceCore.fault(.afterRename)
+                    sourceCore.finishRetirement(successor: successor ?? (0, 0), generation: options.initialGeneration)
                 }
+            } catch {
+                if live { sourceCore.abandonRetirement() }
+                throw error
             }
         }
-        try result.sync()
-        result.close()
-        if inPlace {
-            guard rename(temporary, path) == 0 else {
-                throw Syscall.fileError(Errno(errno), path: path, call: "rename", operation: "put the compacted store in place")
+        plan.bytesAfter = Int(try SlotStore.inspect(at: destination).format.fileSize)
+        progress?("wrote \(destination)\(live ? "; the processes using it switch to it on their next operation" : "")")
+        return plan
+    }
+
+    /// Copies every field of `target` that the source has, converted; call holding both locks or with the target private.
+    private static func copy(from source: StoreCore, to result: StoreCore, target: Schema, plan: CompactionPlan,
+                             path: String, progress: ((String) -> Void)?) throws(SlotStoreError) {
+        try result.transaction { () throws(SlotStoreError) in
+            for field in target.fields {
+                guard let old = source.layout.field(named: field.name),
+                      let new = result.layout.field(named: field.name) else { continue }
+                progress?("copying \(field.name) (\(old.type))")
+                let value = try source.readValue(old, locked: true)
+                let fate = plan.fields.first { $0.name == field.name }?.fate ?? "copy"
+                let converted = try MigrationRules.migrate(value, from: old.type, to: new.type, fate: fate,
+                                                           field: field.name, path: path)
+                try result.writeValue(converted, to: new)
+            }
+        }
+    }
+
+    /// Puts the finished temporary file at `destination`: `rename` over the
+    /// source in place (the commit point), `link` to a new path otherwise.
+    private static func place(_ temporary: String, at destination: String, replacing: Bool) throws(SlotStoreError) {
+        if replacing {
+            guard rename(temporary, destination) == 0 else {
+                throw Syscall.fileError(Errno(errno), path: destination, call: "rename", operation: "put the compacted store in place")
             }
         } else if link(temporary, destination) != 0 {
             let code = errno
@@ -90,9 +135,6 @@ extension SlotStore {
                 : Syscall.fileError(Errno(code), path: destination, call: "link", operation: "put the compacted store in place")
         }
         TemporaryFiles.syncDirectory(of: destination)
-        plan.bytesAfter = Int(try SlotStore.inspect(at: destination).format.fileSize)
-        progress?("wrote \(destination)")
-        return plan
     }
 
     static func targetSchema(_ stored: Schema, _ given: Schema?, capacities: [String: Int], path: String) throws(SlotStoreError) -> Schema {

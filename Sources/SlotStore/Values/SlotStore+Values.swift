@@ -4,12 +4,14 @@
 extension SlotStore {
     /// The current value of field `name`, read consistently without the lock.
     public func value(of name: String) throws(SlotStoreError) -> FieldValue {
+        let core = try liveCore()
         let field = try core.field(named: name)
         return try core.readValue(field, locked: false)
     }
 
     /// Element `index` of array field `name`.
     public func value(of name: String, at index: Int) throws(SlotStoreError) -> FieldValue {
+        let core = try liveCore()
         let field = try core.field(named: name)
         let (element, offset) = try core.elementAddress(field, index: index)
         return element.value(fromBits: core.address(offset).loadBits(width: element.byteWidth))
@@ -17,7 +19,7 @@ extension SlotStore {
 
     /// Every field's value as of one moment (read under the lock).
     public func values() throws(SlotStoreError) -> [String: FieldValue] {
-        try core.transaction { () throws(SlotStoreError) in
+        try lockedTransaction { core throws(SlotStoreError) in
             var result: [String: FieldValue] = [:]
             for field in core.layout.fields { result[field.name] = try core.readValue(field, locked: true) }
             return result
@@ -31,10 +33,10 @@ extension SlotStore {
 
     /// Replaces element `index` of array field `name`.
     public func setValue(_ value: FieldValue, for name: String, at index: Int) throws(SlotStoreError) {
-        let field = try core.field(named: name)
-        let (element, offset) = try core.elementAddress(field, index: index)
-        let converted = try value.converted(to: .scalar(element), field: "\(name)[\(index)]", path: path)
-        try core.transaction { () throws(SlotStoreError) in
+        try lockedTransaction { core throws(SlotStoreError) in
+            let field = try core.field(named: name)
+            let (element, offset) = try core.elementAddress(field, index: index)
+            let converted = try value.converted(to: .scalar(element), field: "\(name)[\(index)]", path: path)
             try core.recordUndo(offset: offset & ~7, length: 8, sequenceOffset: field.sequenceOffset)
             core.address(offset).storeBits(element.bits(of: converted), width: element.byteWidth)
             core.address(field.secondWordOffset).atomic(UInt64.self).pointee.wrappingAdd(1, ordering: .releasing)
@@ -44,12 +46,12 @@ extension SlotStore {
     /// Replaces several fields in one transaction: all are checked first, then
     /// all are written, or none.
     public func setValues(_ values: [String: FieldValue]) throws(SlotStoreError) {
-        var checked: [(FieldLayout, FieldValue)] = []
-        for (name, value) in values.sorted(by: { $0.key < $1.key }) {
-            let field = try core.field(named: name)
-            checked.append((field, try value.converted(to: field.type, field: name, path: path)))
-        }
-        try core.transaction { () throws(SlotStoreError) in
+        try lockedTransaction { core throws(SlotStoreError) in
+            var checked: [(FieldLayout, FieldValue)] = []
+            for (name, value) in values.sorted(by: { $0.key < $1.key }) {
+                let field = try core.field(named: name)
+                checked.append((field, try value.converted(to: field.type, field: name, path: path)))
+            }
             for (field, value) in checked { try core.writeValue(value, to: field) }
         }
     }
@@ -60,6 +62,12 @@ extension SlotStore {
     /// range is an error and leaves the value unchanged.
     @discardableResult
     public func add(_ delta: FieldValue, to name: String) throws(SlotStoreError) -> FieldValue {
+        // Under the lock, so a compaction in place can't miss it (it is a
+        // read-modify-write of its own, not one of the handles' atomics).
+        try lockedTransaction { core throws(SlotStoreError) in try add(delta, to: name, in: core) }
+    }
+
+    private func add(_ delta: FieldValue, to name: String, in core: StoreCore) throws(SlotStoreError) -> FieldValue {
         let field = try core.field(named: name)
         guard case .scalar(let type) = field.type, type != .bool else {
             throw .invalidValue(path: path, field: name, detail: "add needs an integer or floating-point field, and \(name) is \(field.type)")
@@ -81,6 +89,13 @@ extension SlotStore {
             let newBits = type.bits(of: next)
             if word.compareExchangeBits(expected: oldBits, desired: newBits, width: type.byteWidth) { return next }
         }
+    }
+}
+
+extension SlotStore {
+    /// The engine of the live file, following an in-place compaction.
+    func liveCore() throws(SlotStoreError) -> StoreCore {
+        try session.live(after: session.current)
     }
 }
 
@@ -134,7 +149,7 @@ extension StoreCore {
             }
             return locked ? read() : try readConsistently(field, checkingElementWrites: true, read)
         case .string, .bytes:
-            let variable = VariableField(core: self, layout: field)
+            let variable = VariableField(session: nil, core: self, layout: field)
             let bytes = locked ? variable.readLocked() : try variable.read()
             if case .string = field.type { return .string(String(decoding: bytes, as: UTF8.self)) }
             return .bytes(bytes)
@@ -172,9 +187,9 @@ extension StoreCore {
             endSeqlockWrite(sequence)
             fault(.afterWrite)
         case (.string, .string(let text)):
-            try VariableField(core: self, layout: field).write(text.utf8)
+            try VariableField(session: nil, core: self, layout: field).write(text.utf8)
         case (.bytes, .bytes(let bytes)):
-            try VariableField(core: self, layout: field).write(bytes)
+            try VariableField(session: nil, core: self, layout: field).write(bytes)
         case (.map(let keyType, let valueType, _), .map(let entries)):
             let table = MapTable(core: self, field: field)
             try table.removeAll()

@@ -25,6 +25,9 @@ enum WorkerCommand: Command {
       map-work PATH FIELD COUNT ID         add 1 to shared keys k0…k9; insert w<ID>-<i>, remove the odd ones
       map-set PATH FIELD KEY VALUE         one map insert or replace (string key, int64 value)
       map-remove PATH FIELD KEY            one map removal
+      live-work PATH ID                    until the bool "stop" is set: add 1 to "hits", store the
+                                           count in "slots"[ID], add 1 to "sessions"["w<ID>"], now and
+                                           then store "note"; then print the count and the generation
     """
 
     static func run(_ arguments: inout Arguments) throws -> Int32 {
@@ -147,6 +150,23 @@ enum WorkerCommand: Command {
             let store = try SlotStore(path: path)
             let map = try store.map(try arguments.positional("field"), key: String.self, value: Int64.self)
             Output.out(try map.remove(try arguments.positional("key")) ? "removed" : "absent")
+        case "live-work":
+            let id = try number(arguments.positional("id"))
+            let store = try SlotStore(path: path)
+            let hits = try store.scalar("hits", as: Int64.self)
+            let stop = try store.scalar("stop", as: Bool.self)
+            let slots = try store.array("slots", of: Int64.self)
+            let note = try store.string("note")
+            let sessions = try store.map("sessions", key: String.self, value: Int64.self)
+            var done: Int64 = 0
+            while !stop.load() {
+                hits.add(1)                    // lock-free
+                slots.store(done + 1, at: id)  // lock-free element store
+                try sessions.add(1, for: "w\(id)")  // locked, journaled
+                if done % 64 == 0 { try note.store("w\(id)-\(done)") }
+                done += 1
+            }
+            Output.out("done \(done) generation \(store.generation)")
         case "demo":
             return try DemoWorker.run(path: path, id: number(arguments.positional("id")),
                                       count: number(arguments.positional("count")))

@@ -1,0 +1,45 @@
+// The two things Swift can't reach: thread-local storage (for each thread's
+// in-flight marker in a store's thread-slot table) and the membarrier system
+// call. Kept tiny; everything else lives in Swift.
+#ifndef CSLOTSTORE_H
+#define CSLOTSTORE_H
+
+#include <stdint.h>
+
+#define SLOTSTORE_TLS_ENTRIES 16
+
+/// One cached thread slot: the store's process-unique number and the address
+/// of this thread's in-flight word in that store's mapping.
+typedef struct {
+    uint64_t store;
+    void *marker;
+} slotstore_tls_entry;
+
+extern _Thread_local slotstore_tls_entry slotstore_tls_entries[SLOTSTORE_TLS_ENTRIES];
+
+/// This thread's in-flight word for store number `store`, or NULL if the
+/// thread has none cached (claim one through the slow path).
+static inline void *slotstore_thread_marker(uint64_t store) {
+    slotstore_tls_entry *entry = &slotstore_tls_entries[store % SLOTSTORE_TLS_ENTRIES];
+    return entry->store == store ? entry->marker : (void *)0;
+}
+
+static inline void slotstore_set_thread_marker(uint64_t store, void *marker) {
+    slotstore_tls_entry *entry = &slotstore_tls_entries[store % SLOTSTORE_TLS_ENTRIES];
+    entry->store = store;
+    entry->marker = marker;
+}
+
+/// A compiler-only barrier: with membarrier on the other side, this is all a
+/// lock-free writer needs between marking itself in flight and checking
+/// whether the store is being retired.
+static inline void slotstore_compiler_barrier(void) {
+    __asm__ __volatile__("" ::: "memory");
+}
+
+/// membarrier(MEMBARRIER_CMD_GLOBAL): every running thread of every process
+/// passes a full memory barrier before it returns. 0, or -errno
+/// (-ENOSYS when the kernel or a seccomp filter doesn't offer it).
+int slotstore_membarrier_global(void);
+
+#endif

@@ -1,0 +1,186 @@
+import Synchronization
+
+/// What a ``SlotStore`` keeps across a compaction in place: the path, the
+/// options, and the files this process has used there, newest current.
+///
+/// When another process compacts the store in place, the old file is marked
+/// retired (see `Retirement`) and every handle's next operation comes here to
+/// find the successor, open it once, and carry on there. Retired engines stay
+/// mapped until the store closes, because handles resolved against them may
+/// still be in use on other threads.
+@usableFromInline
+final class StoreSession: Sendable {
+    let path: String
+    let options: OpenOptions
+    private let engines: Mutex<Engines>
+
+    struct Engines {
+        var current: StoreCore
+        var retired: [StoreCore] = []
+        /// Why following the last retirement failed, for ``SlotStore/refresh()``.
+        var switchFailure: SlotStoreError?
+    }
+
+    init(core: StoreCore, options: OpenOptions) {
+        self.path = core.path
+        var options = options
+        options.mode = .open
+        options.migration = nil
+        self.options = options
+        self.engines = Mutex(Engines(current: core))
+    }
+
+    var current: StoreCore { engines.withLock { $0.current } }
+
+    /// `core` if it is live, else the newest engine, switching to the successor at the path if needed.
+    func live(after core: StoreCore) throws(SlotStoreError) -> StoreCore {
+        if _fastPath(!core.gate.isRetired) { return core }
+        return try follow()
+    }
+
+    /// Switches to the successor of every retired file, in order; returns how many switches it made.
+    @discardableResult
+    func follow() throws(SlotStoreError) -> StoreCore {
+        try engines.withLock { engines throws(SlotStoreError) -> StoreCore in
+            while engines.current.gate.isRetired {
+                let old = engines.current
+                do throws(SlotStoreError) {
+                    let next = try StoreCore.open(path: path, schema: nil, options: options).0
+                    if next.gate.isRetired {
+                        // Marked retired yet at the path: taking the lock makes
+                        // it live (see acquireLock), unless it was just replaced too.
+                        do throws(SlotStoreError) {
+                            try next.acquireLock()
+                            next.releaseLock()
+                        } catch .storeRetired {
+                        } catch {
+                            throw error
+                        }
+                    }
+                    let missing = old.layout.fields.filter { field in
+                        guard let successor = next.layout.field(named: field.name) else { return true }
+                        return !field.type.acceptsLiveSwitch(to: successor.type)
+                    }
+                    guard missing.isEmpty else {
+                        next.close()
+                        throw SlotStoreError.schemaMismatch(path: path, differences: old.schema.differences(to: next.schema))
+                    }
+                    engines.retired.append(old)
+                    engines.current = next
+                    engines.switchFailure = nil
+                } catch {
+                    engines.switchFailure = error
+                    throw error
+                }
+            }
+            return engines.current
+        }
+    }
+
+    /// The error of the last failed switch, if the store is still on a retired file.
+    var switchFailure: SlotStoreError? {
+        engines.withLock { $0.current.gate.isRetired ? $0.switchFailure : nil }
+    }
+
+    /// Field number `index` of `core`, in the live engine.
+    func liveField(_ core: StoreCore, _ index: Int) throws(SlotStoreError) -> (StoreCore, FieldLayout) {
+        let live = try live(after: core)
+        let name = core.layout.fields[index].name
+        guard let field = live.layout.field(named: name) else {
+            throw .unknownField(path: path, name: name, available: live.layout.fields.map(\.name))
+        }
+        return (live, field)
+    }
+
+    /// Locks the live engine, following retirements; returns it locked.
+    func lockLive() throws(SlotStoreError) -> StoreCore {
+        var core = try live(after: current)
+        while true {
+            do {
+                try core.acquireLock()
+                return core
+            } catch .storeRetired {
+                core = try follow()
+            }
+        }
+    }
+
+    /// The slow path of a lock-free write: the store is retiring or retired,
+    /// or this thread has no slot cached yet. Runs `write` on the live file,
+    /// marked in flight or under the lock.
+    ///
+    /// If the successor can't be opened, the write goes to the retired file
+    /// (lock-free writes can't throw); ``SlotStore/refresh()`` reports why.
+    @usableFromInline @inline(never)
+    func writeLockFree<R>(_ core: StoreCore, field index: Int, _ write: (FieldWords) -> R) -> R {
+        var core = core
+        var field = core.layout.fields[index]
+        while true {
+            if core.gate.isRetired {
+                guard let (live, liveField) = try? liveField(core, field.index) else { return write(FieldWords(core, field)) }
+                (core, field) = (live, liveField)
+            }
+            if let marker = core.gate.enter() ?? core.enterClaimingThreadSlot() {
+                let result = write(FieldWords(core, field))
+                core.gate.leave(marker)
+                return result
+            }
+            // Being retired, or no thread slot free: the compactor holds the
+            // lock from "retiring" to "retired", so a write under it is
+            // either copied or goes to the successor.
+            do {
+                try core.acquireLock()
+            } catch .storeRetired, .lockTimeout {
+                continue  // retired now; or a compaction of a large store outlasts the timeout
+            } catch .nestedTransaction {
+                return write(FieldWords(core, field))  // this thread holds the lock already
+            } catch .storeClosed {
+                preconditionFailure("\(path): a handle was used after close()")
+            } catch {
+                return write(FieldWords(core, field))  // an unusable lock: as before compaction existed
+            }
+            let result = write(FieldWords(core, field))
+            core.releaseLock()
+            return result
+        }
+    }
+
+    /// The slow path of a lock-free read of a retired file.
+    @usableFromInline @inline(never)
+    func readLockFree<R>(_ core: StoreCore, field index: Int, _ read: (FieldWords) -> R) -> R {
+        guard let (live, field) = try? liveField(core, index) else { return read(FieldWords(core, core.layout.fields[index])) }
+        return read(FieldWords(live, field))
+    }
+
+    /// Closes every engine this process used at the path.
+    func close() {
+        let all = engines.withLock { $0.retired + [$0.current] }
+        for core in all { core.close() }
+    }
+}
+
+/// The words a lock-free operation touches, for inlined handle code.
+@usableFromInline
+struct FieldWords {
+    /// The scalar, or an array's first element.
+    @usableFromInline let payload: MappedAddress
+    /// An array's element-write counter (a scalar's own word otherwise).
+    @usableFromInline let elementWrites: MappedAddress
+
+    init(_ core: StoreCore, _ field: FieldLayout) {
+        payload = core.address(field.payloadOffset)
+        elementWrites = field.hasSequence ? core.address(field.secondWordOffset) : payload
+    }
+}
+
+extension FieldType {
+    /// Whether a handle resolved for a field of this type keeps working on a
+    /// field of `other`: the same type, or a string, bytes or map with more room.
+    func acceptsLiveSwitch(to other: FieldType) -> Bool {
+        switch (self, other) {
+        case (.string(let old), .string(let new)), (.bytes(let old), .bytes(let new)): new >= old
+        case (.map(let oldKey, let oldValue, _), .map(let newKey, let newValue, _)): oldKey == newKey && oldValue == newValue
+        default: self == other
+        }
+    }
+}
