@@ -22,19 +22,21 @@ public struct Transaction: ~Copyable {
 
     /// The value of a scalar field.
     // A handle resolved before this process followed an in-place compaction
-    // is bound to the transaction's file first (out of line, rare).
+    // is bound to the transaction's file first, out of line. The common case
+    // reads the handle's words in place: copying a handle costs a retain per
+    // reference it holds.
 
     /// The value of a scalar field.
     @inlinable
     public func load<Value>(_ field: ScalarField<Value>) -> Value {
-        let field = field.core === core ? field : field.bound(to: core, in: session)
-        return field.word.loadScalar(Value.self)
+        if _fastPath(field.core === core) { return field.word.loadScalar(Value.self) }
+        return field.bound(to: core, in: session).word.loadScalar(Value.self)
     }
 
     /// Replaces the value of a scalar field.
     @inlinable
     public func store<Value>(_ value: Value, to field: ScalarField<Value>) throws(SlotStoreError) {
-        let field = field.core === core ? field : field.bound(to: core, in: session)
+        guard _fastPath(field.core === core) else { return try store(value, to: field.bound(to: core, in: session)) }
         try core.recordScalarUndo(offset: field.offset)
         field.word.storeScalar(value)
         core.afterScalarWrite()
@@ -43,7 +45,7 @@ public struct Transaction: ~Copyable {
     /// Adds `delta` to an integer field (wrapping) and returns the new value.
     @inlinable @discardableResult
     public func add<Value: SlotInteger>(_ delta: Value, to field: ScalarField<Value>) throws(SlotStoreError) -> Value {
-        let field = field.core === core ? field : field.bound(to: core, in: session)
+        guard _fastPath(field.core === core) else { return try add(delta, to: field.bound(to: core, in: session)) }
         try core.recordScalarUndo(offset: field.offset)
         let result = field.word.addScalar(delta)
         core.afterScalarWrite()

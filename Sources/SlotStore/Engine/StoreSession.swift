@@ -28,9 +28,20 @@ final class StoreSession: Sendable {
         options.migration = nil
         self.options = options
         self.engines = Mutex(Engines(current: core))
+        self.newest = Atomic(StoreSession.bits(core))
     }
 
-    var current: StoreCore { engines.withLock { $0.current } }
+    /// The newest engine, read without the mutex (transactions start here):
+    /// an unretained reference, valid because `engines` keeps every engine
+    /// alive until the store is closed.
+    private let newest: Atomic<UInt>
+
+    var current: StoreCore {
+        // The bits are never 0: they always hold a live engine's address.
+        Unmanaged<StoreCore>.fromOpaque(UnsafeRawPointer(bitPattern: newest.load(ordering: .acquiring))!).takeUnretainedValue()
+    }
+
+    private static func bits(_ core: StoreCore) -> UInt { UInt(bitPattern: Unmanaged.passUnretained(core).toOpaque()) }
 
     /// `core` if it is live, else the newest engine, switching to the successor at the path if needed.
     func live(after core: StoreCore) throws(SlotStoreError) -> StoreCore {
@@ -67,6 +78,7 @@ final class StoreSession: Sendable {
                     }
                     engines.retired.append(old)
                     engines.current = next
+                    newest.store(StoreSession.bits(next), ordering: .releasing)
                     engines.switchFailure = nil
                 } catch {
                     engines.switchFailure = error

@@ -77,7 +77,7 @@ public struct ArrayField<Value: SlotScalar>: Sendable {
     /// `buffer` already holds ``count`` elements.
     @inlinable
     public func read(into buffer: inout [Value]) throws(SlotStoreError) {
-        if _slowPath(gate.isRetired) { return try rebound().read(into: &buffer) }
+        if _slowPath(gate.isRetired) { return try readRetired(into: &buffer) }
         if buffer.count != count { buffer = [Value](repeating: elements.loadScalarRelaxed(Value.self), count: count) }
         // Inlined so the client specializes it; the copy itself is one
         // non-generic call that captures only a pointer.
@@ -113,9 +113,18 @@ public struct ArrayField<Value: SlotScalar>: Sendable {
                 }
             }.get()
         } catch .storeRetired {
-            try rebound().store(values)
+            try storeRetired(values)
         }
     }
+
+    // The retired paths stay out of line: an inlinable function that calls
+    // itself is not inlined, and these run once per handle per compaction.
+
+    @usableFromInline @inline(never)
+    func readRetired(into buffer: inout [Value]) throws(SlotStoreError) { try rebound().read(into: &buffer) }
+
+    @usableFromInline @inline(never)
+    func storeRetired(_ values: [Value]) throws(SlotStoreError) { try rebound().store(values) }
 
     /// This handle on the live file, after an in-place compaction retired this one's.
     @usableFromInline

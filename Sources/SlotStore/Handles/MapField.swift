@@ -12,6 +12,7 @@
 /// tombstone that a later insert on the same probe path reuses.
 public struct MapField<Key: SlotMapKey, Value: SlotMapValue>: Sendable {
     @usableFromInline let session: StoreSession
+    @usableFromInline let gate: LockFreeGate
     @usableFromInline let table: MapTable
     @usableFromInline let valueType: FieldType
     @usableFromInline let valueAreaBytes: Int
@@ -19,6 +20,7 @@ public struct MapField<Key: SlotMapKey, Value: SlotMapValue>: Sendable {
 
     init(session: StoreSession, table: MapTable) {
         self.session = session
+        self.gate = table.core.gate
         self.table = table
         self.valueType = table.geometry.value
         self.valueAreaBytes = table.geometry.valueBytes
@@ -29,12 +31,12 @@ public struct MapField<Key: SlotMapKey, Value: SlotMapValue>: Sendable {
     public var name: String { table.field.name }
     /// The most entries the map holds.
     public var capacity: Int {
-        if table.core.gate.isRetired, let live = try? rebound() { return live.capacity }
+        if gate.isRetired, let live = try? rebound() { return live.capacity }
         return table.geometry.capacity
     }
     /// The number of entries now.
     public var count: Int {
-        if table.core.gate.isRetired, let live = try? rebound() { return live.count }
+        if gate.isRetired, let live = try? rebound() { return live.count }
         return Int(clamping: table.count.pointee.load(ordering: .acquiring))
     }
 
@@ -46,6 +48,21 @@ public struct MapField<Key: SlotMapKey, Value: SlotMapValue>: Sendable {
         let (core, field) = try session.liveField(table.core, table.field.index)
         return MapField(session: session, table: MapTable(core: core, field: field))
     }
+
+    // The retired paths stay out of line: an inlinable method that calls
+    // itself is not inlined, and these run once per handle per compaction.
+
+    @usableFromInline @inline(never)
+    func getRetired(_ key: Key) throws(SlotStoreError) -> Value? { try rebound().get(key) }
+
+    @usableFromInline @inline(never)
+    func containsRetired(_ key: Key) throws(SlotStoreError) -> Bool { try rebound().contains(key) }
+
+    @usableFromInline @inline(never)
+    func setRetired(_ value: Value, for key: Key) throws(SlotStoreError) { try rebound().set(value, for: key) }
+
+    @usableFromInline @inline(never)
+    func removeRetired(_ key: Key) throws(SlotStoreError) -> Bool { try rebound().remove(key) }
 
     /// This handle on `core`, which must be the same store's (see ``ScalarField``).
     func bound(to core: StoreCore, in session: StoreSession) -> MapField {
@@ -90,7 +107,7 @@ public struct MapField<Key: SlotMapKey, Value: SlotMapValue>: Sendable {
     /// The value for `key`, or nil when the map has no such key.
     @inlinable
     public func get(_ key: Key) throws(SlotStoreError) -> Value? {
-        if _slowPath(table.core.gate.isRetired) { return try rebound().get(key) }
+        if _slowPath(gate.isRetired) { return try getRetired(key) }
         return try key._withKeyBytes { keyBytes throws(SlotStoreError) -> Value? in
             guard keyBytes.count <= keyCapacity else { throw table.keyTooLarge(keyBytes.count) }
             return try withUnsafeTemporaryAllocation(byteCount: valueAreaBytes, alignment: 8) { area in
@@ -105,7 +122,7 @@ public struct MapField<Key: SlotMapKey, Value: SlotMapValue>: Sendable {
     /// Whether the map has `key`.
     @inlinable
     public func contains(_ key: Key) throws(SlotStoreError) -> Bool {
-        if _slowPath(table.core.gate.isRetired) { return try rebound().contains(key) }
+        if _slowPath(gate.isRetired) { return try containsRetired(key) }
         return try key._withKeyBytes { keyBytes throws(SlotStoreError) -> Bool in
             guard keyBytes.count <= keyCapacity else { throw table.keyTooLarge(keyBytes.count) }
             return try withUnsafeTemporaryAllocation(byteCount: valueAreaBytes, alignment: 8) { area in
@@ -124,7 +141,7 @@ public struct MapField<Key: SlotMapKey, Value: SlotMapValue>: Sendable {
         do {
             try setLockingLive(value, for: key)
         } catch .storeRetired {
-            try rebound().set(value, for: key)
+            try setRetired(value, for: key)
         }
     }
 
@@ -151,7 +168,7 @@ public struct MapField<Key: SlotMapKey, Value: SlotMapValue>: Sendable {
                 return try table.removeInTransaction(keyBytes)
             }
         } catch .storeRetired {
-            return try rebound().remove(key)
+            return try removeRetired(key)
         }
     }
 
@@ -169,7 +186,7 @@ public struct MapField<Key: SlotMapKey, Value: SlotMapValue>: Sendable {
     /// inserted while it runs may both be visited. Iterate inside a
     /// transaction for one moment's contents.
     public func forEach(_ body: (Key, Value) throws -> Void) throws {
-        if table.core.gate.isRetired { return try rebound().forEach(body) }
+        if gate.isRetired { return try rebound().forEach(body) }
         try table.forEach { key, value in
             try body(Key(_keyBytes: key), Value._read(from: value.pointer, type: valueType))
         }
@@ -202,6 +219,9 @@ public struct MapField<Key: SlotMapKey, Value: SlotMapValue>: Sendable {
 }
 
 extension MapField where Value: SlotInteger {
+    @usableFromInline @inline(never)
+    func addRetired(_ delta: Value, for key: Key) throws(SlotStoreError) -> Value { try rebound().add(delta, for: key) }
+
     /// Adds `delta` (wrapping) to the value for `key`, inserting `0` first when
     /// the key is missing, and returns the new value. Atomic: it holds the lock.
     @inlinable @discardableResult
@@ -212,7 +232,7 @@ extension MapField where Value: SlotInteger {
                 return Value(_slotBits: try table.add(bits: delta._slotBits, width: Value.scalarType.byteWidth, forKey: keyBytes))
             }
         } catch .storeRetired {
-            return try rebound().add(delta, for: key)
+            return try addRetired(delta, for: key)
         }
     }
 

@@ -133,12 +133,18 @@ public struct StringField: Sendable {
     @inlinable
     public func read(into buffer: inout [UInt8]) throws(SlotStoreError) -> Int {
         // Rebound before sizing the buffer: the new file's capacity may be larger.
-        if _slowPath(field.gate.isRetired) { return try Self(field: field.rebound()).read(into: &buffer) }
+        if _slowPath(field.gate.isRetired) { return try readRetired(into: &buffer) }
         if buffer.count < field.capacity { buffer = [UInt8](repeating: 0, count: field.capacity) }
         let field = self.field
         return try buffer.withUnsafeMutableBytes { destination in
             Result { () throws(SlotStoreError) in try field.readFast(into: destination.baseAddress!) }
         }.get()
+    }
+
+    /// Out of line: an inlinable function that calls itself is not inlined.
+    @usableFromInline @inline(never)
+    func readRetired(into buffer: inout [UInt8]) throws(SlotStoreError) -> Int {
+        try Self(field: field.rebound()).read(into: &buffer)
     }
 
     /// Replaces the value.
@@ -171,12 +177,18 @@ public struct BytesField: Sendable {
     @inlinable
     public func read(into buffer: inout [UInt8]) throws(SlotStoreError) -> Int {
         // Rebound before sizing the buffer: the new file's capacity may be larger.
-        if _slowPath(field.gate.isRetired) { return try Self(field: field.rebound()).read(into: &buffer) }
+        if _slowPath(field.gate.isRetired) { return try readRetired(into: &buffer) }
         if buffer.count < field.capacity { buffer = [UInt8](repeating: 0, count: field.capacity) }
         let field = self.field
         return try buffer.withUnsafeMutableBytes { destination in
             Result { () throws(SlotStoreError) in try field.readFast(into: destination.baseAddress!) }
         }.get()
+    }
+
+    /// Out of line: an inlinable function that calls itself is not inlined.
+    @usableFromInline @inline(never)
+    func readRetired(into buffer: inout [UInt8]) throws(SlotStoreError) -> Int {
+        try Self(field: field.rebound()).read(into: &buffer)
     }
 
     /// Replaces the value.
