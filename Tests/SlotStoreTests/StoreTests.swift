@@ -235,6 +235,42 @@ struct StoreTests {
         #expect(try motd.load() == "durable")
     }
 
+    @Test("a durable journal ignores a record its transaction did not write whole (power-loss simulation), and rolls back one it did")
+    func durableRecordChecks() throws {
+        let path = directory.file("checked.slots")
+        let schema = Schema(version: 1, fields: [.int64("a"), .int64("b")])
+        var journalOffset = 0, recordOffset = 0, recordLength = 0
+        do {
+            let store = try SlotStore(path: path, schema: schema, options: OpenOptions(durability: .flushOnCommit))
+            try store.transaction { tx in try tx.store(7, to: store.scalar("a", as: Int64.self)) }
+            journalOffset = store.core.layout.journalOffset
+            let records = store.core.journal.records().records
+            #expect(records.isEmpty, "committed: the journal is clean")
+            store.close()
+        }
+        // The committed transaction's record is still in the region, after a
+        // clean header: what the disk holds when a later transaction's header
+        // reached it but its record did not.
+        let bytes = fileBytes(path)
+        func u64(_ offset: Int) -> UInt64 { bytes[offset..<offset + 8].enumerated().reduce(0) { $0 | UInt64($1.element) << (8 * $1.offset) } }
+        recordOffset = journalOffset + UndoJournal.headerBytes
+        recordLength = Int(u64(recordOffset + 8))
+        let nonce = u64(journalOffset + UndoJournal.transactionOffset)
+        #expect(nonce != 0 && recordLength == 8 && u64(recordOffset + 24) >> 32 == UndoJournal.checkMarker)
+        func littleEndian(_ value: UInt64) -> [UInt8] { (0..<8).map { UInt8(truncatingIfNeeded: value >> (8 * $0)) } }
+        let used = littleEndian(UInt64(UndoJournal.recordHeaderBytes + recordLength))
+
+        // Another transaction's number: the stale record fails its check and
+        // nothing is rolled back; the committed 7 stays.
+        patchFile(path, at: journalOffset, used)
+        patchFile(path, at: journalOffset + UndoJournal.transactionOffset, littleEndian(nonce ^ 0x5A5A))
+        #expect(try SlotStore(path: path).value(of: "a") == .int(7))
+        // Its own number: an interrupted durable transaction, rolled back to the old 0.
+        patchFile(path, at: journalOffset, used)
+        patchFile(path, at: journalOffset + UndoJournal.transactionOffset, littleEndian(nonce))
+        #expect(try SlotStore(path: path).value(of: "a") == .int(0))
+    }
+
     @Test("cache-line-aligned stores keep that layout on reopen")
     func cacheLineAligned() throws {
         let path = directory.file("c.slots")

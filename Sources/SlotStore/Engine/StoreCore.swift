@@ -249,15 +249,14 @@ final class StoreCore: @unchecked Sendable {
         fault(.beforeJournal)
         guard journaling else { return }
         if durable {
-            // The record's image must be on disk before the size that
-            // publishes it, and both before the data changes.
-            let file = self.file
-            try journal.record(dataOffset: offset, length: length, sequenceOffset: sequenceOffset, pid: pid, path: path) { range throws(SlotStoreError) in
-                try file.flush(offset: range.lowerBound, count: range.count)
+            // The record and the size that publishes it reach the disk in one
+            // flush before the data changes; its checksum covers the order.
+            if let end = try journal.record(dataOffset: offset, length: length, sequenceOffset: sequenceOffset,
+                                            pid: pid, path: path, durable: true) {
+                try file.flush(offset: journal.journalOffset, count: end)
             }
-            try file.flush(offset: journal.journalOffset, count: UndoJournal.headerBytes)
         } else {
-            try journal.record(dataOffset: offset, length: length, sequenceOffset: sequenceOffset, pid: pid, path: path)
+            _ = try journal.record(dataOffset: offset, length: length, sequenceOffset: sequenceOffset, pid: pid, path: path)
         }
         fault(.afterJournal)
     }

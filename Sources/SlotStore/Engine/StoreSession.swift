@@ -46,6 +46,10 @@ final class StoreSession: Sendable {
     /// `core` if it is live, else the newest engine, switching to the successor at the path if needed.
     func live(after core: StoreCore) throws(SlotStoreError) -> StoreCore {
         if _fastPath(!core.gate.isRetired) { return core }
+        // Handles resolved before a switch come here on every call: no mutex
+        // when this process has already switched.
+        let newest = current
+        if !newest.gate.isRetired { return newest }
         return try follow()
     }
 

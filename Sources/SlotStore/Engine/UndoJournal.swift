@@ -3,9 +3,12 @@ import Synchronization
 /// The undo journal: before-images of the bytes a locked write is changing.
 ///
 /// ```
-/// header (64 bytes)   used bytes u64 (0 = clean; the commit point), writer PID i32
-/// record              data offset u64, length u64, sequence offset u64, reserved u64,
+/// header (64 bytes)   used bytes u64 (0 = clean), writer PID i32 at 8,
+///                     transaction u64 at 16 (random per durable transaction; 0 otherwise)
+/// record              data offset u64, length u64, sequence offset u64, check u64,
 ///                     then `length` bytes of the old value (a multiple of 8)
+/// check               0, or (durable) a marker in the high half and the CRC-32C
+///                     of the transaction, the three header words and the old value
 /// ```
 ///
 /// A writer appends a record, publishes it by storing the new used size, and
@@ -14,9 +17,21 @@ import Synchronization
 /// every byte it may have changed, and rolling those back in reverse order
 /// restores the state before the write. Records are only ever touched while
 /// holding the store's lock.
+///
+/// Durable transactions (``OpenOptions/Durability/flushOnCommit``) must also
+/// survive a power loss, where the disk keeps any subset of the pages one
+/// `msync` was writing. Their records carry checksums that include the
+/// transaction's random number, so one `msync` writes a record and the size that
+/// publishes it together: a record that did not reach the disk whole (or an
+/// older transaction's record left at that place) fails its check and ends
+/// the journal, and its data was not yet touched. A durable one-field commit
+/// costs three flushes: the record, the data, the cleared journal.
 struct UndoJournal: @unchecked Sendable {
     static let headerBytes = 64
     static let recordHeaderBytes = 32
+    static let transactionOffset = 16
+    /// The high half of a durable record's check word.
+    static let checkMarker: UInt64 = 0x5353_4A31
 
     let base: MappedAddress
     let capacity: Int
@@ -27,6 +42,7 @@ struct UndoJournal: @unchecked Sendable {
 
     var usedBytes: UnsafeMutablePointer<Atomic<UInt64>> { base.atomic(UInt64.self) }
     var writerPID: UnsafeMutablePointer<Atomic<Int32>> { base.advanced(by: 8).atomic(Int32.self) }
+    var transaction: UnsafeMutablePointer<Atomic<UInt64>> { base.advanced(by: UndoJournal.transactionOffset).atomic(UInt64.self) }
 
     var isDirty: Bool { usedBytes.pointee.load(ordering: .acquiring) != 0 }
 
@@ -38,11 +54,17 @@ struct UndoJournal: @unchecked Sendable {
         let imageOffset: Int
     }
 
+    private func word(_ offset: Int) -> UInt64 { base.advanced(by: offset).atomic(UInt64.self).pointee.load(ordering: .relaxed) }
+    private func setWord(_ offset: Int, _ value: UInt64) { base.advanced(by: offset).atomic(UInt64.self).pointee.store(value, ordering: .relaxed) }
+
     /// Records the current bytes at `dataOffset..<dataOffset+length` unless
     /// this transaction already recorded exactly that range.
+    ///
+    /// - Returns: for a durable record, the journal bytes (from the region's
+    ///   start) that one flush must write before the data changes; nil otherwise.
     @inline(__always)
     func record(dataOffset: Int, length: Int, sequenceOffset: Int, pid: Int32, path: String,
-                beforePublishing flush: ((Range<Int>) throws(SlotStoreError) -> Void)? = nil) throws(SlotStoreError) {
+                durable: Bool = false) throws(SlotStoreError) -> Int? {
         let used = Int(clamping: usedBytes.pointee.load(ordering: .relaxed))
         // Only this transaction wrote the journal since the lock was taken (a
         // dead holder's records were rolled back then), so a size past the
@@ -53,10 +75,9 @@ struct UndoJournal: @unchecked Sendable {
         var cursor = UndoJournal.headerBytes
         let end = UndoJournal.headerBytes + used
         while cursor < end {
-            let header = base.advanced(by: cursor)
-            let offset = Int(clamping: header.atomic(UInt64.self).pointee.load(ordering: .relaxed))
-            let recordedLength = Int(clamping: header.advanced(by: 8).atomic(UInt64.self).pointee.load(ordering: .relaxed))
-            if offset == dataOffset && recordedLength == length { return }
+            let offset = Int(clamping: word(cursor))
+            let recordedLength = Int(clamping: word(cursor + 8))
+            if offset == dataOffset && recordedLength == length { return nil }
             guard recordedLength <= end - cursor else { break }
             cursor += UndoJournal.recordHeaderBytes + recordedLength
         }
@@ -64,18 +85,37 @@ struct UndoJournal: @unchecked Sendable {
         guard end + needed <= capacity else {
             throw .transactionTooLarge(path: path, neededBytes: used + needed, journalBytes: capacity - UndoJournal.headerBytes)
         }
-        let header = base.advanced(by: end)
-        header.atomic(UInt64.self).pointee.store(UInt64(dataOffset), ordering: .relaxed)
-        header.advanced(by: 8).atomic(UInt64.self).pointee.store(UInt64(length), ordering: .relaxed)
-        header.advanced(by: 16).atomic(UInt64.self).pointee.store(UInt64(sequenceOffset), ordering: .relaxed)
-        header.advanced(by: 24).atomic(UInt64.self).pointee.store(0, ordering: .relaxed)
-        header.advanced(by: UndoJournal.recordHeaderBytes)
-            .copyBytes(from: fileBase.pointer + dataOffset, count: length)
-        if used == 0 { writerPID.pointee.store(pid, ordering: .relaxed) }
-        if let flush { try flush((journalOffset + end)..<(journalOffset + end + needed)) }
+        if used == 0 {
+            writerPID.pointee.store(pid, ordering: .relaxed)
+            // A random number per durable transaction (not a counter, which a
+            // power loss could set back): an earlier transaction's record left
+            // where this one's did not reach the disk never passes its checks.
+            var number: UInt64 = 0
+            while durable && number == 0 { number = UInt64.random(in: 1...UInt64.max) }
+            transaction.pointee.store(number, ordering: .relaxed)
+        }
+        setWord(end, UInt64(dataOffset))
+        setWord(end + 8, UInt64(length))
+        setWord(end + 16, UInt64(sequenceOffset))
+        let image = end + UndoJournal.recordHeaderBytes
+        base.advanced(by: image).copyBytes(from: fileBase.pointer + dataOffset, count: length)
+        if durable {
+            let number = transaction.pointee.load(ordering: .relaxed)
+            let crc = CRC32C.checksum(words: 4 + length / 8) { index in
+                switch index {
+                case 0: number
+                case 1...3: word(end + (index - 1) * 8)
+                default: word(image + (index - 4) * 8)
+                }
+            }
+            setWord(end + 24, UndoJournal.checkMarker << 32 | UInt64(crc))
+        } else {
+            setWord(end + 24, 0)
+        }
         // Publishing the size is what makes the record count: a death before
         // this store leaves the data untouched and the record ignored.
         usedBytes.pointee.store(UInt64(used + needed), ordering: .releasing)
+        return durable ? end + needed : nil
     }
 
     /// Marks the transaction committed.
@@ -86,14 +126,16 @@ struct UndoJournal: @unchecked Sendable {
     /// fit the journal or points outside the data region.
     func records() -> (records: [Record], damaged: String?) {
         UndoJournal.parse(usedBytes: Int(clamping: usedBytes.pointee.load(ordering: .acquiring)), capacity: capacity,
-                          dataRange: dataRange) { offset in
-            base.advanced(by: offset).atomic(UInt64.self).pointee.load(ordering: .relaxed)
-        }
+                          dataRange: dataRange, transaction: transaction.pointee.load(ordering: .relaxed)) { word($0) }
     }
 
     /// The record parser shared by the live journal and the tools, which read
     /// a `pread` copy of the region; `word(offset)` reads the u64 at a journal offset.
-    static func parse(usedBytes used: Int, capacity: Int, dataRange: Range<Int>,
+    ///
+    /// In a durable transaction (`transaction` ≠ 0) the first record that fails
+    /// its check ends the journal without being damage: it is the one a power
+    /// loss cut off, and its data was never touched.
+    static func parse(usedBytes used: Int, capacity: Int, dataRange: Range<Int>, transaction: UInt64 = 0,
                       word: (Int) -> UInt64) -> (records: [Record], damaged: String?) {
         guard used > 0 else { return ([], nil) }
         guard used <= capacity - headerBytes else {
@@ -109,7 +151,21 @@ struct UndoJournal: @unchecked Sendable {
             let offset = Int(clamping: word(cursor))
             let length = Int(clamping: word(cursor + 8))
             let sequence = Int(clamping: word(cursor + 16))
+            let check = word(cursor + 24)
             let imageStart = cursor + recordHeaderBytes
+            if transaction != 0 {
+                guard check >> 32 == checkMarker, length % 8 == 0, length <= end - imageStart else {
+                    return (result, nil)
+                }
+                let crc = CRC32C.checksum(words: 4 + length / 8) { index in
+                    switch index {
+                    case 0: transaction
+                    case 1...3: word(cursor + (index - 1) * 8)
+                    default: word(imageStart + (index - 4) * 8)
+                    }
+                }
+                guard UInt32(truncatingIfNeeded: check) == crc else { return (result, nil) }
+            }
             guard length > 0, length % 8 == 0, offset % 8 == 0, length <= end - imageStart,
                   offset >= dataRange.lowerBound, offset <= dataRange.upperBound - length else {
                 return (result, "record \(result.count) (offset \(offset), length \(length)) lies outside the data region or the journal")

@@ -14,6 +14,20 @@ enum CRC32C {
         for byte in bytes { crc = table[Int((crc ^ UInt32(byte)) & 0xFF)] ^ (crc >> 8) }
         return crc ^ 0xFFFF_FFFF
     }
+
+    /// The checksum of `count` little-endian words, `word(index)` each: how
+    /// the journal checks records it reads word by word from a mapping or a copy.
+    static func checksum(words count: Int, _ word: (Int) -> UInt64) -> UInt32 {
+        var crc: UInt32 = 0xFFFF_FFFF
+        for index in 0..<count {
+            var value = word(index)
+            for _ in 0..<8 {
+                crc = table[Int((crc ^ UInt32(truncatingIfNeeded: value)) & 0xFF)] ^ (crc >> 8)
+                value >>= 8
+            }
+        }
+        return crc ^ 0xFFFF_FFFF
+    }
 }
 
 /// 64-bit FNV-1a, the schema hash: stable, cheap, and not a security boundary.

@@ -61,6 +61,10 @@ public struct StoreInspection: Sendable, Codable, Hashable {
         public var resets: UInt64
         /// The PID whose interrupted write was last rolled back.
         public var lastRecoveredPID: Int32?
+        /// `live`; `retiring` while a compaction in place copies the store
+        /// with other processes attached; `retired` once a new file replaced
+        /// it (seen only through an old file, never at the path).
+        public var retirement: String = "live"
     }
 
     /// The undo journal's state.
@@ -194,7 +198,8 @@ struct StoreFileState {
         let origin = layout.journalOffset
         (journalRecords, journalDamage) = UndoJournal.parse(
             usedBytes: journalUsed, capacity: layout.journalSize,
-            dataRange: layout.dataOffset..<(layout.dataOffset + layout.dataSize)) { journal.u64(origin + $0) }
+            dataRange: layout.dataOffset..<(layout.dataOffset + layout.dataSize),
+            transaction: journal.u64(origin + UndoJournal.transactionOffset)) { journal.u64(origin + $0) }
     }
 
     var lockWord: UInt32 { UInt32(truncatingIfNeeded: lockBytes.bits(layout.lockOffset, width: 4)) }
@@ -216,7 +221,17 @@ struct StoreFileState {
                      acquisitions: lockBytes.u64(layout.lockOffset + LockRegion.acquisitionsOffset),
                      recoveries: lockBytes.u64(layout.lockOffset + LockRegion.recoveriesOffset),
                      resets: lockBytes.u64(layout.lockOffset + LockRegion.resetsOffset),
-                     lastRecoveredPID: lastRecovered != 0 ? lastRecovered : nil)
+                     lastRecoveredPID: lastRecovered != 0 ? lastRecovered : nil,
+                     retirement: retirement)
+    }
+
+    var retirement: String {
+        switch lockBytes.u64(layout.lockOffset + LockRegion.retirementOffset) {
+        case Retirement.live: "live"
+        case Retirement.retiring: "retiring"
+        case Retirement.retired: "retired"
+        case let other: "damaged (\(other); the next process to take the lock makes it live)"
+        }
     }
 
     func sequence(of field: FieldLayout) -> UInt64 { data.u64(field.sequenceOffset) }

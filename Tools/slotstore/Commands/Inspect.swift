@@ -29,7 +29,8 @@ enum InspectCommand: Command {
             "  regions   " + report.regions.map { "\($0.name) \($0.offset)+\($0.size)" }.joined(separator: ", "),
             "  lock      " + describe(report.lock),
             "            acquisitions \(report.lock.acquisitions), recoveries \(report.lock.recoveries), resets \(report.lock.resets)"
-                + (report.lock.lastRecoveredPID.map { ", last recovered from PID \($0)" } ?? ""),
+                + (report.lock.lastRecoveredPID.map { ", last recovered from PID \($0)" } ?? "")
+                + (report.lock.retirement == "live" ? "" : "; \(report.lock.retirement == "retiring" ? "being compacted in place right now" : report.lock.retirement)"),
             "  journal   " + (report.journal.state == "clean" ? "clean" : "dirty: \(report.journal.records) record(s), \(report.journal.bytes) bytes"),
             "  fields",
         ]
