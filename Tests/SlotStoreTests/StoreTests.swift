@@ -235,39 +235,45 @@ struct StoreTests {
         #expect(try motd.load() == "durable")
     }
 
-    @Test("a durable journal ignores a record its transaction did not write whole (power-loss simulation), and rolls back one it did")
+    @Test("power-loss simulation of a durable commit: a record of another transaction is ignored, a sealed one is redone, an unsealed one undone")
     func durableRecordChecks() throws {
         let path = directory.file("checked.slots")
         let schema = Schema(version: 1, fields: [.int64("a"), .int64("b")])
-        var journalOffset = 0, recordOffset = 0, recordLength = 0
+        let journalOffset: Int
+        let dataOffset: Int
         do {
             let store = try SlotStore(path: path, schema: schema, options: OpenOptions(durability: .flushOnCommit))
             try store.transaction { tx in try tx.store(7, to: store.scalar("a", as: Int64.self)) }
             journalOffset = store.core.layout.journalOffset
-            let records = store.core.journal.records().records
-            #expect(records.isEmpty, "committed: the journal is clean")
+            dataOffset = try #require(store.core.layout.field(named: "a")).offset
+            #expect(store.core.journal.records().records.isEmpty, "committed: the journal is clean")
             store.close()
         }
-        // The committed transaction's record is still in the region, after a
-        // clean header: what the disk holds when a later transaction's header
-        // reached it but its record did not.
+        // The committed transaction's record is still in the region, sealed
+        // with the new value 7, behind a clean header.
         let bytes = fileBytes(path)
         func u64(_ offset: Int) -> UInt64 { bytes[offset..<offset + 8].enumerated().reduce(0) { $0 | UInt64($1.element) << (8 * $1.offset) } }
-        recordOffset = journalOffset + UndoJournal.headerBytes
-        recordLength = Int(u64(recordOffset + 8))
-        let nonce = u64(journalOffset + UndoJournal.transactionOffset)
-        #expect(nonce != 0 && recordLength == 8 && u64(recordOffset + 24) >> 32 == UndoJournal.checkMarker)
         func littleEndian(_ value: UInt64) -> [UInt8] { (0..<8).map { UInt8(truncatingIfNeeded: value >> (8 * $0)) } }
-        let used = littleEndian(UInt64(UndoJournal.recordHeaderBytes + recordLength))
+        let record = journalOffset + UndoJournal.headerBytes
+        let nonce = u64(journalOffset + UndoJournal.transactionOffset)
+        #expect(nonce != 0 && u64(record + 8) == 8 && u64(record + 24) >> 32 == UndoJournal.checkMarkerWithSeal)
+        let used = littleEndian(UInt64(UndoJournal.recordHeaderBytes + 2 * 8 + 8))
+        func crash(nonce: UInt64, sealed: Bool, dataOnDisk: Int64) {
+            patchFile(path, at: journalOffset, used)
+            patchFile(path, at: journalOffset + UndoJournal.transactionOffset, littleEndian(nonce))
+            if !sealed { patchFile(path, at: record + UndoJournal.recordHeaderBytes + 8, littleEndian(0)) }
+            patchFile(path, at: dataOffset, littleEndian(UInt64(bitPattern: dataOnDisk)))
+        }
 
-        // Another transaction's number: the stale record fails its check and
-        // nothing is rolled back; the committed 7 stays.
-        patchFile(path, at: journalOffset, used)
-        patchFile(path, at: journalOffset + UndoJournal.transactionOffset, littleEndian(nonce ^ 0x5A5A))
+        // Another transaction's header reached the disk, its record did not:
+        // the stale record fails its check and nothing is applied.
+        crash(nonce: nonce ^ 0x5A5A, sealed: true, dataOnDisk: 7)
         #expect(try SlotStore(path: path).value(of: "a") == .int(7))
-        // Its own number: an interrupted durable transaction, rolled back to the old 0.
-        patchFile(path, at: journalOffset, used)
-        patchFile(path, at: journalOffset + UndoJournal.transactionOffset, littleEndian(nonce))
+        // The seal reached the disk, the data did not: the commit is redone.
+        crash(nonce: nonce, sealed: true, dataOnDisk: 0)
+        #expect(try SlotStore(path: path).value(of: "a") == .int(7))
+        // The new data reached the disk, the seal did not: undone, whole.
+        crash(nonce: nonce, sealed: false, dataOnDisk: 7)
         #expect(try SlotStore(path: path).value(of: "a") == .int(0))
     }
 

@@ -217,10 +217,22 @@ final class StoreCore: @unchecked Sendable {
     /// that fails before the commit point rolls back; one that fails after it
     /// reports that the transaction is committed but its durability in doubt.
     private func commitAndRelease() throws(SlotStoreError) {
-        if durable && journal.isDirty {
-            // The whole data region, not just the journaled ranges: a longer
-            // new string reaches bytes its old value did not cover. msync
-            // writes only the dirty pages.
+        if durable && journal.isDirty && journal.seal() {
+            // One flush writes the seals and the data: after a power loss,
+            // sealed records are redone, so whatever part of the data reached
+            // the disk, the transaction is whole. The range covers the whole
+            // data region (a longer new string reaches bytes its old value did
+            // not cover); msync writes only the dirty pages.
+            do {
+                try file.flush(offset: layout.journalOffset, count: layout.dataOffset + layout.dataSize - layout.journalOffset)
+            } catch {
+                journal.unseal()
+                abort()
+                throw error
+            }
+            journal.clear()
+        } else if durable && journal.isDirty {
+            // A record the journal had no room to seal: the data, then the cleared journal.
             do {
                 try file.flush(offset: layout.dataOffset, count: layout.dataSize)
             } catch {

@@ -6,9 +6,14 @@ import Synchronization
 /// header (64 bytes)   used bytes u64 (0 = clean), writer PID i32 at 8,
 ///                     transaction u64 at 16 (random per durable transaction; 0 otherwise)
 /// record              data offset u64, length u64, sequence offset u64, check u64,
-///                     then `length` bytes of the old value (a multiple of 8)
-/// check               0, or (durable) a marker in the high half and the CRC-32C
-///                     of the transaction, the three header words and the old value
+///                     then `length` bytes of the old value (a multiple of 8);
+///                     a durable record with room then has a seal u64 and
+///                     `length` bytes for the new value, filled at commit
+/// check               0, or (durable) a marker in the high half (which also
+///                     says whether the record has room for the new value) and
+///                     the CRC-32C of the transaction, the three words and the old value
+/// seal                0 until commit, then the marker and the CRC-32C of the
+///                     transaction, the data offset and the new value
 /// ```
 ///
 /// A writer appends a record, publishes it by storing the new used size, and
@@ -24,14 +29,21 @@ import Synchronization
 /// transaction's random number, so one `msync` writes a record and the size that
 /// publishes it together: a record that did not reach the disk whole (or an
 /// older transaction's record left at that place) fails its check and ends
-/// the journal, and its data was not yet touched. A durable one-field commit
-/// costs three flushes: the record, the data, the cleared journal.
+/// the journal, and its data was not yet touched. At commit each record is
+/// sealed with the new value of its bytes, and one `msync` writes the seals
+/// and the data together. Recovery then redoes a journal whose every record
+/// is sealed (the transaction committed, whatever part of the data reached the
+/// disk) and undoes any other. So a durable one-field commit costs two
+/// flushes. A record the journal has no room to seal falls back to flushing
+/// the data, then the cleared journal.
 struct UndoJournal: @unchecked Sendable {
     static let headerBytes = 64
     static let recordHeaderBytes = 32
     static let transactionOffset = 16
-    /// The high half of a durable record's check word.
+    /// The high half of a durable record's check word: without room for the
+    /// new value, or with it (and then of its seal too).
     static let checkMarker: UInt64 = 0x5353_4A31
+    static let checkMarkerWithSeal: UInt64 = 0x5353_4A32
 
     let base: MappedAddress
     let capacity: Int
@@ -52,6 +64,13 @@ struct UndoJournal: @unchecked Sendable {
         let sequenceOffset: Int
         /// Where the before-image starts, relative to the journal region.
         let imageOffset: Int
+        /// Where the seal word starts, for a durable record with room for one.
+        let sealOffset: Int?
+    }
+
+    /// The bytes a record of `length` takes after its header, given its check word.
+    static func payloadBytes(length: Int, check: UInt64) -> Int {
+        check >> 32 == checkMarkerWithSeal ? 2 * length + 8 : length
     }
 
     private func word(_ offset: Int) -> UInt64 { base.advanced(by: offset).atomic(UInt64.self).pointee.load(ordering: .relaxed) }
@@ -78,10 +97,16 @@ struct UndoJournal: @unchecked Sendable {
             let offset = Int(clamping: word(cursor))
             let recordedLength = Int(clamping: word(cursor + 8))
             if offset == dataOffset && recordedLength == length { return nil }
-            guard recordedLength <= end - cursor else { break }
-            cursor += UndoJournal.recordHeaderBytes + recordedLength
+            let payload = UndoJournal.payloadBytes(length: recordedLength, check: word(cursor + 24))
+            guard recordedLength <= end - cursor, payload <= end - cursor else { break }
+            cursor += UndoJournal.recordHeaderBytes + payload
         }
-        let needed = UndoJournal.recordHeaderBytes + length
+        var sealable = durable
+        var needed = UndoJournal.recordHeaderBytes + length + (sealable ? length + 8 : 0)
+        if sealable && end + needed > capacity {
+            sealable = false
+            needed = UndoJournal.recordHeaderBytes + length
+        }
         guard end + needed <= capacity else {
             throw .transactionTooLarge(path: path, neededBytes: used + needed, journalBytes: capacity - UndoJournal.headerBytes)
         }
@@ -108,7 +133,8 @@ struct UndoJournal: @unchecked Sendable {
                 default: word(image + (index - 4) * 8)
                 }
             }
-            setWord(end + 24, UndoJournal.checkMarker << 32 | UInt64(crc))
+            setWord(end + 24, (sealable ? UndoJournal.checkMarkerWithSeal : UndoJournal.checkMarker) << 32 | UInt64(crc))
+            if sealable { setWord(image + length, 0) }
         } else {
             setWord(end + 24, 0)
         }
@@ -116,6 +142,51 @@ struct UndoJournal: @unchecked Sendable {
         // this store leaves the data untouched and the record ignored.
         usedBytes.pointee.store(UInt64(used + needed), ordering: .releasing)
         return durable ? end + needed : nil
+    }
+
+    /// Seals every durable record with the current (new) value of its bytes.
+    /// - Returns: whether every record is sealed, so that one flush of the
+    ///   journal and the data together commits the transaction.
+    func seal() -> Bool {
+        let (parsed, _) = records()
+        let number = transaction.pointee.load(ordering: .relaxed)
+        guard number != 0, !parsed.isEmpty, parsed.allSatisfy({ $0.sealOffset != nil }) else { return false }
+        for record in parsed {
+            guard let seal = record.sealOffset else { continue }
+            base.advanced(by: seal + 8).copyBytes(from: fileBase.pointer + record.dataOffset, count: record.length)
+            let crc = UndoJournal.sealChecksum(transaction: number, record: record) { word($0) }
+            setWord(seal, UndoJournal.checkMarkerWithSeal << 32 | UInt64(crc))
+        }
+        return true
+    }
+
+    /// Withdraws the seals, so a commit whose flush failed is rolled back, not redone.
+    func unseal() {
+        for record in records().records { if let seal = record.sealOffset { setWord(seal, 0) } }
+    }
+
+    static func sealChecksum(transaction: UInt64, record: Record, word: (Int) -> UInt64) -> UInt32 {
+        let seal = record.sealOffset ?? 0
+        return CRC32C.checksum(words: 2 + record.length / 8) { index in
+            switch index {
+            case 0: transaction
+            case 1: UInt64(record.dataOffset)
+            default: word(seal + 8 + (index - 2) * 8)
+            }
+        }
+    }
+
+    /// Whether `records` are a whole durable transaction that reached its
+    /// commit: every one sealed, with an intact seal.
+    func isSealed(_ records: [Record]) -> Bool {
+        let number = transaction.pointee.load(ordering: .relaxed)
+        guard number != 0, !records.isEmpty else { return false }
+        return records.allSatisfy { record in
+            guard let seal = record.sealOffset else { return false }
+            let check = word(seal)
+            return check >> 32 == UndoJournal.checkMarkerWithSeal
+                && UInt32(truncatingIfNeeded: check) == UndoJournal.sealChecksum(transaction: number, record: record) { word($0) }
+        }
     }
 
     /// Marks the transaction committed.
@@ -153,8 +224,10 @@ struct UndoJournal: @unchecked Sendable {
             let sequence = Int(clamping: word(cursor + 16))
             let check = word(cursor + 24)
             let imageStart = cursor + recordHeaderBytes
+            let payload = payloadBytes(length: length, check: check)
             if transaction != 0 {
-                guard check >> 32 == checkMarker, length % 8 == 0, length <= end - imageStart else {
+                guard check >> 32 == checkMarker || check >> 32 == checkMarkerWithSeal, length % 8 == 0,
+                      payload <= end - imageStart else {
                     return (result, nil)
                 }
                 let crc = CRC32C.checksum(words: 4 + length / 8) { index in
@@ -166,29 +239,34 @@ struct UndoJournal: @unchecked Sendable {
                 }
                 guard UInt32(truncatingIfNeeded: check) == crc else { return (result, nil) }
             }
-            guard length > 0, length % 8 == 0, offset % 8 == 0, length <= end - imageStart,
+            guard length > 0, length % 8 == 0, offset % 8 == 0, payload <= end - imageStart,
                   offset >= dataRange.lowerBound, offset <= dataRange.upperBound - length else {
                 return (result, "record \(result.count) (offset \(offset), length \(length)) lies outside the data region or the journal")
             }
             guard sequence == 0 || (sequence % 8 == 0 && dataRange.contains(sequence) && sequence + 8 <= dataRange.upperBound) else {
                 return (result, "record \(result.count) names sequence word \(sequence), outside the data region")
             }
-            result.append(Record(dataOffset: offset, length: length, sequenceOffset: sequence, imageOffset: imageStart))
-            cursor = imageStart + length
+            let sealOffset = transaction != 0 && check >> 32 == checkMarkerWithSeal ? imageStart + length : nil
+            result.append(Record(dataOffset: offset, length: length, sequenceOffset: sequence, imageOffset: imageStart,
+                                 sealOffset: sealOffset))
+            cursor = imageStart + payload
         }
         return (result, nil)
     }
 
-    /// Restores every before-image, newest first, then clears the journal.
+    /// Restores every before-image, newest first, then clears the journal; or,
+    /// for a sealed durable transaction (see ``isSealed(_:)``) and `redoingSealed`,
+    /// writes every new value instead, completing it.
     ///
     /// Each restored field's sequence word is made odd while its bytes change
     /// and then advanced to a new even value, so a seqlock reader that started
     /// before the dead writer can't accept a mix of new and restored bytes.
-    /// - Returns: the number of records restored.
+    /// - Returns: the number of records restored or redone.
     @discardableResult
-    func rollBack(beforeClearing: (() -> Void)? = nil) -> Int {
+    func rollBack(redoingSealed: Bool = true, beforeClearing: (() -> Void)? = nil) -> Int {
         let (parsed, _) = records()
-        for record in parsed.reversed() {
+        let redo = redoingSealed && isSealed(parsed)
+        for record in redo ? parsed : parsed.reversed() {
             let sequence = record.sequenceOffset == 0 ? nil : fileBase.advanced(by: record.sequenceOffset).atomic(UInt64.self)
             if let sequence {
                 let value = sequence.pointee.load(ordering: .relaxed)
@@ -197,9 +275,10 @@ struct UndoJournal: @unchecked Sendable {
             }
             // Word by word with atomic stores: lock-free readers of scalars and
             // array elements see each word either old or restored, never torn.
+            let image = redo ? (record.sealOffset ?? 0) + 8 : record.imageOffset
             for word in stride(from: 0, to: record.length, by: 8) {
-                let old = base.advanced(by: record.imageOffset + word).atomic(UInt64.self).pointee.load(ordering: .relaxed)
-                fileBase.advanced(by: record.dataOffset + word).atomic(UInt64.self).pointee.store(old, ordering: .relaxed)
+                let value = base.advanced(by: image + word).atomic(UInt64.self).pointee.load(ordering: .relaxed)
+                fileBase.advanced(by: record.dataOffset + word).atomic(UInt64.self).pointee.store(value, ordering: .relaxed)
             }
             if let sequence {
                 let value = sequence.pointee.load(ordering: .relaxed)
