@@ -19,11 +19,13 @@ public struct OpenOptions: Sendable {
         /// progress can be found half done: use ``flushOnCommit`` where that matters.
         case processCrash
         /// Every locked write and transaction is flushed (`msync`) before it
-        /// returns, so it also survives a power loss: the journal reaches the
-        /// disk before the data it protects, and the data before the commit.
-        /// Costs one flush of the journal per changed field, one of the data
-        /// region and one of the journal header per commit. Lock-free scalar
-        /// and array-element writes are not flushed: call ``SlotStore/sync()``.
+        /// returns, so it also survives a power loss: each checksummed journal
+        /// record reaches the disk before the data it protects, and one flush
+        /// at commit writes the data with the records sealed by their new
+        /// values, which recovery redoes. Costs one flush per changed field and
+        /// one per commit: two for a one-field write. Every process writing the
+        /// store must use it for the guarantee to hold. Lock-free scalar and
+        /// array-element writes are not flushed: call ``SlotStore/sync()``.
         case flushOnCommit
     }
 

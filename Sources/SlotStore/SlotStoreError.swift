@@ -46,13 +46,22 @@ public enum SlotStoreError: Error, Sendable, Equatable, CustomStringConvertible 
     case mapFull(path: String, field: String, capacity: Int, count: Int)
     /// A migration would lose or change data in a way its options do not allow.
     case migrationRefused(path: String, reasons: [String])
-    /// An operation that rewrites the file needs every other process to close the store.
+    /// A compaction (or migration) in place can't run while the store is open
+    /// elsewhere (other processes, or other ``SlotStore`` objects in this one):
+    /// it would drop, retype, widen, narrow or resize a field their handles may
+    /// use (only new fields, larger strings and bytes, and other map capacities
+    /// are allowed then), or it could not stop their lock-free writes
+    /// (`membarrier(2)` unavailable, or a thread stayed inside a lock-free write
+    /// past the lock timeout). Nothing was changed.
     case storeInUse(path: String, operation: String)
     /// The store was closed in this process.
     case storeClosed(path: String)
     /// A consistent read did not succeed within the lock timeout because the field kept changing.
     case readTimeout(path: String, field: String, seconds: Double)
     /// The transaction committed, but flushing it to disk failed afterwards.
+    ///
+    /// Only a ``OpenOptions/Durability/flushOnCommit`` commit whose journal had
+    /// no room to seal every record flushes after its commit point.
     case committedButNotFlushed(path: String, detail: String)
     /// The file belongs to another user and the options do not allow that.
     case ownedByAnotherUser(path: String, owner: UInt32, user: UInt32)
@@ -158,7 +167,7 @@ public enum SlotStoreError: Error, Sendable, Equatable, CustomStringConvertible 
         case .migrationRefused(let path, let reasons):
             "\(path): the migration was refused, nothing was changed: \(reasons.joined(separator: "; "))"
         case .storeInUse(let path, let operation):
-            "\(path): the store is open elsewhere (another process, or another SlotStore object in this one), and \(operation) rewrites the file; close it there first, or write the result elsewhere (`slotstore compact --output NEWPATH`)"
+            "\(path): \(operation) is refused while the store is open elsewhere (another process, or another SlotStore object in this one), and nothing was changed; close it there first, or write the result elsewhere (`slotstore compact --output NEWPATH`)"
         case .storeClosed(let path):
             "\(path): this store was closed in this process; open it again to use it"
         case .readTimeout(let path, let field, let seconds):

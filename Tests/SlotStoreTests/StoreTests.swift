@@ -277,6 +277,36 @@ struct StoreTests {
         #expect(try SlotStore(path: path).value(of: "a") == .int(0))
     }
 
+    @Test("power-loss simulation: a sealed durable commit that grew a string is redone whole when none of its data reached the disk")
+    func durableStringGrowthRedo() throws {
+        let path = directory.file("grow.slots")
+        let schema = Schema(version: 1, fields: [.string("s", capacity: 64)])
+        let longer = String(repeating: "x", count: 40)
+        let journalOffset: Int
+        let field: FieldLayout
+        var before: [UInt8] = []
+        do {
+            let store = try SlotStore(path: path, schema: schema, options: OpenOptions(durability: .flushOnCommit))
+            try store.string("s").store("ab")
+            field = try #require(store.core.layout.field(named: "s"))
+            journalOffset = store.core.layout.journalOffset
+            before = Array(fileBytes(path)[field.offset..<field.offset + field.size])
+            try store.string("s").store(longer)
+            store.close()
+        }
+        // The journal as the commit left it on disk (sealed, then cleared in
+        // memory only) and the field's bytes as before the commit.
+        let bytes = fileBytes(path)
+        func u64(_ offset: Int) -> UInt64 { bytes[offset..<offset + 8].enumerated().reduce(0) { $0 | UInt64($1.element) << (8 * $1.offset) } }
+        let record = journalOffset + UndoJournal.headerBytes
+        let length = Int(u64(record + 8))
+        #expect(length >= 8 + 40, "the record covers the new value's bytes: \(length)")
+        let used = UInt64(UndoJournal.recordHeaderBytes + 2 * length + 8)
+        patchFile(path, at: journalOffset, (0..<8).map { UInt8(truncatingIfNeeded: used >> (8 * $0)) })
+        patchFile(path, at: field.offset, before)
+        #expect(try SlotStore(path: path).value(of: "s") == .string(longer))
+    }
+
     @Test("cache-line-aligned stores keep that layout on reopen")
     func cacheLineAligned() throws {
         let path = directory.file("c.slots")

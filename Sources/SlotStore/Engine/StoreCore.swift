@@ -297,7 +297,9 @@ final class StoreCore: @unchecked Sendable {
         }
         let lengthWord = address(field.secondWordOffset).atomic(UInt64.self)
         let oldLength = Int(min(lengthWord.pointee.load(ordering: .relaxed), UInt64(capacity)))
-        try recordUndo(offset: field.secondWordOffset, length: 8 + roundUp(oldLength, to: 8),
+        // The longer of the two values: rolling back needs the old bytes, and a
+        // durable commit's seal (redone after a power loss) needs every new one.
+        try recordUndo(offset: field.secondWordOffset, length: 8 + roundUp(max(oldLength, source.count), to: 8),
                        sequenceOffset: field.sequenceOffset)
         let sequence = beginSeqlockWrite(field)
         let payload = address(field.payloadOffset)

@@ -20,29 +20,43 @@ struct FieldLayout: Sendable, Hashable {
     /// Bytes reserved for the field, including padding.
     let size: Int
 
+    /// Whether the field starts with a sequence word (arrays, strings, bytes).
+    /// Stored, like the capacity: `FieldType` is an indirect enum, and a
+    /// switch on it at every locked write is a dependent load and a jump.
+    let hasSequence: Bool
+    /// Capacity of the payload in bytes.
+    let payloadCapacity: Int
+
     static let prefixBytes = 16
 
-    var hasSequence: Bool {
+    init(index: Int, name: String, type: FieldType, offset: Int, size: Int) {
+        self.index = index
+        self.name = name
+        self.type = type
+        self.offset = offset
+        self.size = size
         switch type {
-        case .scalar, .map: false
-        default: true
+        case .scalar(let scalar):
+            hasSequence = false
+            payloadCapacity = scalar.byteWidth
+        case .array(let element, let count):
+            hasSequence = true
+            payloadCapacity = element.byteWidth * count
+        case .string(let capacity), .bytes(let capacity):
+            hasSequence = true
+            payloadCapacity = capacity
+        case .map:
+            hasSequence = false
+            payloadCapacity = 0
         }
     }
+
     /// Offset of the sequence word (arrays, strings, bytes).
     var sequenceOffset: Int { offset }
     /// Offset of the second prefix word: element writes (arrays) or length (strings, bytes).
     var secondWordOffset: Int { offset + 8 }
     /// Offset of the value: the scalar itself, or the payload after the prefix.
     var payloadOffset: Int { hasSequence ? offset + FieldLayout.prefixBytes : offset }
-    /// Capacity of the payload in bytes.
-    var payloadCapacity: Int {
-        switch type {
-        case .scalar(let scalar): scalar.byteWidth
-        case .array(let element, let count): element.byteWidth * count
-        case .string(let capacity), .bytes(let capacity): capacity
-        case .map: 0
-        }
-    }
 
     static func slotSize(of type: FieldType) -> Int {
         switch type {

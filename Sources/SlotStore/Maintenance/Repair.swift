@@ -101,7 +101,7 @@ extension SlotStore {
                 report.actions.append("reset the lock held by PID \(lock.holderPID.map(String.init) ?? "?") (\(why))")
             }
             if state.journalUsed != 0 {
-                report.actions.append("roll back the interrupted write in the journal (\(state.journalRecords.count) record(s), \(state.journalUsed) bytes)")
+                report.actions.append("roll back the interrupted write in the journal (\(state.journalRecords.count) record(s), \(state.journalUsed) bytes), or complete it if it is a durable commit with every record sealed")
             }
             if !oddFields.isEmpty {
                 report.actions.append("settle the sequence words of \(oddFields.joined(separator: ", "))")

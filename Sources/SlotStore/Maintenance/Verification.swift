@@ -110,7 +110,7 @@ extension SlotStore {
             find("journal-damaged", "the undo journal is damaged: \(damage); `slotstore repair` rolls back the intact records and clears it")
         }
         if state.journalUsed != 0 && !liveWriter {
-            find("journal-dirty", "the undo journal holds \(state.journalRecords.count) record(s) (\(state.journalUsed) bytes) of an interrupted write; `slotstore repair` (or the next writer) rolls it back")
+            find("journal-dirty", "the undo journal holds \(state.journalRecords.count) record(s) (\(state.journalUsed) bytes) of an interrupted write; `slotstore repair` (or the next writer) rolls it back, or completes it if it is a durable commit whose records are all sealed")
         }
 
         checked.append("fields")

@@ -13,8 +13,11 @@ enum CompactCommand: Command {
       format. Adding fields, widening numbers and growing capacities are always
       allowed; narrowing, retyping and dropping need their flag, and a value that
       does not fit its new type stops the compaction with nothing changed.
-      Without --output, the result replaces PATH atomically; that needs every
-      other process to have closed the store. With --output, PATH stays in service.
+      Without --output, the result replaces PATH atomically, also while other
+      processes use the store: they carry on in the new file. While they do, it
+      may only add fields, grow strings and bytes, and change a map's capacity;
+      other changes need them to close it first. With --output, PATH stays
+      in service and the result is a snapshot.
       --capacity FIELD=N   new capacity of a map, string or bytes field (or an array's count); repeatable
       --dry-run            print the plan (sizes before and after, each field's fate) and change nothing
       --json               print the plan as JSON: {path, output, bytesBefore, bytesAfter, formatBefore,
