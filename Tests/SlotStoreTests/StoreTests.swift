@@ -267,14 +267,20 @@ struct StoreTests {
 
         // Another transaction's header reached the disk, its record did not:
         // the stale record fails its check and nothing is applied.
+        // Each open below is the only opener (closed at once), so it recovers.
+        func reopenedValue() throws -> FieldValue {
+            let store = try SlotStore(path: path)
+            defer { store.close() }
+            return try store.value(of: "a")
+        }
         crash(nonce: nonce ^ 0x5A5A, sealed: true, dataOnDisk: 7)
-        #expect(try SlotStore(path: path).value(of: "a") == .int(7))
+        #expect(try reopenedValue() == .int(7))
         // The seal reached the disk, the data did not: the commit is redone.
         crash(nonce: nonce, sealed: true, dataOnDisk: 0)
-        #expect(try SlotStore(path: path).value(of: "a") == .int(7))
+        #expect(try reopenedValue() == .int(7))
         // The new data reached the disk, the seal did not: undone, whole.
         crash(nonce: nonce, sealed: false, dataOnDisk: 7)
-        #expect(try SlotStore(path: path).value(of: "a") == .int(0))
+        #expect(try reopenedValue() == .int(0))
     }
 
     @Test("power-loss simulation: a sealed durable commit that grew a string is redone whole when none of its data reached the disk")
@@ -304,7 +310,9 @@ struct StoreTests {
         let used = UInt64(UndoJournal.recordHeaderBytes + 2 * length + 8)
         patchFile(path, at: journalOffset, (0..<8).map { UInt8(truncatingIfNeeded: used >> (8 * $0)) })
         patchFile(path, at: field.offset, before)
-        #expect(try SlotStore(path: path).value(of: "s") == .string(longer))
+        let reopened = try SlotStore(path: path)
+        defer { reopened.close() }
+        #expect(try reopened.value(of: "s") == .string(longer))
     }
 
     @Test("cache-line-aligned stores keep that layout on reopen")
