@@ -4,7 +4,8 @@ import SlotStore
 
 /// `slotstore demo`: the main job, shown live. Worker processes share
 /// counters and a string; one is SIGKILLed while it holds the lock in the
-/// middle of a write; the others carry on and the final counts are exact.
+/// middle of a write; the store is compacted in place (its string given more
+/// room) while the others write; they carry on and the final counts are exact.
 enum DemoCommand: Command {
     static let name = "demo"
     static let abstract = "show processes sharing a store while one is killed holding the lock"
@@ -44,7 +45,8 @@ enum DemoCommand: Command {
         say("SlotStore demo")
         say("  store   \(path) (\(schema.fields.count) fields: requests, worker.0 … worker.\(victimID), motd)")
         say("  plan    \(workers) workers each add 1 to \"requests\" \(increments) times and rewrite \"motd\" every \(DemoWorker.writeEvery);")
-        say("          a victim process will stop in the middle of a locked write and be killed there")
+        say("          a victim process will stop in the middle of a locked write and be killed there,")
+        say("          and a quarter of the way in, the store is compacted in place while the workers write")
         say("")
 
         // 1. The victim: same program, told to halt mid-write holding the lock.
@@ -67,33 +69,47 @@ enum DemoCommand: Command {
         victim.waitUntilExit()
         say("● SIGKILL sent to PID \(victim.processIdentifier) while it held the lock (it died: signal \(victim.terminationReason == .uncaughtSignal ? victim.terminationStatus : 0))")
 
-        // 4. Live progress until the workers finish.
+        // 4. A quarter of the way in, a compaction in place gives "motd" more
+        // room while the workers write. This process's own handles (requests,
+        // motd) were resolved before it and carry on in the new file too.
+        let expected = Int64(workers * increments + victimIncrements)
+        while requests.load() < expected / 4 { sched_yield() }  // an exact wait on the store itself
+        // The lock's counters belong to a file: keep the old file's, with the victim's recovery.
+        let recovered = store.status
+        let writing = children.filter(\.isRunning).count
+        let plan = try SlotStore.compact(at: path, capacities: ["motd": 2 * motd.capacity])
+        let resized = plan.fields.first { $0.name == "motd" }.map { "\($0.from ?? "") → \($0.to ?? "")" } ?? ""
+        say("● compacted in place at \(requests.load()) requests while \(writing) workers wrote: motd \(resized), file generation \(store.generation)")
+
+        // 5. Live progress until the workers finish.
         while children.contains(where: \.isRunning) {
             let status = store.status
-            say("  requests \(pad(requests.load()))  lock acquisitions \(pad(status.lockAcquisitions))  recoveries \(status.recoveries)")
+            say("  requests \(pad(requests.load()))  lock acquisitions \(pad(status.lockAcquisitions))  recoveries \(status.recoveries)  file generation \(store.generation)")
             usleep(100_000)  // display refresh, not synchronisation: waitUntilExit follows
         }
         for child in children { child.waitUntilExit() }
         let failed = children.filter { $0.terminationReason != .exit || $0.terminationStatus != 0 }
 
-        // 5. The verdict.
+        // 6. The verdict.
         let status = store.status
-        let expected = Int64(workers * increments + victimIncrements)
         let total = requests.load()
         let perWorker = try (0...victimID).map { try store.scalar("worker.\($0)", as: Int64.self).load() }
         let message = try motd.load()
         let intact = SelfCheckingText.isIntact(message)
         say("")
         say("● all workers finished")
-        say("  recovery   \(status.recoveries) interrupted write rolled back (dead holder PID \(status.lastRecoveredPID.map(String.init) ?? "none")); lock free: \(status.lockHolderPID == nil ? "yes" : "no"); journal: \(status.journalDirty ? "dirty" : "clean")")
+        say("  recovery   \(recovered.recoveries) interrupted write rolled back (dead holder PID \(recovered.lastRecoveredPID.map(String.init) ?? "none")); lock free: \(status.lockHolderPID == nil ? "yes" : "no"); journal: \(status.journalDirty ? "dirty" : "clean")")
         say("  motd       \"\(message)\" (checksum \(intact ? "intact" : "BROKEN"))")
         say("  per worker \(perWorker.map(String.init).joined(separator: ", ")) (victim: \(victimIncrements) before it died)")
         say("  requests   \(total) = \(workers) × \(increments) + \(victimIncrements) → \(total == expected ? "exact" : "WRONG, expected \(expected)")")
+        let capacity = try store.string("motd").capacity
+        let compacted = store.generation == 2 && capacity == 2 * motd.capacity
+        say("  compaction generation \(store.generation), motd holds up to \(capacity) bytes; every worker carried on in the new file")
 
         let perWorkerExact = perWorker == Array(repeating: Int64(increments), count: workers) + [Int64(victimIncrements)]
-        let ok = failed.isEmpty && total == expected && perWorkerExact && intact && status.recoveries >= 1
-            && !status.journalDirty && status.lockHolderPID == nil
-        say(ok ? "✓ no update lost, nothing torn, no stuck lock" : "✗ the demo found a problem (see above)")
+        let ok = failed.isEmpty && total == expected && perWorkerExact && intact && recovered.recoveries >= 1
+            && !status.journalDirty && status.lockHolderPID == nil && compacted
+        say(ok ? "✓ no update lost, nothing torn, no stuck lock, none lost across the compaction" : "✗ the demo found a problem (see above)")
         if keep { say("  kept \(path); try `slotstore inspect \(path)`") }
         store.close()
         return ok ? ExitStatus.success : ExitStatus.problem
