@@ -162,13 +162,15 @@ public final class SlotStore: Sendable {
     ///
     /// Handles switch by themselves on their next operation, so this is only
     /// needed to switch at a moment of your choosing, or to learn why a switch
-    /// failed: if the new file can't be opened (or is not a compatible
-    /// successor), lock-free writes keep going to the retired file, and this
-    /// throws the reason.
+    /// failed: if the new file can't be opened, or no longer has a field a
+    /// handle uses with a type it can follow (a later compaction dropped or
+    /// changed it), that handle's lock-free writes keep going to the retired
+    /// file, its throwing calls throw, and this throws the reason once.
     @discardableResult
     public func refresh() throws(SlotStoreError) -> Bool {
         let before = session.current
         let after = try session.live(after: before)
+        if let failure = session.takeSwitchFailure() { throw failure }
         return after !== before
     }
 

@@ -42,4 +42,7 @@ static inline void slotstore_compiler_barrier(void) {
 /// (-ENOSYS when the kernel or a seccomp filter doesn't offer it).
 int slotstore_membarrier_global(void);
 
+/// The calling thread's kernel TID (what a robust mutex records as its owner).
+int slotstore_gettid(void);
+
 #endif

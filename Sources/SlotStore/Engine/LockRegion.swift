@@ -1,3 +1,4 @@
+import CSlotStore
 import Glibc
 import Synchronization
 
@@ -87,6 +88,10 @@ struct LockRegion: @unchecked Sendable {
 
     /// The raw futex word, for tools: whether the mutex is held and whether its owner died.
     var lockWord: UInt32 { base.atomic(UInt32.self).pointee.load(ordering: .relaxed) }
+
+    /// Whether the calling thread holds the mutex (glibc keeps the owner's TID
+    /// in the word), through this mapping or another of the same file.
+    var heldByCallingThread: Bool { lockWord & LockRegion.futexTIDMask == UInt32(truncatingIfNeeded: slotstore_gettid()) }
 
     /// Identifies the mutex ABI: C library, architecture and `sizeof(pthread_mutex_t)`.
     /// Stored in the header; a process with another ABI refuses the store.

@@ -226,7 +226,10 @@ final class StoreCore: @unchecked Sendable {
             do {
                 try file.flush(offset: layout.journalOffset, count: layout.dataOffset + layout.dataSize - layout.journalOffset)
             } catch {
+                // Withdrawn on disk too before the rollback flushes the data,
+                // or a power loss could redo a commit reported as failed.
                 journal.unseal()
+                try? file.flush(offset: layout.journalOffset, count: layout.journalSize)
                 abort()
                 throw error
             }

@@ -72,14 +72,10 @@ final class StoreSession: Sendable {
                             throw error
                         }
                     }
-                    let missing = old.layout.fields.filter { field in
-                        guard let successor = next.layout.field(named: field.name) else { return true }
-                        return !field.type.acceptsLiveSwitch(to: successor.type)
-                    }
-                    guard missing.isEmpty else {
-                        next.close()
-                        throw SlotStoreError.schemaMismatch(path: path, differences: old.schema.differences(to: next.schema))
-                    }
+                    // Followed whatever the new schema: a handle whose field was
+                    // dropped or changed by a compaction (possible once every
+                    // process that had the store open switched) stays on the
+                    // retired file, and ``liveField(_:_:)`` says why.
                     engines.retired.append(old)
                     engines.current = next
                     newest.store(StoreSession.bits(next), ordering: .releasing)
@@ -93,17 +89,24 @@ final class StoreSession: Sendable {
         }
     }
 
-    /// The error of the last failed switch, if the store is still on a retired file.
-    var switchFailure: SlotStoreError? {
-        engines.withLock { $0.current.gate.isRetired ? $0.switchFailure : nil }
+    /// The error of the last failed switch, or of a handle whose field the
+    /// new file no longer has; reported once.
+    func takeSwitchFailure() -> SlotStoreError? {
+        engines.withLock { engines in
+            defer { engines.switchFailure = nil }
+            return engines.switchFailure
+        }
     }
 
     /// Field number `index` of `core`, in the live engine.
     func liveField(_ core: StoreCore, _ index: Int) throws(SlotStoreError) -> (StoreCore, FieldLayout) {
         let live = try live(after: core)
-        let name = core.layout.fields[index].name
-        guard let field = live.layout.field(named: name) else {
-            throw .unknownField(path: path, name: name, available: live.layout.fields.map(\.name))
+        let old = core.layout.fields[index]
+        guard let field = live.layout.field(named: old.name), old.type.acceptsLiveSwitch(to: field.type) else {
+            let error = SlotStoreError.schemaMismatch(path: path, differences: core.schema.differences(to: live.schema)
+                .filter { $0.description.contains("\"\(old.name)\"") })
+            engines.withLock { $0.switchFailure = error }
+            throw error
         }
         return (live, field)
     }
@@ -144,10 +147,19 @@ final class StoreSession: Sendable {
             // Being retired, or no thread slot free: the compactor holds the
             // lock from "retiring" to "retired", so a write under it is
             // either copied or goes to the successor.
+            if core.lock.heldByCallingThread {
+                return write(FieldWords(core, field))  // inside a transaction through another object on this file
+            }
             do {
                 try core.acquireLock()
-            } catch .storeRetired, .lockTimeout {
-                continue  // retired now; or a compaction of a large store outlasts the timeout
+            } catch .storeRetired {
+                continue
+            } catch .lockTimeout {
+                // A compaction of a large store may outlast the timeout: wait
+                // on. A live store whose lock is stuck (and this thread has
+                // no slot) gets the write as it did before compaction existed.
+                if core.retirementState == Retirement.live { return write(FieldWords(core, field)) }
+                continue
             } catch .nestedTransaction {
                 return write(FieldWords(core, field))  // this thread holds the lock already
             } catch .storeClosed {

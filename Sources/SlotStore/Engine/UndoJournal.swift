@@ -69,8 +69,11 @@ struct UndoJournal: @unchecked Sendable {
     }
 
     /// The bytes a record of `length` takes after its header, given its check word.
+    /// Saturates instead of overflowing: a damaged length must fail the bounds checks, not trap.
     static func payloadBytes(length: Int, check: UInt64) -> Int {
-        check >> 32 == checkMarkerWithSeal ? 2 * length + 8 : length
+        guard check >> 32 == checkMarkerWithSeal else { return length }
+        let (doubled, overflow) = length.multipliedReportingOverflow(by: 2)
+        return overflow || doubled > Int.max - 8 ? Int.max : doubled + 8
     }
 
     private func word(_ offset: Int) -> UInt64 { base.advanced(by: offset).atomic(UInt64.self).pointee.load(ordering: .relaxed) }

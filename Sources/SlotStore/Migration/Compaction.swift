@@ -38,6 +38,22 @@ extension SlotStore {
                                migration: MigrationOptions = MigrationOptions(), dryRun: Bool = false,
                                allowOtherOwner: Bool = false,
                                progress: ((String) -> Void)? = nil) throws(SlotStoreError) -> CompactionPlan {
+        // A compaction that waited for the lock of a file another compaction
+        // replaced meanwhile starts again, on the new file.
+        var attempt = 0
+        while true {
+            do {
+                return try compactOnce(at: path, output: output, schema: schema, capacities: capacities, migration: migration,
+                                       dryRun: dryRun, allowOtherOwner: allowOtherOwner, progress: progress)
+            } catch .storeRetired where attempt < 8 {
+                attempt += 1
+            }
+        }
+    }
+
+    private static func compactOnce(at path: String, output: String?, schema: Schema?, capacities: [String: Int],
+                                    migration: MigrationOptions, dryRun: Bool, allowOtherOwner: Bool,
+                                    progress: ((String) -> Void)?) throws(SlotStoreError) -> CompactionPlan {
         let destination = output ?? path
         let inPlace = destination == path
         if !inPlace, case .success(_?) = Syscall.kind(at: destination) { throw .alreadyExists(path: destination) }
@@ -66,15 +82,21 @@ extension SlotStore {
         var info = stat()
         let mode = fstat(source.core.file.fd, &info) == 0 ? UInt32(info.st_mode & 0o7777) : 0o600
         TemporaryFiles.removeStale(for: destination)
-        let temporary = TemporaryFiles.path(for: destination, kind: "compacting")
-        unlink(temporary)
-        defer { unlink(temporary) }
+        // Unique, and created exclusively: two compactions of one store (two
+        // threads, or same-numbered processes in two PID namespaces) never
+        // build into, or rename, each other's file.
+        let unique = String(UInt64.random(in: 0...UInt64.max), radix: 36)
+        let temporary = TemporaryFiles.path(for: destination, kind: "compacting", unique: unique)
         var options = OpenOptions(mode: .create, fileMode: mode,
                                   cacheLineAligned: source.core.header.flags.contains(.cacheLineAligned))
         options.initialGeneration = source.core.header.generation &+ 1
         let result = try SlotStore(path: temporary, schema: target, options: options)
+        defer {
+            result.close()
+            unlink(temporary)  // gone already once renamed or linked into place
+        }
         result.core.journaling = false
-        defer { result.close() }
+        try keepOwner(of: source.core, for: result.core, live: live, path: path)
 
         // Hold the source's lock from the first byte copied until the new
         // file is in place: locked writers wait, the copy is one consistent
@@ -88,21 +110,39 @@ extension SlotStore {
             do throws(SlotStoreError) {
                 try copy(from: sourceCore, to: result.core, target: target, plan: plan, path: path, progress: progress)
                 try result.sync()
-                let successor = result.core.fileIdentity
-                result.close()
-                try place(temporary, at: destination, replacing: inPlace)
-                if live {
-                    sourceCore.fault(.afterRename)
-                    sourceCore.finishRetirement(successor: successor ?? (0, 0), generation: options.initialGeneration)
+                // Processes can open the new file from its rename on: hold its
+                // lock until its directory entry is durable, so no durable
+                // commit lands in a file a power loss could still unname.
+                try result.core.acquireLock()
+                defer { result.core.releaseLock() }
+                if inPlace {
+                    // Marked before the rename: a compactor dying between the
+                    // two leaves "retired" on a file still at its path, which
+                    // the next process to take its lock makes live again.
+                    sourceCore.finishRetirement(successor: result.core.fileIdentity ?? (0, 0), generation: options.initialGeneration)
                 }
+                try place(temporary, at: destination, replacing: inPlace)
+                if live { sourceCore.fault(.afterRename) }
             } catch {
-                if live { sourceCore.abandonRetirement() }
+                if inPlace { sourceCore.abandonRetirement() }
                 throw error
             }
         }
         plan.bytesAfter = Int(try SlotStore.inspect(at: destination).format.fileSize)
         progress?("wrote \(destination)\(live ? "; the processes using it switch to it on their next operation" : "")")
         return plan
+    }
+
+    /// Gives the new file the source's owner when it differs (a compaction by
+    /// another user allowed with `allowOtherOwner`): the processes that follow
+    /// a live compaction refuse a file that isn't their user's.
+    private static func keepOwner(of source: StoreCore, for result: StoreCore, live: Bool, path: String) throws(SlotStoreError) {
+        var old = stat(), new = stat()
+        guard fstat(source.file.fd, &old) == 0, fstat(result.file.fd, &new) == 0,
+              old.st_uid != new.st_uid || old.st_gid != new.st_gid else { return }
+        if fchown(result.file.fd, old.st_uid, old.st_gid) != 0 && live {
+            throw .permissionDenied(path: path, operation: "give the compacted store its owner (user \(old.st_uid)), which the processes using it need in order to follow it; compact as that user or as root, or when they have closed it")
+        }
     }
 
     /// Copies every field of `target` that the source has, converted; call holding both locks or with the target private.
