@@ -1,5 +1,6 @@
 import Foundation
 import Glibc
+import Synchronization
 import Testing
 @testable import SlotStore
 
@@ -55,6 +56,54 @@ struct LiveCompactionTests {
         #expect(try fresh.string("note").load() == String(repeating: "x", count: 60))
         #expect(try fresh.map("sessions", key: String.self, value: Int64.self).entries().count == 3)
         #expect(try SlotStore.verify(at: path).findings == [])
+    }
+
+    @Test("two compactions of one store at once, from two threads, keep every value")
+    func concurrentCompactions() throws {
+        let path = directory.file("twice.slots")
+        // A map large enough that the two copies overlap in time.
+        let store = try SlotStore(path: path, schema: Schema(version: 1, fields: [
+            .int64("hits"), .map("sessions", key: .string(capacity: 16), value: .scalar(.int64), capacity: 20_000),
+        ]))
+        let hits = try store.scalar("hits", as: Int64.self)
+        let sessions = try store.map("sessions", key: String.self, value: Int64.self)
+        hits.store(42)
+        try store.transaction { tx in
+            for index in 0..<10_000 { try tx.store(Int64(index), for: "k\(index)", in: sessions) }
+        }
+        let errors = Mutex<[String]>([])
+        let done = DispatchGroup()
+        for _ in 0..<2 {
+            done.enter()
+            Thread.detachNewThread {
+                do { try SlotStore.compact(at: path, capacities: ["sessions": 24_000]) }
+                catch { errors.withLock { $0.append("\(error)") } }
+                done.leave()
+            }
+        }
+        done.wait()
+        #expect(errors.withLock { $0 } == [])
+        #expect(hits.load() == 42)
+        #expect(try sessions.entries().count == 10_000 && sessions.get("k7777") == 7777)
+        #expect(store.generation == 3, "both compactions happened, one after the other")
+        #expect(try SlotStore.verify(at: path).findings == [])
+    }
+
+    @Test("a handle whose field a later compaction dropped stays on the retired file and refresh() says so; the others follow")
+    func droppedFieldStaysBehind() throws {
+        let path = directory.file("dropped.slots")
+        let store = try SlotStore(path: path, schema: Self.schema)
+        let hits = try store.scalar("hits", as: Int64.self)
+        let slots = try store.array("slots", of: Int64.self)
+        // Live (this store is attached), then with nobody on the new file yet: exclusive, so dropping is allowed.
+        try SlotStore.compact(at: path)
+        let v2 = Schema(version: 2, fields: Self.schema.fields.filter { $0.name != "hits" })
+        try SlotStore.compact(at: path, schema: v2, migration: MigrationOptions(allowDropping: true))
+        slots.store(5, at: 0)
+        hits.add(100)
+        #expect(try SlotStore(path: path).array("slots", of: Int64.self).snapshot() == [5, 0, 0, 0], "the array handle followed")
+        #expect(throws: SlotStoreError.self) { try store.refresh() }
+        #expect(try store.refresh() == false, "reported once")
     }
 
     @Test("processes writing lock-free and locked through three compactions in place lose nothing and end in the newest file")
