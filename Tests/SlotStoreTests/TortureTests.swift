@@ -34,6 +34,41 @@ struct TortureTests {
         #expect(Self.figure("recoveries", in: summary) == holding, "every kill holding the lock is one recovery: \(summary)")
     }
 
+    @Test("15 s of torture with compactions in place every ~300 ms, some by compactors killed mid-way: no violation",
+          .timeLimit(.minutes(3)))
+    func tortureWithCompaction() throws {
+        let result = try Tool.run(["torture", "--seconds", "15", "--seed", "42", "--compact-every", "300"])
+        let summary = result.stdout.split(separator: "\n").last { $0.hasPrefix("torture:") }
+        #expect(result.succeeded, "torture failed:\n\(result.stdout)\n\(result.stderr)")
+        guard let summary else {
+            Issue.record("no summary line:\n\(result.stdout)\n\(result.stderr)")
+            return
+        }
+        #expect(Self.figure("violations", in: summary) == 0, "\(summary)\n\(result.stderr)")
+        #expect(Self.figure("lock timeouts", in: summary) == 0, "\(summary)")
+        #expect((Self.figure("operations", in: summary) ?? 0) > 5_000, "\(summary)")
+        #expect((Self.figure("kills", in: summary) ?? 0) >= 25, "\(summary)")
+        let done = Self.figure("compactions done", in: summary) ?? 0
+        let killed = Self.figure("compactions killed", in: summary) ?? 0
+        #expect(done > 0, "compactions in place happened: \(summary)")
+        #expect(killed >= 1, "at least one compactor was killed at its fault point: \(summary)")
+        #expect((Self.figure("kills during compactions", in: summary) ?? 0) >= 1, "workers died while a compaction ran: \(summary)")
+        let afterRename = summary.range(of: "compactions killed \(killed) (").map { Int(summary[$0.upperBound...].prefix { $0.isNumber }) ?? -1 } ?? -1
+        #expect((0...killed).contains(afterRename), "\(summary)")
+        #expect(Self.figure("generation", in: summary) == 1 + done + afterRename,
+                "one generation per finished compaction and per compactor killed after its rename: \(summary)")
+        // Every death holding a lock is recovered once, in whichever file it
+        // held; a replaced file's lock may keep its dead holder (nobody uses
+        // it). A compactor killed after its rename also held the new file's
+        // lock, which the first process to open that file may reset instead.
+        let holding = Self.figure("kills holding the lock", in: summary) ?? 0
+        #expect(holding >= 10, "\(summary)")
+        let unrecovered = Self.figure("unrecovered in replaced files", in: summary) ?? -1
+        let compactorRecoveries = Self.figure("compactor recoveries", in: summary) ?? -1
+        #expect((killed...(killed + afterRename)).contains(compactorRecoveries), "\(summary)")
+        #expect((Self.figure("recoveries", in: summary) ?? 0) + unrecovered == holding + compactorRecoveries, "\(summary)")
+    }
+
     /// A string that carries its own checksum.
     static func checked(_ seed: Int) -> String {
         let body = String(repeating: Character(UnicodeScalar(UInt8(97 + seed % 26))), count: 10 + seed % 50)

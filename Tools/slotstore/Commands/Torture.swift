@@ -1,5 +1,6 @@
 import Glibc
 import SlotStore
+import Synchronization
 
 /// `slotstore torture`: worker processes run a seeded mix of checkable
 /// operations on one store while the parent SIGKILLs them at random moments,
@@ -19,19 +20,32 @@ enum TortureCommand: Command {
     static let name = "torture"
     static let abstract = "crash-torture a store: SIGKILL random workers, check every invariant"
     static let usage = """
-    usage: slotstore torture [--processes N] [--seconds S] [--kill-every MS] [--seed X] [PATH]
-      --processes N     worker processes (default 4, at most 16)
-      --seconds S       how long the workers run (default 10)
-      --kill-every MS   mean time between SIGKILLs of a random worker (default 100)
-      --seed X          seed of the operations, the kills and the fault points (default: random, printed)
-      PATH              the store to create, which must not exist; it is kept afterwards.
-                        Default: a new temporary folder, removed afterwards
+    usage: slotstore torture [--processes N] [--seconds S] [--kill-every MS] [--compact-every MS] [--seed X] [PATH]
+      --processes N       worker processes (default 4, at most 16)
+      --seconds S         how long the workers run (default 10)
+      --kill-every MS     mean time between SIGKILLs of a random worker (default 100)
+      --compact-every MS  mean time between compactions in place while the workers run
+                          (default 0: none; the first one comes within the first half of the run)
+      --seed X            seed of the operations, the kills, the fault points and the
+                          compactions (default: random, printed)
+      PATH                the store to create, which must not exist; it is kept afterwards.
+                          Default: a new temporary folder, removed afterwards
     Workers increment their own counters (lock-free), move amounts between accounts
     in transactions, write self-checking strings and bytes, uniform arrays, and
     insert, remove and add to map entries. About half of the worker processes
     stop at a fault point holding the lock (SLOTSTORE_FAULT=<point>:hold) and are
     killed there; the others are killed at random moments or just as they start a
-    locked operation. Prints one line of figures; exits 1 if any invariant failed.
+    locked operation. With --compact-every, a thread of this process compacts the
+    store in place (SlotStore.compact) while workers run and die, moving the map
+    between two capacities; about one compaction in four is instead a `slotstore
+    compact` process that must die by SIGKILL at SLOTSTORE_FAULT=afterRetiring:kill
+    or afterRename:kill (while one runs, only workers holding the lock at a fault
+    point are killed, so its own recovery is counted exactly). Every invariant must
+    hold across the switches to the new files, recoveries are totalled over every
+    file the path held, and the parent's store must end in the newest generation; a
+    compaction refused with a clear error (store in use, lock timeout) is counted
+    as failed, and a run without any compaction fails. Prints one line of figures;
+    exits 1 if any invariant failed.
     """
 
     static func run(_ arguments: inout Arguments) throws -> Int32 {
@@ -43,6 +57,7 @@ enum TortureCommand: Command {
         let processes = try arguments.integerOption("--processes", default: 4, in: 1...TortureSchema.maximumProcesses)
         let seconds = try arguments.integerOption("--seconds", default: 10, in: 1...86_400)
         let killEvery = try arguments.integerOption("--kill-every", default: 100, in: 1...3_600_000)
+        let compactEvery = try arguments.integerOption("--compact-every", default: 0, in: 0...3_600_000)
         let seed: UInt64
         if let text = try arguments.option("--seed") {
             guard let value = UInt64(text) else { throw UsageError("--seed takes a whole number, found \"\(text)\"") }
@@ -60,15 +75,36 @@ enum TortureCommand: Command {
             directory = try makeTemporaryDirectory()
             path = directory! + "/torture.slots"
         }
+        var killedCompactors: [pid_t] = []
         defer {
+            removeLeftovers(of: killedCompactors, beside: path!)
             if let directory {
                 try? SlotStore.remove(at: directory + "/torture.slots")
                 rmdir(directory)
             }
         }
-        let run = try TortureRun(path: path!, processes: processes, seconds: seconds, killEveryMS: killEvery, seed: seed)
+        let run = try TortureRun(path: path!, processes: processes, seconds: seconds, killEveryMS: killEvery,
+                                 compactEveryMS: compactEvery, seed: seed)
         let violations = run.execute()
+        killedCompactors = run.killedCompactorPIDs
         return violations == 0 ? ExitStatus.success : ExitStatus.problem
+    }
+
+    /// A compactor killed after stopping the writers leaves its new file beside
+    /// the store, `.NAME.compacting-PID` or `.NAME.compacting-PID-UNIQUE` (see
+    /// TemporaryFiles); the next compaction would remove it, but there is none.
+    private static func removeLeftovers(of pids: [pid_t], beside path: String) {
+        guard !pids.isEmpty else { return }
+        let slash = path.lastIndex(of: "/")
+        let folder = slash.map { String(path[...$0]) } ?? ""
+        let name = slash.map { String(path[path.index(after: $0)...]) } ?? path
+        let prefixes = pids.map { ".\(name).compacting-\($0)" }
+        guard let stream = opendir(folder.isEmpty ? "." : folder) else { return }
+        defer { closedir(stream) }
+        while let entry = readdir(stream) {
+            let file = withUnsafeBytes(of: entry.pointee.d_name) { String(decoding: $0.prefix { $0 != 0 }, as: UTF8.self) }
+            if prefixes.contains(where: { file == $0 || file.hasPrefix($0 + "-") }) { unlink(folder + file) }
+        }
     }
 
     private static func makeTemporaryDirectory() throws -> String {
@@ -372,6 +408,22 @@ final class TortureRun {
         case resolving(slot: Int, recoveriesBefore: UInt64, holding: Bool)
     }
 
+    /// At most one compaction in place at a time.
+    enum Compaction {
+        case idle
+        /// A thread of this process runs `SlotStore.compact` to `capacity`.
+        case inProcess(job: CompactionJob, thread: pthread_t, capacity: Int)
+        /// A `slotstore compact` process that should die by SIGKILL at `point`, its output so far.
+        case subprocess(pid: pid_t, fd: Int32, point: String, capacity: Int, output: [UInt8])
+        /// The compactor process is reaped; the parent's next lock settles its recovery.
+        case settling(point: String, killed: Bool)
+    }
+
+    struct FileID: Hashable {
+        let device: UInt64
+        let inode: UInt64
+    }
+
     let path: String
     let processes: Int
     let seconds: Int
@@ -384,6 +436,33 @@ final class TortureRun {
     var shared = [Int64](repeating: 0, count: TortureSchema.sharedKeys)
     var phase = Phase.running
     var stopping = false
+
+    // Compaction in place.
+    /// Mean seconds between compactions; 0 for none.
+    let compactEvery: Double
+    /// The two capacities the map moves between: the schema's, and twice
+    /// that. Both hold every entry the workers can make.
+    let mapCapacities: [Int]
+    /// Its own stream, so runs without compaction draw as they always did.
+    var compactionRandom: SplitMix
+    var compaction = Compaction.idle
+    var nextCompaction = Double.infinity
+    var nextCompactionBySubprocess = false
+    /// A store opened on each file the path has held, by generation, and never
+    /// used for an operation, so it never follows a compaction: its status
+    /// stays that file's. Recoveries are counted per file, so the total over
+    /// every file is what the kills are checked against.
+    var observers: [UInt64: SlotStore] = [:]
+    /// The device and inode of each observed file, to tell the one at the path from the replaced ones.
+    var observedFiles: [UInt64: FileID] = [:]
+    /// The generation and map capacity the file at the path should have.
+    var expectedGeneration: UInt64 = 1
+    var mapCapacity: Int
+    /// While a compactor process runs, and until the parent has taken the lock
+    /// after its death: the recoveries before it and the kills of workers
+    /// holding the lock since. Random kills wait meanwhile, so the recoveries
+    /// in this span are exactly these kills and the compactor's death.
+    var compactorEpoch: (recoveriesBefore: UInt64, holderKills: Int)?
 
     // Handles.
     let stop: ScalarField<Int64>
@@ -403,15 +482,28 @@ final class TortureRun {
     var lockTimeouts = 0
     var violations: [String] = []
     var reportedGlobal = Set<String>()
-    let initialRecoveries: UInt64
+    var initialRecoveries: UInt64 = 0
+    var compactionsDone = 0
+    var compactionsFailed = 0
+    var compactorsKilled = 0
+    var compactorsKilledAfterRename = 0
+    /// The recoveries the deaths of the compactor processes accounted for.
+    var compactorRecoveries = 0
+    var killsDuringCompactions = 0
+    var killedCompactorPIDs: [pid_t] = []
 
-    init(path: String, processes: Int, seconds: Int, killEveryMS: Int, seed: UInt64) throws {
+    init(path: String, processes: Int, seconds: Int, killEveryMS: Int, compactEveryMS: Int = 0, seed: UInt64) throws {
         self.path = path
         self.processes = processes
         self.seconds = seconds
         self.killEvery = Double(killEveryMS) / 1000
+        self.compactEvery = Double(compactEveryMS) / 1000
         self.seed = seed
         self.random = SplitMix(seed: seed ^ 0x5EED_5EED_5EED_5EED)
+        self.compactionRandom = SplitMix(seed: seed ^ 0xC0_4AC7_C0_4AC7)
+        let capacity = processes * TortureSchema.ownKeys + TortureSchema.sharedKeys + 8
+        self.mapCapacities = [capacity, 2 * capacity]
+        self.mapCapacity = capacity
         self.slots = Array(repeating: Slot(), count: processes)
         executable = TortureRun.selfExecutable()
         // A short lock timeout: the parent must keep reading the pipes (and
@@ -428,7 +520,17 @@ final class TortureRun {
         arrays = try (0..<TortureSchema.arrays).map { try store.array("uniform.\($0)", of: Int64.self) }
         map = try store.map("map", key: String.self, value: Int64.self)
         for account in accounts { account.store(TortureSchema.accountStart) }
-        initialRecoveries = store.status.recoveries
+        // Many files, each mapped (and its descriptor open) by this process's
+        // store and by its observer until the end.
+        if compactEveryMS > 0 {
+            var limit = rlimit()
+            if getrlimit(RLIMIT_NOFILE_VALUE, &limit) == 0 && limit.rlim_cur < limit.rlim_max {
+                limit.rlim_cur = limit.rlim_max
+                _ = setrlimit(RLIMIT_NOFILE_VALUE, &limit)
+            }
+        }
+        observe(expecting: 1)
+        initialRecoveries = totalRecoveries()
     }
 
     static func selfExecutable() -> String {
@@ -461,6 +563,7 @@ final class TortureRun {
         for slot in 0..<processes { spawn(slot) }
         var nextKill = start + killEvery * (0.5 + uniform())
         var stopDeadline = Double.infinity
+        if compactEvery > 0 { scheduleCompaction(from: start, first: true) }
 
         while true {
             let time = now()
@@ -472,13 +575,14 @@ final class TortureRun {
             }
             if stopping {
                 let idle = slots.allSatisfy { !$0.running && !$0.awaitingRead }
-                if idle, case .running = phase { break }
+                if idle, case .running = phase, case .idle = compaction { break }
                 if time > stopDeadline {
-                    violation("workers did not stop within 60 s of the stop flag")
+                    violation("workers did not stop (or a compaction did not end) within 60 s of the stop flag")
                     for index in slots.indices where slots[index].running { killWorker(index) }
                     break
                 }
             }
+            serviceCompaction()
 
             switch phase {
             case .resolving(let victim, let before, let holding):
@@ -505,14 +609,15 @@ final class TortureRun {
                     killHolder(holder)
                     continue
                 }
-                if !stopping, case .running = phase {
+                if !stopping, case .running = phase, compactorEpoch == nil {
                     let time = now()
                     for index in slots.indices where slots[index].killAtLockedBegin.map({ time >= $0 }) ?? false {
                         slots[index].killAtLockedBegin = nil
                         if slots[index].running { startKill(index, holding: false); break }
                     }
                 }
-                if !stopping, case .running = phase, now() >= nextKill {
+                // While a compactor process runs, only workers holding the lock at a fault point are killed.
+                if !stopping, case .running = phase, compactorEpoch == nil, now() >= nextKill {
                     nextKill = now() + killEvery * (0.5 + uniform())
                     let candidates = slots.indices.filter { slots[$0].running && slots[$0].killAtLockedBegin == nil }
                     if !candidates.isEmpty {
@@ -582,6 +687,7 @@ final class TortureRun {
     func fatal(_ text: String) -> Never {
         Output.error("torture: \(text)")
         for slot in slots where slot.running { kill(slot.pid, SIGKILL) }
+        if case .subprocess(let pid, _, _, _, _) = compaction { kill(pid, SIGKILL) }
         exit(ExitStatus.usage)
     }
 
@@ -728,7 +834,11 @@ final class TortureRun {
 
     /// SIGKILLs the worker, reads what it wrote before dying, and enters the resolving phase.
     func startKill(_ index: Int, holding: Bool) {
-        let before = store.status.recoveries
+        let before = totalRecoveries()
+        switch compaction {
+        case .inProcess, .subprocess: killsDuringCompactions += 1
+        case .idle, .settling: break
+        }
         killWorker(index)
         kills += 1
         phase = .resolving(slot: index, recoveriesBefore: before, holding: holding)
@@ -754,7 +864,17 @@ final class TortureRun {
     /// Called once the victim's death is settled: a holder's death is
     /// recovered by exactly one lock acquisition, whoever made it.
     func settle(victim: Int, before: UInt64, holding: Bool) {
-        let delta = store.status.recoveries &- before
+        if compactorEpoch != nil {
+            // Checked together with the compactor's own recovery once it is settled.
+            if holding {
+                killsHolding += 1
+                compactorEpoch!.holderKills += 1
+            } else {
+                violation("worker \(victim) was killed away from a fault point while a compactor process ran (a bug of the torture)")
+            }
+            return
+        }
+        let delta = totalRecoveries() &- before
         if delta > 1 { violation("\(delta) recoveries followed the death of worker \(victim), expected at most 1") }
         if delta >= 1 { killsHolding += 1 }
         if holding && delta == 0 {
@@ -810,6 +930,10 @@ final class TortureRun {
         } catch {
             fatal("the parent's transaction failed: \(error)")
         }
+        // The parent's store switched to a file nobody watches yet: the one
+        // the compaction under way just put at the path (the next compaction
+        // waits until this one's result is in).
+        if observers[store.generation] == nil { observe(expecting: store.generation) }
         // A broken invariant stays broken: report each distinct finding once.
         for text in global where reportedGlobal.insert(text).inserted { violation(text) }
         var sharedInFlight = [Int64](repeating: 0, count: TortureSchema.sharedKeys)
@@ -866,9 +990,279 @@ final class TortureRun {
         }
     }
 
+    // MARK: Compaction in place
+
+    /// The recoveries counted by every file the path has held, plus one for
+    /// each replaced file whose lock a dead process still holds.
+    ///
+    /// A replaced file's lock is taken only by a process that was already
+    /// waiting for it when it was retired (it then sees the retirement and lets
+    /// go), so a worker killed holding it may be recovered by another such
+    /// waiter at any later moment, or never. Counted as owed from its death,
+    /// it adds to the window of the kill that caused it, like any other.
+    /// (Not so for the file at the path: its recovery is due at the next lock.)
+    func totalRecoveries() -> UInt64 {
+        var current = pathIdentity()
+        if compactEvery > 0, let identity = current, !observedFiles.values.contains(identity) {
+            // A compaction under way has just put its file at the path.
+            observe()
+            current = pathIdentity()
+        }
+        var total: UInt64 = 0
+        for (generation, observer) in observers {
+            let status = observer.status
+            total &+= status.recoveries
+            if observedFiles[generation] != current && TortureRun.owesRecovery(status) { total &+= 1 }
+        }
+        return total
+    }
+
+    /// A dead process holds the lock and nobody has counted its recovery yet.
+    /// A recoverer records the dead PID before it counts the recovery and
+    /// records itself as the holder only after, so while it is at work this
+    /// reads false: the recovery is never counted twice, and uncounted only
+    /// between two adjacent stores.
+    static func owesRecovery(_ status: StoreStatus) -> Bool {
+        status.lockNeedsRecovery && status.lockHolderPID != status.lastRecoveredPID
+    }
+
+    /// Replaced files whose lock a dead process still holds (never recovered: nobody uses them).
+    func unrecoveredReplacedFiles() -> Int {
+        let current = pathIdentity()
+        return observers.filter { observedFiles[$0.key] != current && TortureRun.owesRecovery($0.value.status) }.count
+    }
+
+    func pathIdentity() -> FileID? {
+        var info = stat()
+        guard stat(path, &info) == 0 else { return nil }
+        return FileID(device: UInt64(info.st_dev), inode: UInt64(info.st_ino))
+    }
+
+    /// Watches the file now at the path (if no observer has its generation yet) and returns its observer.
+    @discardableResult
+    func observe(expecting generation: UInt64? = nil) -> SlotStore? {
+        let observer: SlotStore
+        do {
+            observer = try SlotStore(path: path, options: OpenOptions(mode: .open, lockTimeout: .milliseconds(20)))
+        } catch {
+            violation("opening the store at the path failed: \(error)")
+            return nil
+        }
+        let found = observer.generation
+        if let generation, found != generation {
+            violation("the store at the path is generation \(found), expected \(generation)")
+        }
+        if let known = observers[found] {
+            observer.close()
+            return known
+        }
+        // Only compactions change the path, one at a time, and each one's file
+        // is observed before the next starts: the path still holds this file.
+        guard let identity = pathIdentity() else {
+            violation("the store at the path vanished")
+            observer.close()
+            return nil
+        }
+        observers[found] = observer
+        observedFiles[found] = identity
+        return observer
+    }
+
+    /// Checks the generation and the map capacity of the file at the path once a compaction attempt is over.
+    func checkPath(after what: String) {
+        guard let observer = observe() else { return }
+        if observer.generation != expectedGeneration {
+            violation("after \(what) the store at the path is generation \(observer.generation), expected \(expectedGeneration)")
+            expectedGeneration = observer.generation
+        }
+        if case .map(_, _, let capacity)? = observer.schema.field(named: "map")?.type, capacity != mapCapacity {
+            violation("after \(what) the map's capacity is \(capacity), expected \(mapCapacity)")
+            mapCapacity = capacity
+        }
+    }
+
+    func compactionUniform() -> Double { Double(compactionRandom.next() >> 11) / Double(1 << 53) }
+
+    /// The next compaction: when, and whether by a compactor process that dies at a fault point (1 in 4).
+    func scheduleCompaction(from time: Double, first: Bool = false) {
+        var wait = compactEvery * (0.5 + compactionUniform())
+        // A run sees at least one compaction, however long the mean.
+        if first { wait = min(wait, Double(seconds) * (0.25 + 0.25 * compactionUniform())) }
+        nextCompaction = time + wait
+        nextCompactionBySubprocess = compactionRandom.next() % 4 == 0
+    }
+
+    /// Starts, follows and settles the compactions; called on every turn of the loop.
+    func serviceCompaction() {
+        switch compaction {
+        case .idle:
+            guard !stopping, now() >= nextCompaction else { return }
+            // Grow the map, or shrink it back.
+            let capacity = mapCapacity == mapCapacities[0] ? mapCapacities[1] : mapCapacities[0]
+            if nextCompactionBySubprocess {
+                // Its death is one more recovery, which can't be told apart from
+                // a killed worker's: start it between kills, and make only kills
+                // at fault points (exactly one recovery each) until it is settled.
+                guard case .running = phase, !slots.contains(where: \.awaitingRead) else { return }
+                for index in slots.indices { slots[index].killAtLockedBegin = nil }
+                compactorEpoch = (totalRecoveries(), 0)
+                let point = compactionRandom.next() % 2 == 0 ? "afterRetiring" : "afterRename"
+                let (pid, fd) = spawnCompactor(point: point, capacity: capacity)
+                compaction = .subprocess(pid: pid, fd: fd, point: point, capacity: capacity, output: [])
+            } else {
+                let job = CompactionJob(path: path, capacity: capacity)
+                compaction = .inProcess(job: job, thread: startThread(job), capacity: capacity)
+            }
+            scheduleCompaction(from: now())
+
+        case .inProcess(let job, let thread, let capacity):
+            guard let outcome = job.outcome.withLock({ $0 }) else { return }
+            pthread_join(thread, nil)
+            compaction = .idle
+            switch outcome {
+            case .success:
+                compactionsDone += 1
+                expectedGeneration += 1
+                mapCapacity = capacity
+                checkPath(after: "compaction \(compactionsDone + compactorsKilled) (in this process, map capacity \(capacity))")
+            case .failure(let error):
+                switch error {
+                case .storeInUse, .lockTimeout:
+                    compactionsFailed += 1
+                    if compactionsFailed <= 5 { Output.error("torture: note: a compaction in place was refused: \(error)") }
+                default:
+                    violation("a compaction in place (map capacity \(capacity)) failed: \(error)")
+                }
+                checkPath(after: "a failed compaction")
+            }
+
+        case .subprocess(let pid, let fd, let point, let capacity, var output):
+            drain(fd, into: &output)
+            var status: Int32 = 0
+            let reaped = waitpid(pid, &status, WNOHANG)
+            guard reaped == pid else {
+                if reaped < 0 && errno != EINTR { fatal("waitpid of the compactor \(pid) failed: errno \(errno)") }
+                compaction = .subprocess(pid: pid, fd: fd, point: point, capacity: capacity, output: output)
+                return
+            }
+            drain(fd, into: &output)
+            close(fd)
+            let killed = status & 0x7F == SIGKILL
+            if killed {
+                compactorsKilled += 1
+                killedCompactorPIDs.append(pid)
+            } else {
+                let text = String(decoding: output, as: UTF8.self).split(separator: "\n").joined(separator: " | ")
+                violation("`slotstore compact` (PID \(pid)) with SLOTSTORE_FAULT=\(point):kill ended with \(describe(status)), not by SIGKILL: \(text)")
+            }
+            // The rename is the commit point: past it, the new file is the store.
+            if (killed && point == "afterRename") || (!killed && status == 0) {
+                if killed { compactorsKilledAfterRename += 1 }
+                expectedGeneration += 1
+                mapCapacity = capacity
+            }
+            compaction = .settling(point: point, killed: killed)
+
+        case .settling(let point, let killed):
+            // The parent's lock, taken after the compactor died, recovered it if nobody had.
+            guard case .running = phase, !slots.contains(where: \.awaitingRead), parentTransaction() else { return }
+            restartResolved()
+            guard case .running = phase, !slots.contains(where: \.awaitingRead), let epoch = compactorEpoch else { return }
+            checkPath(after: "a compactor killed at \(point)")
+            // A compactor dies holding the old file's lock: one recovery (or
+            // one dead holder left in the replaced file). Killed after its
+            // rename, it also holds the new file's lock (held until the
+            // rename is durable): recovered by a process that had the new
+            // file open, one more; or reset by the first process to open it
+            // after the death, which the store does not count as a recovery.
+            let extra = Int(totalRecoveries() &- epoch.recoveriesBefore) - epoch.holderKills
+            let allowed = !killed ? 0...0 : point == "afterRename" ? 1...2 : 1...1
+            if !allowed.contains(extra) {
+                violation("while a compactor process ran (killed at \(point): \(killed)), \(epoch.holderKills) worker(s) were killed holding the lock: "
+                          + "the store files count \(epoch.holderKills + extra) recoveries, expected \(epoch.holderKills) + \(allowed)")
+            }
+            compactorRecoveries += max(0, extra)
+            compactorEpoch = nil
+            compaction = .idle
+        }
+    }
+
+    /// Ends a compaction still under way when the run is cut short.
+    func abandonCompaction() {
+        switch compaction {
+        case .idle, .settling:
+            break
+        case .inProcess(let job, let thread, _):
+            // It ends by itself (a lock timeout at worst, once no worker holds the lock).
+            for index in slots.indices where slots[index].running { killWorker(index) }
+            pthread_join(thread, nil)
+            if case .failure(let error)? = job.outcome.withLock({ $0 }) { Output.error("torture: note: the last compaction failed: \(error)") }
+        case .subprocess(let pid, let fd, _, _, _):
+            kill(pid, SIGKILL)
+            _ = reap(pid)
+            close(fd)
+            killedCompactorPIDs.append(pid)
+            violation("the compactor process \(pid) was still running at the end")
+        }
+        compaction = .idle
+        compactorEpoch = nil
+    }
+
+    func drain(_ fd: Int32, into output: inout [UInt8]) {
+        var buffer = [UInt8](repeating: 0, count: 4096)
+        while true {
+            let count = Glibc.read(fd, &buffer, buffer.count)
+            if count < 0 && errno == EINTR { continue }
+            guard count > 0 else { return }
+            if output.count < 65_536 { output += buffer.prefix(count) }
+        }
+    }
+
+    /// `slotstore compact PATH --capacity map=N --allow-narrowing` with SLOTSTORE_FAULT=`point`:kill; its output goes to a pipe.
+    func spawnCompactor(point: String, capacity: Int) -> (pid_t, Int32) {
+        var ends: [Int32] = [0, 0]
+        guard pipe(&ends) == 0 else { fatal("pipe failed: errno \(errno)") }
+        for end in ends { _ = fcntl(end, F_SETFD, FD_CLOEXEC) }
+        var actions = posix_spawn_file_actions_t()
+        posix_spawn_file_actions_init(&actions)
+        posix_spawn_file_actions_adddup2(&actions, ends[1], STDOUT_FILENO)
+        posix_spawn_file_actions_adddup2(&actions, ends[1], STDERR_FILENO)
+        let arguments = [executable, "compact", path, "--capacity", "map=\(capacity)", "--allow-narrowing"]
+        var environment: [String] = []
+        var entry = environ
+        while let pointer = entry.pointee {
+            let text = String(cString: pointer)
+            if !text.hasPrefix("SLOTSTORE_FAULT=") { environment.append(text) }
+            entry += 1
+        }
+        environment.append("SLOTSTORE_FAULT=\(point):kill")
+        let argv = arguments.map { strdup($0) } + [nil]
+        let envp = environment.map { strdup($0) } + [nil]
+        var pid: pid_t = 0
+        let code = posix_spawn(&pid, executable, &actions, nil, argv, envp)
+        posix_spawn_file_actions_destroy(&actions)
+        for pointer in argv + envp { free(pointer) }
+        close(ends[1])
+        guard code == 0 else { fatal("posix_spawn of \(executable) failed: errno \(code)") }
+        _ = fcntl(ends[0], F_SETFL, O_NONBLOCK)
+        return (pid, ends[0])
+    }
+
+    func startThread(_ job: CompactionJob) -> pthread_t {
+        var thread = pthread_t()
+        let context = Unmanaged.passRetained(job).toOpaque()
+        let code = pthread_create(&thread, nil, { context in
+            Unmanaged<CompactionJob>.fromOpaque(context!).takeRetainedValue().run()
+            return nil
+        }, context)
+        guard code == 0 else { fatal("pthread_create failed: errno \(code)") }
+        return thread
+    }
+
     // MARK: The end
 
     func finish(elapsed: Double) -> Int {
+        abandonCompaction()
         for index in slots.indices where slots[index].running { killWorker(index) }
         // No worker is left: the next transaction recovers whatever remains.
         var attempts = 0
@@ -909,11 +1303,27 @@ final class TortureRun {
         if status.journalDirty || status.lockHolderPID != nil || status.lockNeedsRecovery {
             violation("after the run the journal is \(status.journalDirty ? "dirty" : "clean") and the lock is held by \(status.lockHolderPID.map(String.init) ?? "nobody")\(status.lockNeedsRecovery ? ", needing recovery" : "")")
         }
-        let recoveries = status.recoveries &- initialRecoveries
-        if recoveries != UInt64(killsHolding) {
-            violation("the store counts \(recoveries) recoveries but \(killsHolding) kills were followed by one")
+        // The parent's store follows every compaction: it ends on the newest file.
+        let generation = store.generation
+        if compactEvery > 0 {
+            if observers[generation] == nil { observe(expecting: generation) }
+            checkPath(after: "the run")
+            if generation != expectedGeneration {
+                violation("the parent's store ends in generation \(generation), but \(compactionsDone) compactions and \(compactorsKilledAfterRename) compactors killed after their rename make \(expectedGeneration)")
+            }
+            if map.capacity != mapCapacity { violation("the parent's map handle says capacity \(map.capacity), the file at the path has \(mapCapacity)") }
+            if compactionsDone + compactorsKilled == 0 { violation("--compact-every \(Int(compactEvery * 1000)) but no compaction happened") }
+        }
+        // Recoveries are counted in each file: total them over every file the path held.
+        let unrecovered = unrecoveredReplacedFiles()
+        let recoveries = totalRecoveries() &- initialRecoveries &- UInt64(unrecovered)
+        if recoveries + UInt64(unrecovered) != UInt64(killsHolding + compactorRecoveries) {
+            violation("the store files count \(recoveries) recoveries" + (unrecovered > 0 ? " and \(unrecovered) dead holder(s) of replaced files" : "")
+                      + " but \(killsHolding) kills of workers were followed by one"
+                      + (compactEvery > 0 ? " and \(compactorsKilled) deaths of compactors by \(compactorRecoveries)" : ""))
         }
         store.close()
+        for observer in observers.values { observer.close() }
         do {
             let report = try SlotStore.verify(at: path)
             for finding in report.findings { violation("verify: \(finding)") }
@@ -922,9 +1332,40 @@ final class TortureRun {
         }
         if lockTimeouts > 0 { violation("\(lockTimeouts) worker(s) hit a lock timeout") }
         let rate = elapsed > 0 ? Int(Double(operations) / elapsed) : 0
+        let compactions = compactEvery == 0 ? ""
+            : "compactions done \(compactionsDone), compactions killed \(compactorsKilled) (\(compactorsKilledAfterRename) after the rename), "
+              + "compactor recoveries \(compactorRecoveries), "
+              + "compactions failed \(compactionsFailed), kills during compactions \(killsDuringCompactions), "
+              + "generation \(generation), unrecovered in replaced files \(unrecovered), "
         Output.out("torture: \(processes) processes, \(seconds) s, seed \(seed): operations \(operations) (\(rate)/s), "
                    + "kills \(kills), kills holding the lock \(killsHolding) (\(faultHolds) at fault points), "
-                   + "recoveries \(recoveries), lock timeouts \(lockTimeouts), violations \(violations.count)")
+                   + "recoveries \(recoveries), lock timeouts \(lockTimeouts), \(compactions)violations \(violations.count)")
         return violations.count
     }
 }
+
+/// One compaction in place by a thread of the parent, with the result for the parent's loop.
+final class CompactionJob: Sendable {
+    let path: String
+    let capacity: Int
+    let outcome = Mutex<Result<Void, SlotStoreError>?>(nil)
+
+    init(path: String, capacity: Int) {
+        self.path = path
+        self.capacity = capacity
+    }
+
+    func run() {
+        let result: Result<Void, SlotStoreError>
+        do {
+            // Shrinking the map back is narrowing: allowed, as every entry fits.
+            try SlotStore.compact(at: path, capacities: ["map": capacity], migration: MigrationOptions(allowNarrowing: true))
+            result = .success(())
+        } catch {
+            result = .failure(error)
+        }
+        outcome.withLock { $0 = result }
+    }
+}
+
+private let RLIMIT_NOFILE_VALUE = __rlimit_resource_t(RLIMIT_NOFILE.rawValue)
