@@ -35,6 +35,7 @@ struct LiveCompactionTests {
 
         #expect(hits.add(1) == 6, "the add went to the new file, which holds the old value")
         #expect(store.generation == 2)
+        #expect(!hits.core.file.descriptorIsOpen, "the retired file's descriptor is closed once followed (its mapping stays for old handles)")
         slots.store(8, at: 2)
         #expect(try slots.snapshot() == [0, 7, 8, 0])
         #expect(try note.load() == "before")

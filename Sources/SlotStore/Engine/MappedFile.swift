@@ -59,6 +59,7 @@ final class MappedFile: @unchecked Sendable {
     let writable: Bool
     @usableFromInline let base: MappedAddress
     private let isClosed = Atomic<Bool>(false)
+    private let descriptorOpen = Atomic<Bool>(true)
 
     init(path: String, fd: Int32, size: Int, writable: Bool) throws(SlotStoreError) {
         let protection = writable ? (PROT_READ | PROT_WRITE) : PROT_READ
@@ -98,13 +99,23 @@ final class MappedFile: @unchecked Sendable {
     func close() {
         guard !isClosed.exchange(true, ordering: .acquiringAndReleasing) else { return }
         _ = mmap(base.pointer, size, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED, -1, 0)
-        Glibc.close(fd)
+        closeDescriptor()
     }
+
+    /// Closes the descriptor and keeps the mapping: for a file a compaction
+    /// retired, whose mapping handles may still read (to learn it is retired)
+    /// but whose descriptor nobody needs, so following many compactions does
+    /// not use up descriptors. Callers make sure nothing uses `fd` afterwards.
+    func closeDescriptor() {
+        if descriptorOpen.exchange(false, ordering: .acquiringAndReleasing) { Glibc.close(fd) }
+    }
+
+    var descriptorIsOpen: Bool { descriptorOpen.load(ordering: .acquiring) }
 
     var closed: Bool { isClosed.load(ordering: .acquiring) }
 
     deinit {
-        if !isClosed.load(ordering: .acquiring) { Glibc.close(fd) }
+        closeDescriptor()
         munmap(base.pointer, size)
     }
 }

@@ -93,6 +93,8 @@ extension StoreCore {
         let thread = UInt(pthread_self())
         let slot: Int = threadSlots.withLock { slots in
             if let slot = slots.byThread[thread] { return slot }
+            // A retired file's descriptor may be closed (see `retireDescriptor`), under this mutex.
+            guard file.descriptorIsOpen, !gate.isRetired else { return -1 }
             let count = LockRegion.threadSlotCount(lockSize: layout.lockSize)
             for candidate in 0..<count where !slots.held.contains(candidate) {
                 guard OpenGate.tryClaimByte(file.fd, LockRegion.threadSlotLockBase + candidate) else { continue }
@@ -167,10 +169,13 @@ extension StoreCore {
         }
     }
 
-    /// The device and inode of the open file.
-    var fileIdentity: (device: UInt64, inode: UInt64)? {
-        var info = stat()
-        guard fstat(file.fd, &info) == 0 else { return nil }
-        return (UInt64(info.st_dev), UInt64(info.st_ino))
+    /// The device and inode of the open file, taken at open (the descriptor
+    /// of a retired file is closed, and its number may be reused).
+    var fileIdentity: (device: UInt64, inode: UInt64)? { identity }
+
+    /// Closes the descriptor of a file this process has followed away from,
+    /// keeping the mapping that older handles still read.
+    func retireDescriptor() {
+        threadSlots.withLock { _ in file.closeDescriptor() }
     }
 }

@@ -136,10 +136,9 @@ extension StoreCore {
 
     /// Whether the path still names the file this core has open.
     func isStillAtPath() -> Bool {
-        var open = stat()
         var named = stat()
-        guard fstat(file.fd, &open) == 0, lstat(path, &named) == 0 else { return false }
-        return open.st_dev == named.st_dev && open.st_ino == named.st_ino
+        guard let identity, lstat(path, &named) == 0 else { return false }
+        return identity.device == UInt64(named.st_dev) && identity.inode == UInt64(named.st_ino)
     }
 
     /// Reads and checks the header and the stored schema with `pread`, never

@@ -37,6 +37,8 @@ final class StoreCore: @unchecked Sendable {
     /// This process's thread slots in the file (see `Retirement`).
     let threadSlots = Mutex(ThreadSlots())
     private static let nextNumber = Atomic<UInt64>(1)
+    /// The file's device and inode, from open: what "still at the path" compares.
+    let identity: (device: UInt64, inode: UInt64)?
 
     init(path: String, file: MappedFile, header: FileHeader, layout: Layout, schema: Schema, options: OpenOptions) {
         self.path = path
@@ -52,6 +54,8 @@ final class StoreCore: @unchecked Sendable {
         self.lockTimeout = options.lockTimeoutSeconds
         self.durable = options.durability == .flushOnCommit
         self.pid = getpid()
+        var info = stat()
+        self.identity = fstat(file.fd, &info) == 0 ? (UInt64(info.st_dev), UInt64(info.st_ino)) : nil
         self.gate = LockFreeGate(retirement: file.base.advanced(by: layout.lockOffset + LockRegion.retirementOffset),
                                  store: StoreCore.nextNumber.wrappingAdd(1, ordering: .relaxed).oldValue)
     }

@@ -77,6 +77,7 @@ final class StoreSession: Sendable {
                     // process that had the store open switched) stays on the
                     // retired file, and ``liveField(_:_:)`` says why.
                     engines.retired.append(old)
+                    old.retireDescriptor()
                     engines.current = next
                     newest.store(StoreSession.bits(next), ordering: .releasing)
                     engines.switchFailure = nil
