@@ -161,14 +161,6 @@ extension StoreCore {
         lock.retirement.pointee.store(isStillAtPath() ? Retirement.live : Retirement.retired, ordering: .releasing)
     }
 
-    /// Clears every thread slot; only when no other process has the store open.
-    func clearThreadSlots() {
-        for slot in 0..<LockRegion.threadSlotCount(lockSize: layout.lockSize) {
-            lock.inFlight(slot).pointee.store(0, ordering: .relaxed)
-            lock.slotOwner(slot).pointee.store(0, ordering: .relaxed)
-        }
-    }
-
     /// The device and inode of the open file, taken at open (the descriptor
     /// of a retired file is closed, and its number may be reused).
     var fileIdentity: (device: UInt64, inode: UInt64)? { identity }

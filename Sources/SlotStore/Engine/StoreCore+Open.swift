@@ -211,7 +211,8 @@ extension StoreCore {
         lock.initializeMutex()
         repairDataAfterInterruptedWrite()
         resolveInterruptedRetirement()
-        clearThreadSlots()
+        // Thread slots need no reset: a slot means something only while its
+        // OFD lock is held, and claiming one clears it.
         if journalWasDirty {
             lock.lastRecoveredPID.pointee.store(staleHolder, ordering: .relaxed)
             lock.lastRecoveryTime.pointee.store(StoreCore.nowNanoseconds(), ordering: .relaxed)
