@@ -47,7 +47,7 @@ struct VariableField: Sendable {
         let before = sequenceWord.pointee.load(ordering: .acquiring)
         if before & 1 == 0 {
             let length = Int(min(lengthWord.atomic(UInt64.self).pointee.load(ordering: .relaxed), UInt64(capacity)))
-            payload.copyBytes(to: base, count: length)
+            payload.copyShortBytes(to: base, count: length)
             atomicMemoryFence(ordering: .acquiring)
             if sequenceWord.pointee.load(ordering: .relaxed) == before { return length }
         }
