@@ -9,6 +9,25 @@ import Testing
 /// against an exact model of the acknowledged operations.
 @Suite("Torture")
 struct TortureTests {
+    /// Runs `slotstore torture` with `arguments` and returns its summary line
+    /// after the checks every run shares (it succeeded, no violation, no lock
+    /// timeout, at least `operations` operations and `kills` kills); nil when
+    /// it printed none.
+    static func summary(of arguments: [String], operations: Int, kills: Int) throws -> Substring? {
+        let result = try Tool.run(["torture"] + arguments)
+        let summary = result.stdout.split(separator: "\n").last { $0.hasPrefix("torture:") }
+        #expect(result.succeeded, "torture failed:\n\(result.stdout)\n\(result.stderr)")
+        guard let summary else {
+            Issue.record("no summary line:\n\(result.stdout)\n\(result.stderr)")
+            return nil
+        }
+        #expect(figure("violations", in: summary) == 0, "\(summary)\n\(result.stderr)")
+        #expect(figure("lock timeouts", in: summary) == 0, "\(summary)")
+        #expect((figure("operations", in: summary) ?? 0) > operations, "\(summary)")
+        #expect((figure("kills", in: summary) ?? 0) >= kills, "\(summary)")
+        return summary
+    }
+
     /// The number after `name ` in the summary line, if any.
     static func figure(_ name: String, in line: Substring) -> Int? {
         guard let range = line.range(of: name + " ") else { return nil }
@@ -18,17 +37,7 @@ struct TortureTests {
     @Test("30 s of torture with seed 42: no violation, and kills while holding the lock happened",
           .timeLimit(.minutes(3)))
     func torture() throws {
-        let result = try Tool.run(["torture", "--seconds", "30", "--seed", "42"])
-        let summary = result.stdout.split(separator: "\n").last { $0.hasPrefix("torture:") }
-        #expect(result.succeeded, "torture failed:\n\(result.stdout)\n\(result.stderr)")
-        guard let summary else {
-            Issue.record("no summary line:\n\(result.stdout)\n\(result.stderr)")
-            return
-        }
-        #expect(Self.figure("violations", in: summary) == 0, "\(summary)\n\(result.stderr)")
-        #expect(Self.figure("lock timeouts", in: summary) == 0, "\(summary)")
-        #expect((Self.figure("operations", in: summary) ?? 0) > 10_000, "\(summary)")
-        #expect((Self.figure("kills", in: summary) ?? 0) >= 50, "\(summary)")
+        guard let summary = try Self.summary(of: ["--seconds", "30", "--seed", "42"], operations: 10_000, kills: 50) else { return }
         let holding = Self.figure("kills holding the lock", in: summary) ?? 0
         #expect(holding >= 20, "\(summary)")
         #expect(Self.figure("recoveries", in: summary) == holding, "every kill holding the lock is one recovery: \(summary)")
@@ -37,17 +46,8 @@ struct TortureTests {
     @Test("15 s of torture with compactions in place every ~300 ms, some by compactors killed mid-way: no violation",
           .timeLimit(.minutes(3)))
     func tortureWithCompaction() throws {
-        let result = try Tool.run(["torture", "--seconds", "15", "--seed", "42", "--compact-every", "300"])
-        let summary = result.stdout.split(separator: "\n").last { $0.hasPrefix("torture:") }
-        #expect(result.succeeded, "torture failed:\n\(result.stdout)\n\(result.stderr)")
-        guard let summary else {
-            Issue.record("no summary line:\n\(result.stdout)\n\(result.stderr)")
-            return
-        }
-        #expect(Self.figure("violations", in: summary) == 0, "\(summary)\n\(result.stderr)")
-        #expect(Self.figure("lock timeouts", in: summary) == 0, "\(summary)")
-        #expect((Self.figure("operations", in: summary) ?? 0) > 5_000, "\(summary)")
-        #expect((Self.figure("kills", in: summary) ?? 0) >= 25, "\(summary)")
+        guard let summary = try Self.summary(of: ["--seconds", "15", "--seed", "42", "--compact-every", "300"],
+                                             operations: 5_000, kills: 25) else { return }
         let done = Self.figure("compactions done", in: summary) ?? 0
         let killed = Self.figure("compactions killed", in: summary) ?? 0
         #expect(done > 0, "compactions in place happened: \(summary)")

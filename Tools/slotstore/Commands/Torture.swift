@@ -654,33 +654,10 @@ final class TortureRun {
             slot.fault = "\(point):hold:\(1 + random.next() % 100)"
         }
 
-        var ends: [Int32] = [0, 0]
-        // Close-on-exec, so no other worker inherits an end (the parent spawns from one thread).
-        guard pipe(&ends) == 0 else { fatal("pipe failed: errno \(errno)") }
-        for end in ends { _ = fcntl(end, F_SETFD, FD_CLOEXEC) }
-        var actions = posix_spawn_file_actions_t()
-        posix_spawn_file_actions_init(&actions)
-        posix_spawn_file_actions_adddup2(&actions, ends[1], STDOUT_FILENO)
-        let arguments = [executable, "torture", "--worker", "\(index):\(slot.incarnation):\(workerSeed)", path]
-        var environment: [String] = []
-        var entry = environ
-        while let pointer = entry.pointee {
-            let text = String(cString: pointer)
-            if !text.hasPrefix("SLOTSTORE_FAULT=") { environment.append(text) }
-            entry += 1
-        }
-        if let fault = slot.fault { environment.append("SLOTSTORE_FAULT=\(fault)") }
-        let argv = arguments.map { strdup($0) } + [nil]
-        let envp = environment.map { strdup($0) } + [nil]
-        var pid: pid_t = 0
-        let code = posix_spawn(&pid, executable, &actions, nil, argv, envp)
-        posix_spawn_file_actions_destroy(&actions)
-        for pointer in argv + envp { free(pointer) }
-        close(ends[1])
-        guard code == 0 else { fatal("posix_spawn of \(executable) failed: errno \(code)") }
-        _ = fcntl(ends[0], F_SETFL, O_NONBLOCK)
+        let (pid, readEnd) = spawn([executable, "torture", "--worker", "\(index):\(slot.incarnation):\(workerSeed)", path],
+                                   fault: slot.fault, alsoStandardError: false)
         slot.pid = pid
-        slot.fd = ends[0]
+        slot.fd = readEnd
         slots[index] = slot
     }
 
@@ -1220,14 +1197,22 @@ final class TortureRun {
 
     /// `slotstore compact PATH --capacity map=N --allow-narrowing` with SLOTSTORE_FAULT=`point`:kill; its output goes to a pipe.
     func spawnCompactor(point: String, capacity: Int) -> (pid_t, Int32) {
+        spawn([executable, "compact", path, "--capacity", "map=\(capacity)", "--allow-narrowing"],
+              fault: "\(point):kill", alsoStandardError: true)
+    }
+
+    /// Starts this binary with `arguments`, this environment with SLOTSTORE_FAULT
+    /// replaced by `fault`, and its standard output (and error) on a
+    /// non-blocking pipe whose read end it returns.
+    func spawn(_ arguments: [String], fault: String?, alsoStandardError: Bool) -> (pid_t, Int32) {
         var ends: [Int32] = [0, 0]
+        // Close-on-exec, so no other child inherits an end (the parent spawns from one thread).
         guard pipe(&ends) == 0 else { fatal("pipe failed: errno \(errno)") }
         for end in ends { _ = fcntl(end, F_SETFD, FD_CLOEXEC) }
         var actions = posix_spawn_file_actions_t()
         posix_spawn_file_actions_init(&actions)
         posix_spawn_file_actions_adddup2(&actions, ends[1], STDOUT_FILENO)
-        posix_spawn_file_actions_adddup2(&actions, ends[1], STDERR_FILENO)
-        let arguments = [executable, "compact", path, "--capacity", "map=\(capacity)", "--allow-narrowing"]
+        if alsoStandardError { posix_spawn_file_actions_adddup2(&actions, ends[1], STDERR_FILENO) }
         var environment: [String] = []
         var entry = environ
         while let pointer = entry.pointee {
@@ -1235,7 +1220,7 @@ final class TortureRun {
             if !text.hasPrefix("SLOTSTORE_FAULT=") { environment.append(text) }
             entry += 1
         }
-        environment.append("SLOTSTORE_FAULT=\(point):kill")
+        if let fault { environment.append("SLOTSTORE_FAULT=\(fault)") }
         let argv = arguments.map { strdup($0) } + [nil]
         let envp = environment.map { strdup($0) } + [nil]
         var pid: pid_t = 0
