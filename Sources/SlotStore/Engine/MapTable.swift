@@ -87,7 +87,7 @@ struct MapTable: Sendable {
     var epoch: UInt64 { epochWord.pointee.load(ordering: .acquiring) & 0xFFFF_FFFF }
 
     @inline(__always)
-    func keyMatches(_ bucket: MappedAddress, _ key: UnsafeRawBufferPointer) -> Bool {
+    static func keyMatches(_ bucket: MappedAddress, _ key: UnsafeRawBufferPointer) -> Bool {
         key.count == 0 || memcmp(bucket.pointer + MapGeometry.bucketPrefixBytes, key.baseAddress!, key.count) == 0
     }
 
@@ -103,11 +103,14 @@ struct MapTable: Sendable {
     /// bytes) while its bucket is stable; false when the key is absent.
     @usableFromInline
     func copyValue(forKey key: UnsafeRawBufferPointer, into destination: UnsafeMutableRawPointer) throws(SlotStoreError) -> Bool {
-        let count = geometry.valueBytes
-        return try lookup(key) { area in
-            area.copyBytes(to: destination, count: count)
-            return true
-        } ?? false
+        try cursor.copyValue(forKey: key, into: destination)
+    }
+
+    /// The table's lookup state as plain values (see ``MapCursor``).
+    var cursor: MapCursor {
+        MapCursor(engine: Unmanaged.passUnretained(core), fieldIndex: field.index, base: base, mask: mask, seed: seed,
+                  bucketCount: geometry.bucketCount, bucketBytes: geometry.bucketBytes, keyBytes: geometry.keyBytes,
+                  valueBytes: geometry.valueBytes, keyCapacity: geometry.keyCapacity)
     }
 
     /// Inserts or replaces `key` with a ready value-area image, in its own transaction.
@@ -151,52 +154,7 @@ struct MapTable: Sendable {
 
     /// Finds `key` and calls `read` on its value's address while the bucket is stable.
     func lookup<R>(_ key: UnsafeRawBufferPointer, _ read: (MappedAddress) -> R) throws(SlotStoreError) -> R? {
-        let home = Int(truncatingIfNeeded: MapTable.hash(key, seed: seed)) & mask
-        var attempts = 0
-        var started: UInt64 = 0
-        search: while true {
-            let epoch = self.epoch
-            var index = home
-            for _ in 0..<geometry.bucketCount {
-                let bucket = self.bucket(index)
-                let sequence = bucket.atomic(UInt64.self)
-                while true {
-                    let before = sequence.pointee.load(ordering: .acquiring)
-                    if before & 1 == 1 {
-                        try waitForOddBucket(&attempts, since: &started)
-                        continue
-                    }
-                    let meta = bucket.advanced(by: 8).atomic(UInt64.self).pointee.load(ordering: .relaxed)
-                    let state = meta & 3
-                    let live = meta >> 32 == epoch
-                    if !live || state == MapTable.empty {
-                        atomicMemoryFence(ordering: .acquiring)
-                        guard sequence.pointee.load(ordering: .relaxed) == before else { continue }
-                        // Recheck the epoch: a removeAll during the probe restarts it.
-                        if self.epoch != epoch { continue search }
-                        return nil
-                    }
-                    if state == MapTable.full && Int((meta >> 8) & 0xFF_FFFF) == key.count && keyMatches(bucket, key) {
-                        let result = read(bucket.advanced(by: MapGeometry.bucketPrefixBytes + geometry.keyBytes))
-                        atomicMemoryFence(ordering: .acquiring)
-                        guard sequence.pointee.load(ordering: .relaxed) == before else {
-                            try waitForOddBucket(&attempts, since: &started)
-                            continue
-                        }
-                        return result
-                    }
-                    atomicMemoryFence(ordering: .acquiring)
-                    guard sequence.pointee.load(ordering: .relaxed) == before else {
-                        try waitForOddBucket(&attempts, since: &started)
-                        continue
-                    }
-                    break
-                }
-                index = (index + 1) & mask
-            }
-            if self.epoch != epoch { continue search }
-            return nil
-        }
+        try cursor.lookup(key, read)
     }
 
     /// Calls `body` with each live entry's key bytes and value address, each read
@@ -283,7 +241,7 @@ struct MapTable: Sendable {
             if meta >> 32 != epoch || state == MapTable.empty { return (nil, firstFree ?? index) }
             if state == MapTable.tombstone {
                 if firstFree == nil { firstFree = index }
-            } else if Int((meta >> 8) & 0xFF_FFFF) == key.count && keyMatches(bucket, key) {
+            } else if Int((meta >> 8) & 0xFF_FFFF) == key.count && MapTable.keyMatches(bucket, key) {
                 return (index, nil)
             }
             index = (index + 1) & mask
@@ -377,4 +335,100 @@ struct MapTable: Sendable {
         atomicMemoryFence(ordering: .releasing)
         return sequence
     }
+}
+
+/// What a lookup needs, as plain values: a map handle keeps one, and its
+/// inlined `get` captures only this, not the handle (copying a handle into a
+/// closure context costs a retain per reference it holds, about half of a
+/// small map's lookup). The engine is unretained: the handle's table holds it.
+@usableFromInline
+struct MapCursor: @unchecked Sendable {
+    let engine: Unmanaged<StoreCore>
+    let fieldIndex: Int
+    let base: MappedAddress
+    let mask: Int
+    let seed: UInt64
+    let bucketCount: Int
+    let bucketBytes: Int
+    let keyBytes: Int
+    @usableFromInline let valueBytes: Int
+    @usableFromInline let keyCapacity: Int
+
+    /// The full table, for the slow paths (a stalled writer, errors).
+    var table: MapTable {
+        let core = engine.takeUnretainedValue()
+        return MapTable(core: core, field: core.layout.fields[fieldIndex])
+    }
+
+    @inline(__always)
+    var epoch: UInt64 { base.advanced(by: MapGeometry.epochOffset).atomic(UInt64.self).pointee.load(ordering: .acquiring) & 0xFFFF_FFFF }
+
+    @inline(__always)
+    func bucket(_ index: Int) -> MappedAddress {
+        base.advanced(by: MapGeometry.headerBytes + index * bucketBytes)
+    }
+
+    /// Copies the value area of `key` into `destination` (`valueBytes` bytes)
+    /// while its bucket is stable; false when the key is absent.
+    @usableFromInline
+    func copyValue(forKey key: UnsafeRawBufferPointer, into destination: UnsafeMutableRawPointer) throws(SlotStoreError) -> Bool {
+        let count = valueBytes
+        return try lookup(key) { area in
+            area.copyBytes(to: destination, count: count)
+            return true
+        } ?? false
+    }
+
+    @usableFromInline @inline(never)
+    func keyTooLarge(_ size: Int) -> SlotStoreError { table.keyTooLarge(size) }
+
+    func lookup<R>(_ key: UnsafeRawBufferPointer, _ read: (MappedAddress) -> R) throws(SlotStoreError) -> R? {
+        let home = Int(truncatingIfNeeded: MapTable.hash(key, seed: seed)) & mask
+        var attempts = 0
+        var started: UInt64 = 0
+        search: while true {
+            let epoch = self.epoch
+            var index = home
+            for _ in 0..<bucketCount {
+                let bucket = self.bucket(index)
+                let sequence = bucket.atomic(UInt64.self)
+                while true {
+                    let before = sequence.pointee.load(ordering: .acquiring)
+                    if before & 1 == 1 {
+                        try table.waitForOddBucket(&attempts, since: &started)
+                        continue
+                    }
+                    let meta = bucket.advanced(by: 8).atomic(UInt64.self).pointee.load(ordering: .relaxed)
+                    let state = meta & 3
+                    let live = meta >> 32 == epoch
+                    if !live || state == MapTable.empty {
+                        atomicMemoryFence(ordering: .acquiring)
+                        guard sequence.pointee.load(ordering: .relaxed) == before else { continue }
+                        // Recheck the epoch: a removeAll during the probe restarts it.
+                        if self.epoch != epoch { continue search }
+                        return nil
+                    }
+                    if state == MapTable.full && Int((meta >> 8) & 0xFF_FFFF) == key.count && MapTable.keyMatches(bucket, key) {
+                        let result = read(bucket.advanced(by: MapGeometry.bucketPrefixBytes + keyBytes))
+                        atomicMemoryFence(ordering: .acquiring)
+                        guard sequence.pointee.load(ordering: .relaxed) == before else {
+                            try table.waitForOddBucket(&attempts, since: &started)
+                            continue
+                        }
+                        return result
+                    }
+                    atomicMemoryFence(ordering: .acquiring)
+                    guard sequence.pointee.load(ordering: .relaxed) == before else {
+                        try table.waitForOddBucket(&attempts, since: &started)
+                        continue
+                    }
+                    break
+                }
+                index = (index + 1) & mask
+            }
+            if self.epoch != epoch { continue search }
+            return nil
+        }
+    }
+
 }

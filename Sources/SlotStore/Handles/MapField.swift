@@ -14,6 +14,8 @@ public struct MapField<Key: SlotMapKey, Value: SlotMapValue>: Sendable {
     @usableFromInline let session: StoreSession
     @usableFromInline let gate: LockFreeGate
     @usableFromInline let table: MapTable
+    /// The lookup state as plain values, which is all `get` captures.
+    @usableFromInline let cursor: MapCursor
     @usableFromInline let valueType: FieldType
     @usableFromInline let valueAreaBytes: Int
     @usableFromInline let keyCapacity: Int
@@ -22,6 +24,7 @@ public struct MapField<Key: SlotMapKey, Value: SlotMapValue>: Sendable {
         self.session = session
         self.gate = table.core.gate
         self.table = table
+        self.cursor = table.cursor
         self.valueType = table.geometry.value
         self.valueAreaBytes = table.geometry.valueBytes
         self.keyCapacity = table.geometry.keyCapacity
@@ -108,11 +111,14 @@ public struct MapField<Key: SlotMapKey, Value: SlotMapValue>: Sendable {
     @inlinable
     public func get(_ key: Key) throws(SlotStoreError) -> Value? {
         if _slowPath(gate.isRetired) { return try getRetired(key) }
+        // Plain values only in the closures: capturing `self` copies the handle.
+        let cursor = self.cursor
+        let valueType = self.valueType
         return try key._withKeyBytes { keyBytes throws(SlotStoreError) -> Value? in
-            guard keyBytes.count <= keyCapacity else { throw table.keyTooLarge(keyBytes.count) }
-            return try withUnsafeTemporaryAllocation(byteCount: valueAreaBytes, alignment: 8) { area in
+            guard keyBytes.count <= cursor.keyCapacity else { throw cursor.keyTooLarge(keyBytes.count) }
+            return try withUnsafeTemporaryAllocation(byteCount: cursor.valueBytes, alignment: 8) { area in
                 Result { () throws(SlotStoreError) -> Value? in
-                    guard try table.copyValue(forKey: keyBytes, into: area.baseAddress!) else { return nil }
+                    guard try cursor.copyValue(forKey: keyBytes, into: area.baseAddress!) else { return nil }
                     return Value._read(from: area.baseAddress!, type: valueType)
                 }
             }.get()
@@ -123,10 +129,11 @@ public struct MapField<Key: SlotMapKey, Value: SlotMapValue>: Sendable {
     @inlinable
     public func contains(_ key: Key) throws(SlotStoreError) -> Bool {
         if _slowPath(gate.isRetired) { return try containsRetired(key) }
+        let cursor = self.cursor
         return try key._withKeyBytes { keyBytes throws(SlotStoreError) -> Bool in
-            guard keyBytes.count <= keyCapacity else { throw table.keyTooLarge(keyBytes.count) }
-            return try withUnsafeTemporaryAllocation(byteCount: valueAreaBytes, alignment: 8) { area in
-                Result { () throws(SlotStoreError) -> Bool in try table.copyValue(forKey: keyBytes, into: area.baseAddress!) }
+            guard keyBytes.count <= cursor.keyCapacity else { throw cursor.keyTooLarge(keyBytes.count) }
+            return try withUnsafeTemporaryAllocation(byteCount: cursor.valueBytes, alignment: 8) { area in
+                Result { () throws(SlotStoreError) -> Bool in try cursor.copyValue(forKey: keyBytes, into: area.baseAddress!) }
             }.get()
         }
     }
