@@ -20,9 +20,11 @@ struct MapTable: Sendable {
     @usableFromInline let core: StoreCore
     let field: FieldLayout
     let geometry: MapGeometry
-    let seed: UInt64
-    let base: MappedAddress
-    let mask: Int
+    /// The lookup state as plain values, built once; the table's addressing forwards to it.
+    @usableFromInline let cursor: MapCursor
+    var seed: UInt64 { cursor.seed }
+    var base: MappedAddress { cursor.base }
+    var mask: Int { cursor.mask }
 
     init(core: StoreCore, field: FieldLayout) {
         guard case .map(let key, let value, let capacity) = field.type else {
@@ -31,9 +33,11 @@ struct MapTable: Sendable {
         self.core = core
         self.field = field
         self.geometry = MapGeometry(key: key, value: value, capacity: capacity)
-        self.seed = MapTable.seed(store: core.header.hashSeed, fieldIndex: field.index)
-        self.base = core.address(field.offset)
-        self.mask = geometry.bucketCount - 1
+        self.cursor = MapCursor(engine: Unmanaged.passUnretained(core), fieldIndex: field.index,
+                                base: core.address(field.offset), mask: geometry.bucketCount - 1,
+                                seed: MapTable.seed(store: core.header.hashSeed, fieldIndex: field.index),
+                                bucketCount: geometry.bucketCount, bucketBytes: geometry.bucketBytes,
+                                keyBytes: geometry.keyBytes, valueBytes: geometry.valueBytes, keyCapacity: geometry.keyCapacity)
     }
 
     static func seed(store: UInt64, fieldIndex: Int) -> UInt64 {
@@ -45,9 +49,7 @@ struct MapTable: Sendable {
     var epochWord: UnsafeMutablePointer<Atomic<UInt64>> { base.advanced(by: MapGeometry.epochOffset).atomic(UInt64.self) }
 
     @inline(__always)
-    func bucket(_ index: Int) -> MappedAddress {
-        base.advanced(by: MapGeometry.headerBytes + index * geometry.bucketBytes)
-    }
+    func bucket(_ index: Int) -> MappedAddress { cursor.bucket(index) }
 
     /// A keyed, length-aware multiply-mix hash (the wyhash family's `mum`).
     /// Seeded per store: without the seed, colliding keys can't be precomputed.
@@ -84,7 +86,7 @@ struct MapTable: Sendable {
 
     /// The current epoch (buckets of other epochs are empty).
     @inline(__always)
-    var epoch: UInt64 { epochWord.pointee.load(ordering: .acquiring) & 0xFFFF_FFFF }
+    var epoch: UInt64 { cursor.epoch }
 
     @inline(__always)
     static func keyMatches(_ bucket: MappedAddress, _ key: UnsafeRawBufferPointer) -> Bool {
@@ -104,13 +106,6 @@ struct MapTable: Sendable {
     @usableFromInline
     func copyValue(forKey key: UnsafeRawBufferPointer, into destination: UnsafeMutableRawPointer) throws(SlotStoreError) -> Bool {
         try cursor.copyValue(forKey: key, into: destination)
-    }
-
-    /// The table's lookup state as plain values (see ``MapCursor``).
-    var cursor: MapCursor {
-        MapCursor(engine: Unmanaged.passUnretained(core), fieldIndex: field.index, base: base, mask: mask, seed: seed,
-                  bucketCount: geometry.bucketCount, bucketBytes: geometry.bucketBytes, keyBytes: geometry.keyBytes,
-                  valueBytes: geometry.valueBytes, keyCapacity: geometry.keyCapacity)
     }
 
     /// Inserts or replaces `key` with a ready value-area image, in its own transaction.

@@ -53,7 +53,7 @@ final class StoreSession: Sendable {
         return try follow()
     }
 
-    /// Switches to the successor of every retired file, in order; returns how many switches it made.
+    /// Switches to the successor of every retired file, in order; returns the newest engine.
     @discardableResult
     func follow() throws(SlotStoreError) -> StoreCore {
         try engines.withLock { engines throws(SlotStoreError) -> StoreCore in
@@ -103,9 +103,12 @@ final class StoreSession: Sendable {
     func liveField(_ core: StoreCore, _ index: Int) throws(SlotStoreError) -> (StoreCore, FieldLayout) {
         let live = try live(after: core)
         let old = core.layout.fields[index]
-        guard let field = live.layout.field(named: old.name), old.type.acceptsLiveSwitch(to: field.type) else {
-            let error = SlotStoreError.schemaMismatch(path: path, differences: core.schema.differences(to: live.schema)
-                .filter { $0.description.contains("\"\(old.name)\"") })
+        let field = live.layout.field(named: old.name)
+        guard let field, old.type.acceptsLiveSwitch(to: field.type) else {
+            // A later compaction dropped or changed the field (see `follow()`).
+            let error: SlotStoreError = field.map {
+                .wrongFieldType(path: path, name: old.name, expected: old.type.description, found: $0.type.description)
+            } ?? .unknownField(path: path, name: old.name, available: live.layout.fields.map(\.name))
             engines.withLock { $0.switchFailure = error }
             throw error
         }

@@ -15,7 +15,7 @@ public struct MapField<Key: SlotMapKey, Value: SlotMapValue>: Sendable {
     @usableFromInline let gate: LockFreeGate
     @usableFromInline let table: MapTable
     /// The lookup state as plain values, which is all `get` captures.
-    @usableFromInline let cursor: MapCursor
+    @usableFromInline var cursor: MapCursor { table.cursor }
     @usableFromInline let valueType: FieldType
     @usableFromInline let valueAreaBytes: Int
     @usableFromInline let keyCapacity: Int
@@ -24,7 +24,6 @@ public struct MapField<Key: SlotMapKey, Value: SlotMapValue>: Sendable {
         self.session = session
         self.gate = table.core.gate
         self.table = table
-        self.cursor = table.cursor
         self.valueType = table.geometry.value
         self.valueAreaBytes = table.geometry.valueBytes
         self.keyCapacity = table.geometry.keyCapacity

@@ -63,6 +63,25 @@ struct VariableField: Sendable {
         }
     }
 
+    /// Copies a consistent value into `buffer`, grown to ``capacity`` first if
+    /// smaller; returns its length. What both handles' `read(into:)` do.
+    @inlinable
+    func read(into buffer: inout [UInt8]) throws(SlotStoreError) -> Int {
+        // Rebound before sizing the buffer: the new file's capacity may be larger.
+        if _slowPath(gate.isRetired) { return try readRetired(into: &buffer) }
+        if buffer.count < capacity { buffer = [UInt8](repeating: 0, count: capacity) }
+        let field = self
+        return try buffer.withUnsafeMutableBytes { destination in
+            Result { () throws(SlotStoreError) in try field.readFast(into: destination.baseAddress!) }
+        }.get()
+    }
+
+    /// Out of line: an inlinable function that calls itself is not inlined.
+    @usableFromInline @inline(never)
+    func readRetired(into buffer: inout [UInt8]) throws(SlotStoreError) -> Int {
+        try rebound().read(into: &buffer)
+    }
+
     /// This field on the live file, after an in-place compaction retired this one's.
     @usableFromInline
     func rebound() throws(SlotStoreError) -> VariableField {
@@ -132,19 +151,7 @@ public struct StringField: Sendable {
     /// Allocates nothing when `buffer` already holds ``capacity`` bytes.
     @inlinable
     public func read(into buffer: inout [UInt8]) throws(SlotStoreError) -> Int {
-        // Rebound before sizing the buffer: the new file's capacity may be larger.
-        if _slowPath(field.gate.isRetired) { return try readRetired(into: &buffer) }
-        if buffer.count < field.capacity { buffer = [UInt8](repeating: 0, count: field.capacity) }
-        let field = self.field
-        return try buffer.withUnsafeMutableBytes { destination in
-            Result { () throws(SlotStoreError) in try field.readFast(into: destination.baseAddress!) }
-        }.get()
-    }
-
-    /// Out of line: an inlinable function that calls itself is not inlined.
-    @usableFromInline @inline(never)
-    func readRetired(into buffer: inout [UInt8]) throws(SlotStoreError) -> Int {
-        try Self(field: field.rebound()).read(into: &buffer)
+        try field.read(into: &buffer)
     }
 
     /// Replaces the value.
@@ -176,19 +183,7 @@ public struct BytesField: Sendable {
     /// is smaller, and returns the value's length.
     @inlinable
     public func read(into buffer: inout [UInt8]) throws(SlotStoreError) -> Int {
-        // Rebound before sizing the buffer: the new file's capacity may be larger.
-        if _slowPath(field.gate.isRetired) { return try readRetired(into: &buffer) }
-        if buffer.count < field.capacity { buffer = [UInt8](repeating: 0, count: field.capacity) }
-        let field = self.field
-        return try buffer.withUnsafeMutableBytes { destination in
-            Result { () throws(SlotStoreError) in try field.readFast(into: destination.baseAddress!) }
-        }.get()
-    }
-
-    /// Out of line: an inlinable function that calls itself is not inlined.
-    @usableFromInline @inline(never)
-    func readRetired(into buffer: inout [UInt8]) throws(SlotStoreError) -> Int {
-        try Self(field: field.rebound()).read(into: &buffer)
+        try field.read(into: &buffer)
     }
 
     /// Replaces the value.
