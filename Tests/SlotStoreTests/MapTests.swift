@@ -98,6 +98,43 @@ struct MapTests {
         #expect(try blobs.get([99]) == [0, 0, 0])
     }
 
+    @Test("one-word values of every width: set, add wrapping at the width, get, and a full map refusing an insert")
+    func wordValues() throws {
+        let store = try SlotStore(path: directory.file("words.slots"), schema: Schema(version: 1, fields: [
+            .map("bytes", key: .string(capacity: 16), value: .scalar(.uint8), capacity: 4),
+            .map("small", key: .scalar(.int64), value: .scalar(.int8), capacity: 4),
+            .map("flags", key: .string(capacity: 16), value: .scalar(.bool), capacity: 4),
+            .map("ratios", key: .scalar(.uint16), value: .scalar(.double), capacity: 4),
+        ]))
+        let bytes = try store.map("bytes", key: String.self, value: UInt8.self)
+        #expect(try bytes.add(250, for: "a") == 250)  // inserted as 0 + 250
+        #expect(try bytes.add(10, for: "a") == 4)  // wraps at 8 bits
+        #expect(try bytes.get("a") == 4)
+        try bytes.set(255, for: "b")
+        #expect(try bytes.get("b") == 255)
+        let small = try store.map("small", key: Int64.self, value: Int8.self)
+        try small.set(-128, for: -1)
+        #expect(try small.add(-1, for: -1) == 127)
+        #expect(try small.get(-1) == 127)
+        #expect(try small.get(0) == nil)
+        let flags = try store.map("flags", key: String.self, value: Bool.self)
+        try flags.set(true, for: "on")
+        try flags.set(false, for: "off")
+        #expect(try flags.get("on") == true)
+        #expect(try flags.get("off") == false)
+        let ratios = try store.map("ratios", key: UInt16.self, value: Double.self)
+        for key: UInt16 in 0..<4 { try ratios.set(Double(key) / 3, for: key) }
+        #expect(throws: SlotStoreError.mapFull(path: store.path, field: "ratios", capacity: 4, count: 4)) {
+            try ratios.set(9, for: 9)
+        }
+        try ratios.set(-0.5, for: 2)  // replacing still works
+        #expect(try (0..<4).map { try ratios.get($0) } == [0, 1.0 / 3, -0.5, 1])
+        #expect(try ratios.get(9) == nil)
+        #expect(ratios.count == 4)
+        #expect(store.status.journalDirty == false)
+        #expect(try SlotStore.verify(at: store.path).ok)
+    }
+
     @Test("a transaction over map entries and scalars is all or nothing")
     func transactions() throws {
         struct Refused: Error {}

@@ -34,9 +34,9 @@ struct MapTable: Sendable {
         self.field = field
         self.geometry = MapGeometry(key: key, value: value, capacity: capacity)
         self.cursor = MapCursor(engine: Unmanaged.passUnretained(core), fieldIndex: field.index,
-                                base: core.address(field.offset), mask: geometry.bucketCount - 1,
+                                fieldOffset: field.offset, base: core.address(field.offset), mask: geometry.bucketCount - 1,
                                 seed: MapTable.seed(store: core.header.hashSeed, fieldIndex: field.index),
-                                bucketCount: geometry.bucketCount, bucketBytes: geometry.bucketBytes,
+                                bucketCount: geometry.bucketCount, bucketBytes: geometry.bucketBytes, capacity: geometry.capacity,
                                 keyBytes: geometry.keyBytes, valueBytes: geometry.valueBytes, keyCapacity: geometry.keyCapacity)
     }
 
@@ -88,15 +88,33 @@ struct MapTable: Sendable {
     @inline(__always)
     var epoch: UInt64 { cursor.epoch }
 
+    /// Whether the bucket's key bytes are `key`'s (the caller compared the
+    /// lengths). Keys up to 64 bytes compare in inlined 8-byte words: a
+    /// `memcmp` call was a tenth of a small map's lookup.
     @inline(__always)
     static func keyMatches(_ bucket: MappedAddress, _ key: UnsafeRawBufferPointer) -> Bool {
-        key.count == 0 || memcmp(bucket.pointer + MapGeometry.bucketPrefixBytes, key.baseAddress!, key.count) == 0
+        guard let keyBase = key.baseAddress else { return true }
+        let stored = UnsafeRawPointer(bucket.pointer + MapGeometry.bucketPrefixBytes)
+        let count = key.count
+        guard count <= 64 else { return memcmp(stored, keyBase, count) == 0 }
+        var offset = 0
+        var difference: UInt64 = 0
+        while offset &+ 8 <= count {
+            difference |= stored.load(fromByteOffset: offset, as: UInt64.self)
+                ^ keyBase.loadUnaligned(fromByteOffset: offset, as: UInt64.self)
+            offset &+= 8
+        }
+        while offset < count {
+            difference |= UInt64(stored.load(fromByteOffset: offset, as: UInt8.self) ^ keyBase.load(fromByteOffset: offset, as: UInt8.self))
+            offset &+= 1
+        }
+        return difference == 0
     }
 
     /// Lends the bytes of `key` with typed throws (Array's own `withUnsafeBytes` rethrows untyped).
     @inlinable
-    static func withBytes<R>(of key: [UInt8], _ body: (UnsafeRawBufferPointer) throws(SlotStoreError) -> R) throws(SlotStoreError) -> R {
-        try key.withUnsafeBytes { bytes in Result { () throws(SlotStoreError) in try body(bytes) } }.get()
+    static func withBytes<R, E: Error>(of key: [UInt8], _ body: (UnsafeRawBufferPointer) throws(E) -> R) throws(E) -> R {
+        try key.withUnsafeBytes { bytes in Result { () throws(E) in try body(bytes) } }.get()
     }
 
     // MARK: Non-generic entry points for the inlinable handle methods
@@ -114,12 +132,6 @@ struct MapTable: Sendable {
         try core.transaction { () throws(SlotStoreError) in
             _ = try set(key) { area in area.copyBytes(from: valueImage.baseAddress!, count: valueImage.count) }
         }
-    }
-
-    /// Adds `delta` to the integer value of `key` (inserting 0 first), wrapping at `width` bytes; returns the new bits.
-    @usableFromInline
-    func add(bits delta: UInt64, width: Int, forKey key: UnsafeRawBufferPointer) throws(SlotStoreError) -> UInt64 {
-        try core.transaction { () throws(SlotStoreError) in try addLocked(bits: delta, width: width, forKey: key) }
     }
 
     func addLocked(bits delta: UInt64, width: Int, forKey key: UnsafeRawBufferPointer) throws(SlotStoreError) -> UInt64 {
@@ -225,76 +237,16 @@ struct MapTable: Sendable {
     // MARK: Locked writes (call with the store's lock held)
 
     /// The bucket holding `key`, and the bucket an insert of it would use.
-    func locate(_ key: UnsafeRawBufferPointer) -> (found: Int?, insertAt: Int?) {
-        let epoch = self.epoch
-        var index = Int(truncatingIfNeeded: MapTable.hash(key, seed: seed)) & mask
-        var firstFree: Int?
-        for _ in 0..<geometry.bucketCount {
-            let bucket = self.bucket(index)
-            let meta = bucket.advanced(by: 8).atomic(UInt64.self).pointee.load(ordering: .relaxed)
-            let state = meta & 3
-            if meta >> 32 != epoch || state == MapTable.empty { return (nil, firstFree ?? index) }
-            if state == MapTable.tombstone {
-                if firstFree == nil { firstFree = index }
-            } else if Int((meta >> 8) & 0xFF_FFFF) == key.count && MapTable.keyMatches(bucket, key) {
-                return (index, nil)
-            }
-            index = (index + 1) & mask
-        }
-        return (nil, firstFree)
-    }
+    func locate(_ key: UnsafeRawBufferPointer) -> (found: Int?, insertAt: Int?) { cursor.locate(key) }
 
-    private func journalHeader() throws(SlotStoreError) {
-        try core.recordUndo(offset: field.offset, length: 24, sequenceOffset: 0)
-    }
+    private func journalHeader() throws(SlotStoreError) { try cursor.journalHeader(core) }
 
-    private func journalBucket(_ index: Int) throws(SlotStoreError) {
-        let offset = field.offset + MapGeometry.headerBytes + index * geometry.bucketBytes
-        try core.recordUndo(offset: offset + 8, length: geometry.bucketBytes - 8, sequenceOffset: offset)
-    }
+    private func journalBucket(_ index: Int) throws(SlotStoreError) { try cursor.journalBucket(index, core) }
 
     /// Inserts or replaces; `writeValue` fills the value area. Returns whether it inserted.
     @discardableResult
     func set(_ key: UnsafeRawBufferPointer, _ writeValue: (MappedAddress) -> Void) throws(SlotStoreError) -> Bool {
-        let (found, insertAt) = locate(key)
-        if let found {
-            try journalBucket(found)
-            let bucket = self.bucket(found)
-            let sequence = beginWrite(bucket)
-            writeValue(bucket.advanced(by: MapGeometry.bucketPrefixBytes + geometry.keyBytes))
-            core.fault(.midWrite)
-            core.endSeqlockWrite(sequence)
-            core.fault(.afterWrite)
-            return false
-        }
-        let live = Int(clamping: count.pointee.load(ordering: .relaxed))
-        guard live <= geometry.capacity else {
-            throw .invalidValue(path: core.path, field: field.name,
-                                detail: "the map records \(live) entries, over its capacity \(geometry.capacity): the file is damaged; run `slotstore verify`, then compact or restore it")
-        }
-        guard live < geometry.capacity, let target = insertAt else {
-            throw .mapFull(path: core.path, field: field.name, capacity: geometry.capacity, count: live)
-        }
-        try journalHeader()
-        try journalBucket(target)
-        let bucket = self.bucket(target)
-        let oldMeta = bucket.advanced(by: 8).atomic(UInt64.self).pointee.load(ordering: .relaxed)
-        let reusesTombstone = oldMeta & 3 == MapTable.tombstone && oldMeta >> 32 == epoch
-        let sequence = beginWrite(bucket)
-        key.withMemoryRebound(to: UInt8.self) { bytes in
-            if let source = bytes.baseAddress { bucket.advanced(by: MapGeometry.bucketPrefixBytes).copyBytes(from: source, count: bytes.count) }
-        }
-        writeValue(bucket.advanced(by: MapGeometry.bucketPrefixBytes + geometry.keyBytes))
-        core.fault(.midWrite)
-        bucket.advanced(by: 8).atomic(UInt64.self).pointee.store(
-            MapTable.meta(state: MapTable.full, keyLength: key.count, epoch: epoch), ordering: .relaxed)
-        core.endSeqlockWrite(sequence)
-        count.pointee.store(UInt64(live + 1), ordering: .relaxed)
-        if reusesTombstone {
-            tombstones.pointee.store(tombstones.pointee.load(ordering: .relaxed) &- 1, ordering: .relaxed)
-        }
-        core.fault(.afterWrite)
-        return true
+        try cursor.set(key, in: core, writeValue)
     }
 
     /// Removes `key`, leaving a tombstone. Returns whether it was present.
@@ -324,12 +276,7 @@ struct MapTable: Sendable {
     }
 
     @inline(__always)
-    private func beginWrite(_ bucket: MappedAddress) -> UnsafeMutablePointer<Atomic<UInt64>> {
-        let sequence = bucket.atomic(UInt64.self)
-        sequence.pointee.store(sequence.pointee.load(ordering: .relaxed) | 1, ordering: .relaxed)
-        atomicMemoryFence(ordering: .releasing)
-        return sequence
-    }
+    private func beginWrite(_ bucket: MappedAddress) -> UnsafeMutablePointer<Atomic<UInt64>> { MapCursor.beginWrite(bucket) }
 }
 
 /// What a lookup needs, as plain values: a map handle keeps one, and its
@@ -340,11 +287,15 @@ struct MapTable: Sendable {
 struct MapCursor: @unchecked Sendable {
     let engine: Unmanaged<StoreCore>
     let fieldIndex: Int
+    /// The field's offset in the file, for journal records.
+    let fieldOffset: Int
     let base: MappedAddress
     let mask: Int
     let seed: UInt64
     let bucketCount: Int
     let bucketBytes: Int
+    /// The most entries the map holds.
+    let capacity: Int
     let keyBytes: Int
     @usableFromInline let valueBytes: Int
     @usableFromInline let keyCapacity: Int
@@ -376,6 +327,206 @@ struct MapCursor: @unchecked Sendable {
 
     @usableFromInline @inline(never)
     func keyTooLarge(_ size: Int) -> SlotStoreError { table.keyTooLarge(size) }
+
+    /// What ``probeWord(forKey:)`` found.
+    @usableFromInline
+    enum WordProbe {
+        /// The key's value word.
+        case found(UInt64)
+        /// No such key.
+        case absent
+        /// A bucket on the path is being written or changed under the probe:
+        /// the caller takes the full lookup, which waits, recovers a dead
+        /// writer and reports a timeout.
+        case contended
+    }
+
+    // MARK: Locked writes (with the lock held, except the two word entry points)
+
+    // The cursor holds plain values and borrows the engine, so the handles'
+    // inlined writes capture nothing that needs a retain; `MapTable` forwards here.
+
+    @inline(__always)
+    var count: UnsafeMutablePointer<Atomic<UInt64>> { base.advanced(by: MapGeometry.countOffset).atomic(UInt64.self) }
+    @inline(__always)
+    var tombstones: UnsafeMutablePointer<Atomic<UInt64>> { base.advanced(by: MapGeometry.tombstonesOffset).atomic(UInt64.self) }
+
+    @inline(__always)
+    func valueArea(_ bucket: MappedAddress) -> MappedAddress { bucket.advanced(by: MapGeometry.bucketPrefixBytes + keyBytes) }
+
+    @inline(__always)
+    static func beginWrite(_ bucket: MappedAddress) -> UnsafeMutablePointer<Atomic<UInt64>> {
+        let sequence = bucket.atomic(UInt64.self)
+        sequence.pointee.store(sequence.pointee.load(ordering: .relaxed) | 1, ordering: .relaxed)
+        atomicMemoryFence(ordering: .releasing)
+        return sequence
+    }
+
+    /// The bucket holding `key`, and the bucket an insert of it would use
+    /// (the first tombstone on its path, else the empty bucket ending it).
+    func locate(_ key: UnsafeRawBufferPointer) -> (found: Int?, insertAt: Int?) {
+        let epoch = self.epoch
+        let keyLength = key.count
+        var index = Int(truncatingIfNeeded: MapTable.hash(key, seed: seed)) & mask
+        var firstFree: Int?
+        for _ in 0..<bucketCount {
+            let bucket = self.bucket(index)
+            let meta = bucket.advanced(by: 8).atomic(UInt64.self).pointee.load(ordering: .relaxed)
+            let state = meta & 3
+            if meta >> 32 != epoch || state == MapTable.empty { return (nil, firstFree ?? index) }
+            if state == MapTable.tombstone {
+                if firstFree == nil { firstFree = index }
+            } else if Int((meta >> 8) & 0xFF_FFFF) == keyLength && MapTable.keyMatches(bucket, key) {
+                return (index, nil)
+            }
+            index = (index &+ 1) & mask
+        }
+        return (nil, firstFree)
+    }
+
+    func journalHeader(_ core: StoreCore) throws(SlotStoreError) {
+        try core.recordUndo(offset: fieldOffset, length: 24, sequenceOffset: 0)
+    }
+
+    func journalBucket(_ index: Int, _ core: StoreCore) throws(SlotStoreError) {
+        let offset = fieldOffset + MapGeometry.headerBytes + index * bucketBytes
+        try core.recordUndo(offset: offset + 8, length: bucketBytes - 8, sequenceOffset: offset)
+    }
+
+    /// Inserts or replaces; `writeValue` fills the value area. Returns whether it inserted.
+    @discardableResult
+    func set(_ key: UnsafeRawBufferPointer, in core: StoreCore, _ writeValue: (MappedAddress) -> Void) throws(SlotStoreError) -> Bool {
+        let (found, insertAt) = locate(key)
+        if let found {
+            try replace(at: found, in: core, writeValue)
+            return false
+        }
+        try insert(key, at: insertAt, in: core, writeValue)
+        return true
+    }
+
+    /// Replaces the value of the bucket at `index`. Only the value area is
+    /// journaled: the key and its metadata do not change.
+    func replace(at index: Int, in core: StoreCore, _ writeValue: (MappedAddress) -> Void) throws(SlotStoreError) {
+        let bucketOffset = fieldOffset + MapGeometry.headerBytes + index * bucketBytes
+        try core.recordUndo(offset: bucketOffset + MapGeometry.bucketPrefixBytes + keyBytes, length: valueBytes,
+                            sequenceOffset: bucketOffset)
+        let bucket = self.bucket(index)
+        let sequence = MapCursor.beginWrite(bucket)
+        writeValue(valueArea(bucket))
+        core.fault(.midWrite)
+        core.endSeqlockWrite(sequence)
+        core.fault(.afterWrite)
+    }
+
+    /// Inserts `key` into bucket `target` (from ``locate(_:)``), journaling the header and the bucket.
+    func insert(_ key: UnsafeRawBufferPointer, at target: Int?, in core: StoreCore,
+                _ writeValue: (MappedAddress) -> Void) throws(SlotStoreError) {
+        let live = Int(clamping: count.pointee.load(ordering: .relaxed))
+        guard live <= capacity else {
+            throw .invalidValue(path: core.path, field: core.layout.fields[fieldIndex].name,
+                                detail: "the map records \(live) entries, over its capacity \(capacity): the file is damaged; run `slotstore verify`, then compact or restore it")
+        }
+        guard live < capacity, let target else {
+            throw .mapFull(path: core.path, field: core.layout.fields[fieldIndex].name, capacity: capacity, count: live)
+        }
+        try journalHeader(core)
+        try journalBucket(target, core)
+        let epoch = self.epoch
+        let bucket = self.bucket(target)
+        let oldMeta = bucket.advanced(by: 8).atomic(UInt64.self).pointee.load(ordering: .relaxed)
+        let reusesTombstone = oldMeta & 3 == MapTable.tombstone && oldMeta >> 32 == epoch
+        let sequence = MapCursor.beginWrite(bucket)
+        if let source = key.baseAddress { bucket.advanced(by: MapGeometry.bucketPrefixBytes).copyShortBytes(from: source, count: key.count) }
+        writeValue(valueArea(bucket))
+        core.fault(.midWrite)
+        bucket.advanced(by: 8).atomic(UInt64.self).pointee.store(
+            MapTable.meta(state: MapTable.full, keyLength: key.count, epoch: epoch), ordering: .relaxed)
+        core.endSeqlockWrite(sequence)
+        count.pointee.store(UInt64(live + 1), ordering: .relaxed)
+        if reusesTombstone {
+            tombstones.pointee.store(tombstones.pointee.load(ordering: .relaxed) &- 1, ordering: .relaxed)
+        }
+        core.fault(.afterWrite)
+    }
+
+    /// Stores `bits` as the value word of `key` (inserting it when absent) in
+    /// its own transaction, for maps whose values are one scalar. The engine
+    /// is borrowed, not retained: the handle that owns this cursor holds it.
+    @usableFromInline
+    func storeWord(_ bits: UInt64, forKey key: UnsafeRawBufferPointer) throws(SlotStoreError) {
+        _ = try updateWord(forKey: key) { _ in bits }
+    }
+
+    /// Adds `delta` to the integer value word of `key` (inserting 0 first),
+    /// wrapping at `width` bytes, in its own transaction; returns the new bits.
+    @usableFromInline
+    func addWord(_ delta: UInt64, width: Int, forKey key: UnsafeRawBufferPointer) throws(SlotStoreError) -> UInt64 {
+        let mask = width == 8 ? UInt64.max : (UInt64(1) << (8 * UInt64(width))) - 1
+        return try updateWord(forKey: key) { current in (current &+ delta) & mask }
+    }
+
+    /// Locks, replaces the value word of `key` with `next(current)` (0 when
+    /// absent, then inserted), commits; returns the word written.
+    @inline(__always)
+    private func updateWord(forKey key: UnsafeRawBufferPointer, _ next: (UInt64) -> UInt64) throws(SlotStoreError) -> UInt64 {
+        try engine._withUnsafeGuaranteedRef { core in
+            Result { () throws(SlotStoreError) -> UInt64 in
+                try core.acquireLock()
+                let written: UInt64
+                do throws(SlotStoreError) {
+                    let (found, insertAt) = locate(key)
+                    if let found {
+                        let word = valueArea(bucket(found)).atomic(UInt64.self)
+                        written = next(word.pointee.load(ordering: .relaxed))
+                        try replace(at: found, in: core) { area in area.atomic(UInt64.self).pointee.store(written, ordering: .relaxed) }
+                    } else {
+                        written = next(0)
+                        try insert(key, at: insertAt, in: core) { area in area.atomic(UInt64.self).pointee.store(written, ordering: .relaxed) }
+                    }
+                } catch {
+                    core.abort()
+                    throw error
+                }
+                try core.commitAndRelease()
+                return written
+            }
+        }.get()
+    }
+
+    /// The first 8-byte word of `key`'s value, for maps whose values are one
+    /// scalar: the lookup of ``lookup(_:_:)`` without a closure, a buffer or an
+    /// error path, which cost as much as the probe itself on a small map.
+    @usableFromInline
+    func probeWord(forKey key: UnsafeRawBufferPointer) -> WordProbe {
+        let hash = MapTable.hash(key, seed: seed)
+        let epoch = self.epoch
+        let keyLength = key.count
+        var index = Int(truncatingIfNeeded: hash) & mask
+        for _ in 0..<bucketCount {
+            let bucket = self.bucket(index)
+            let sequence = bucket.atomic(UInt64.self)
+            let before = sequence.pointee.load(ordering: .acquiring)
+            if before & 1 == 1 { return .contended }
+            let meta = bucket.advanced(by: 8).atomic(UInt64.self).pointee.load(ordering: .relaxed)
+            let state = meta & 3
+            if meta >> 32 != epoch || state == MapTable.empty {
+                atomicMemoryFence(ordering: .acquiring)
+                guard sequence.pointee.load(ordering: .relaxed) == before, self.epoch == epoch else { return .contended }
+                return .absent
+            }
+            if state == MapTable.full && Int((meta >> 8) & 0xFF_FFFF) == keyLength && MapTable.keyMatches(bucket, key) {
+                let word = bucket.advanced(by: MapGeometry.bucketPrefixBytes + keyBytes).atomic(UInt64.self).pointee.load(ordering: .relaxed)
+                atomicMemoryFence(ordering: .acquiring)
+                guard sequence.pointee.load(ordering: .relaxed) == before else { return .contended }
+                return .found(word)
+            }
+            atomicMemoryFence(ordering: .acquiring)
+            guard sequence.pointee.load(ordering: .relaxed) == before else { return .contended }
+            index = (index &+ 1) & mask
+        }
+        return self.epoch == epoch ? .absent : .contended
+    }
 
     func lookup<R>(_ key: UnsafeRawBufferPointer, _ read: (MappedAddress) -> R) throws(SlotStoreError) -> R? {
         let home = Int(truncatingIfNeeded: MapTable.hash(key, seed: seed)) & mask

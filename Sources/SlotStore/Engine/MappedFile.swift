@@ -32,11 +32,11 @@ struct MappedAddress: @unchecked Sendable {
     }
 
     /// ``copyBytes(to:count:)`` for a short value (a string or bytes field read):
-    /// up to 64 bytes in inlined 8-byte moves instead of a `memmove` call,
+    /// up to 128 bytes in inlined 8-byte moves instead of a `memmove` call,
     /// which costs about as much as the whole seqlock read. `self` is 8-byte aligned.
     @inlinable @inline(__always)
     func copyShortBytes(to destination: UnsafeMutableRawPointer, count: Int) {
-        guard count <= 64 else { return copyBytes(to: destination, count: count) }
+        guard count <= 128 else { return copyBytes(to: destination, count: count) }
         let words = count &>> 3
         var offset = 0
         while offset < words &<< 3 {
@@ -45,6 +45,23 @@ struct MappedAddress: @unchecked Sendable {
         }
         while offset < count {
             destination.storeBytes(of: pointer.load(fromByteOffset: offset, as: UInt8.self), toByteOffset: offset, as: UInt8.self)
+            offset &+= 1
+        }
+    }
+
+    /// ``copyBytes(from:count:)`` for a short value (a string write, a journal
+    /// record), as ``copyShortBytes(to:count:)``. `source` may be unaligned.
+    @inlinable @inline(__always)
+    func copyShortBytes(from source: UnsafeRawPointer, count: Int) {
+        guard count <= 128 else { return copyBytes(from: source, count: count) }
+        let words = count &>> 3
+        var offset = 0
+        while offset < words &<< 3 {
+            pointer.storeBytes(of: source.loadUnaligned(fromByteOffset: offset, as: UInt64.self), toByteOffset: offset, as: UInt64.self)
+            offset &+= 8
+        }
+        while offset < count {
+            pointer.storeBytes(of: source.load(fromByteOffset: offset, as: UInt8.self), toByteOffset: offset, as: UInt8.self)
             offset &+= 1
         }
     }

@@ -112,6 +112,25 @@ public struct MapField<Key: SlotMapKey, Value: SlotMapValue>: Sendable {
         if _slowPath(gate.isRetired) { return try getRetired(key) }
         // Plain values only in the closures: capturing `self` copies the handle.
         let cursor = self.cursor
+        if Value._isWord {
+            // One scalar: a probe that cannot fail; anything unusual (a key
+            // too long, a bucket being written) takes the full path below.
+            let probe = key._withKeyBytes { keyBytes -> MapCursor.WordProbe in
+                keyBytes.count <= cursor.keyCapacity ? cursor.probeWord(forKey: keyBytes) : .contended
+            }
+            switch probe {
+            case .found(let bits): return Value._fromWord(bits)
+            case .absent: return nil
+            case .contended: return try getThroughBuffer(key)
+            }
+        }
+        return try getThroughBuffer(key)
+    }
+
+    /// ``get(_:)`` for any value: copies the value area into a buffer while its bucket is stable.
+    @inlinable
+    func getThroughBuffer(_ key: Key) throws(SlotStoreError) -> Value? {
+        let cursor = self.cursor
         let valueType = self.valueType
         return try key._withKeyBytes { keyBytes throws(SlotStoreError) -> Value? in
             guard keyBytes.count <= cursor.keyCapacity else { throw cursor.keyTooLarge(keyBytes.count) }
@@ -143,9 +162,19 @@ public struct MapField<Key: SlotMapKey, Value: SlotMapValue>: Sendable {
     ///   inserting into a full map; the map is then unchanged.
     @inlinable
     public func set(_ value: Value, for key: Key) throws(SlotStoreError) {
-        try checkValue(value)
         do {
-            try setLockingLive(value, for: key)
+            if Value._isWord {
+                // One scalar (always fits): no value image, only plain values captured.
+                let cursor = self.cursor
+                let bits = value._word
+                try key._withKeyBytes { keyBytes throws(SlotStoreError) in
+                    guard keyBytes.count <= cursor.keyCapacity else { throw cursor.keyTooLarge(keyBytes.count) }
+                    try cursor.storeWord(bits, forKey: keyBytes)
+                }
+            } else {
+                try checkValue(value)
+                try setLockingLive(value, for: key)
+            }
         } catch .storeRetired {
             try setRetired(value, for: key)
         }
@@ -232,10 +261,11 @@ extension MapField where Value: SlotInteger {
     /// the key is missing, and returns the new value. Atomic: it holds the lock.
     @inlinable @discardableResult
     public func add(_ delta: Value, for key: Key) throws(SlotStoreError) -> Value {
+        let cursor = self.cursor
         do {
             return try key._withKeyBytes { keyBytes throws(SlotStoreError) -> Value in
-                guard keyBytes.count <= keyCapacity else { throw table.keyTooLarge(keyBytes.count) }
-                return Value(_slotBits: try table.add(bits: delta._slotBits, width: Value.scalarType.byteWidth, forKey: keyBytes))
+                guard keyBytes.count <= cursor.keyCapacity else { throw cursor.keyTooLarge(keyBytes.count) }
+                return Value(_slotBits: try cursor.addWord(delta._slotBits, width: Value.scalarType.byteWidth, forKey: keyBytes))
             }
         } catch .storeRetired {
             return try addRetired(delta, for: key)

@@ -3,8 +3,9 @@
 public protocol SlotMapKey: Sendable, Hashable {
     /// Whether keys of the schema's `type` are this Swift type. Implementation detail.
     static func _isCompatibleKey(with type: FieldType) -> Bool
-    /// Lends the key's stored bytes. Implementation detail.
-    func _withKeyBytes<R>(_ body: (UnsafeRawBufferPointer) throws(SlotStoreError) -> R) throws(SlotStoreError) -> R
+    /// Lends the key's stored bytes. Implementation detail. Generic over the
+    /// error so a lookup that cannot fail pays for no error plumbing.
+    func _withKeyBytes<R, E: Error>(_ body: (UnsafeRawBufferPointer) throws(E) -> R) throws(E) -> R
     /// Rebuilds a key from its stored bytes. Implementation detail.
     init(_keyBytes bytes: UnsafeRawBufferPointer)
 }
@@ -21,6 +22,27 @@ public protocol SlotMapValue: Sendable {
     func _write(to area: UnsafeMutableRawPointer, type: FieldType)
     /// Reads a value from a bucket's value area. Implementation detail.
     static func _read(from area: UnsafeRawPointer, type: FieldType) -> Self
+    /// Whether the value is one scalar stored in the area's first 8-byte word,
+    /// which lookups then read without a buffer. Implementation detail.
+    static var _isWord: Bool { get }
+    /// The value from that word (only when `_isWord`). Implementation detail.
+    static func _fromWord(_ bits: UInt64) -> Self
+    /// The value as that word (only when `_isWord`). Implementation detail.
+    var _word: UInt64 { get }
+}
+
+extension SlotMapValue {
+    /// Not a single word: strings, bytes and arrays.
+    @inlinable
+    public static var _isWord: Bool { false }
+    /// Unused for values that are not a single word.
+    @inlinable
+    public var _word: UInt64 { 0 }
+    /// Unused for values that are not a single word.
+    @inlinable
+    public static func _fromWord(_ bits: UInt64) -> Self {
+        withUnsafeBytes(of: bits) { _read(from: $0.baseAddress!, type: .scalar(.uint64)) }
+    }
 }
 
 extension String: SlotMapKey, SlotMapValue {
@@ -31,15 +53,11 @@ extension String: SlotMapKey, SlotMapValue {
         if case .string = type { return true }
         return false
     }
-    /// The UTF-8 bytes.
+    /// The UTF-8 bytes, borrowed through a span (no retain of the string's
+    /// storage, which `withContiguousStorageIfAvailable` pays per call).
     @inlinable
-    public func _withKeyBytes<R>(_ body: (UnsafeRawBufferPointer) throws(SlotStoreError) -> R) throws(SlotStoreError) -> R {
-        if let result = utf8.withContiguousStorageIfAvailable({ bytes in
-            Result { () throws(SlotStoreError) in try body(UnsafeRawBufferPointer(bytes)) }
-        }) {
-            return try result.get()
-        }
-        return try MapTable.withBytes(of: Array(utf8), body)
+    public func _withKeyBytes<R, E: Error>(_ body: (UnsafeRawBufferPointer) throws(E) -> R) throws(E) -> R {
+        try utf8.span.withUnsafeBytes { bytes throws(E) in try body(bytes) }
     }
     /// Decodes UTF-8, repairing invalid bytes.
     public init(_keyBytes bytes: UnsafeRawBufferPointer) { self = String(decoding: bytes, as: UTF8.self) }
@@ -66,7 +84,8 @@ extension Array: SlotMapKey where Element == UInt8 {
         return false
     }
     /// The bytes themselves.
-    public func _withKeyBytes<R>(_ body: (UnsafeRawBufferPointer) throws(SlotStoreError) -> R) throws(SlotStoreError) -> R {
+    @inlinable
+    public func _withKeyBytes<R, E: Error>(_ body: (UnsafeRawBufferPointer) throws(E) -> R) throws(E) -> R {
         try MapTable.withBytes(of: self, body)
     }
     /// A copy of the bytes.
@@ -117,9 +136,9 @@ extension SlotMapKey where Self: SlotInteger {
     public static func _isCompatibleKey(with type: FieldType) -> Bool { type == .scalar(Self.scalarType) }
     /// The integer's bits as 8 little-endian bytes.
     @inlinable
-    public func _withKeyBytes<R>(_ body: (UnsafeRawBufferPointer) throws(SlotStoreError) -> R) throws(SlotStoreError) -> R {
+    public func _withKeyBytes<R, E: Error>(_ body: (UnsafeRawBufferPointer) throws(E) -> R) throws(E) -> R {
         let bits = _slotBits.littleEndian
-        return try withUnsafeBytes(of: bits) { bytes in Result { () throws(SlotStoreError) in try body(bytes) } }.get()
+        return try withUnsafeBytes(of: bits) { bytes in Result { () throws(E) in try body(bytes) } }.get()
     }
     /// From 8 little-endian bytes.
     public init(_keyBytes bytes: UnsafeRawBufferPointer) {
@@ -145,6 +164,15 @@ extension SlotMapValue where Self: SlotScalar {
     public static func _read(from area: UnsafeRawPointer, type: FieldType) -> Self {
         Self(_slotBits: MappedAddress(UnsafeMutableRawPointer(mutating: area)).loadBits(width: Self.scalarType.byteWidth))
     }
+    /// A scalar is one word.
+    @inlinable
+    public static var _isWord: Bool { true }
+    /// The word's low bytes (`init(_slotBits:)` truncates to the type's width).
+    @inlinable
+    public static func _fromWord(_ bits: UInt64) -> Self { Self(_slotBits: bits) }
+    /// The stored bits, as `_write` stores them.
+    @inlinable
+    public var _word: UInt64 { _slotBits }
 }
 
 extension Int8: SlotMapKey, SlotMapValue {}
