@@ -19,7 +19,7 @@ import Glibc
 /// instruction, even while holding the lock, leaves no torn value and no
 /// stuck lock: the next process to take the lock rolls its write back.
 public final class SlotStore: Sendable {
-    let session: StoreSession
+    @usableFromInline let session: StoreSession
 
     /// The engine of the file now at the path (the newest this process switched to).
     var core: StoreCore { session.current }
@@ -139,10 +139,11 @@ public final class SlotStore: Sendable {
     /// }
     /// ```
     @discardableResult
+    @inlinable
     public func transaction<R>(_ body: (borrowing Transaction) throws -> R) throws -> R {
-        let core = try session.lockLive()
-        let transaction = Transaction(session: session, core: core)
-        return try core.finishTransaction { try body(transaction) }
+        // Inlinable, so the client specializes it for R and its closure.
+        let transaction = Transaction(session: session, core: try session.lockLive())
+        return try transaction.core.finishTransaction { try body(transaction) }
     }
 
     /// Runs `body` on the live engine holding its lock, all or nothing.

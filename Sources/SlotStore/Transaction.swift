@@ -9,9 +9,14 @@
 /// before or after each write, never torn. To read several fields as of one
 /// moment, read them inside a transaction.
 public struct Transaction: ~Copyable {
-    @usableFromInline let session: StoreSession
+    /// Unowned: a transaction lives only inside `SlotStore.transaction`'s
+    /// closure, while the store holds its session (a retain and release per
+    /// transaction otherwise); only the slow paths of stale handles use it.
+    @usableFromInline unowned(unsafe) let session: StoreSession
+    /// The locked engine, owned: it comes from `lockLive` already retained.
     @usableFromInline let core: StoreCore
 
+    @usableFromInline
     init(session: StoreSession, core: StoreCore) {
         self.session = session
         self.core = core

@@ -95,6 +95,34 @@ struct StoreTests {
         #expect(buffer.count == 128)
     }
 
+    @Test("read(into:) a raw buffer copies the value and refuses a buffer smaller than the capacity")
+    func rawBufferRead() throws {
+        let store = try SlotStore(path: directory.file("raw.slots"), schema: .sample)
+        let motd = try store.string("motd")
+        try motd.store("héllo")
+        let buffer = UnsafeMutableRawBufferPointer.allocate(byteCount: 200, alignment: 1)
+        defer { buffer.deallocate() }
+        buffer.initializeMemory(as: UInt8.self, repeating: 0xEE)
+        let length = try motd.read(into: buffer)
+        #expect(length == 6)
+        #expect(String(decoding: UnsafeRawBufferPointer(rebasing: buffer[0..<length]), as: UTF8.self) == "héllo")
+        // An unaligned buffer of exactly the capacity holds the longest value.
+        let exact = String(repeating: "z", count: 128)
+        try motd.store(exact)
+        let unaligned = UnsafeMutableRawBufferPointer(rebasing: buffer[1..<129])
+        #expect(try motd.read(into: unaligned) == 128)
+        #expect(String(decoding: UnsafeRawBufferPointer(unaligned), as: UTF8.self) == exact)
+        let small = UnsafeMutableRawBufferPointer(rebasing: buffer[0..<127])
+        #expect(throws: SlotStoreError.invalidValue(path: store.path, field: "motd",
+                                                    detail: "the buffer holds 127 bytes, less than the field's capacity of 128; pass a buffer of at least `capacity` bytes")) {
+            try motd.read(into: small)
+        }
+        let blob = try store.bytes("blob")
+        try blob.store([0, 9, 0])
+        #expect(try blob.read(into: buffer) == 3)
+        #expect(Array(buffer[0..<3]) == [0, 9, 0])
+    }
+
     @Test("bytes keep trailing zero bytes exactly")
     func bytesExact() throws {
         let store = try SlotStore(path: directory.file("b.slots"), schema: .sample)

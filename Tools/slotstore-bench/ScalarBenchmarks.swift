@@ -101,6 +101,17 @@ enum ScalarBenchmarks {
             }
             consume(UInt64(sum))
         }
+        try bench.measure("string[64] read(into:) 64 B, raw buffer", medium: medium, floor: .same(FloorOp.seqlockRead),
+                          note: "into an UnsafeMutableRawBufferPointer the caller keeps: no array uniqueness check") { n in
+            let buffer = UnsafeMutableRawBufferPointer.allocate(byteCount: 64, alignment: 8)
+            defer { buffer.deallocate() }
+            var sum = 0
+            for _ in 0..<n {
+                sum &+= try text.read(into: buffer)
+                sum &+= Int(buffer[63])
+            }
+            consume(UInt64(sum))
+        }
         try bench.measure("string[64] load() -> String, 64 B", medium: medium, floor: .nearest(FloorOp.seqlockRead),
                           note: "returns a new String") { n in
             var sum = 0

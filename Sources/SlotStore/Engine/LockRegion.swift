@@ -156,10 +156,13 @@ struct LockRegion: @unchecked Sendable {
     enum Acquired { case clean, ownerDied }
     enum Failure: Error { case timedOut, unrecoverable, failed(Int32) }
 
-    /// Locks, waiting at most `timeout` seconds.
+    /// One attempt without waiting: 0 when taken, else what `lock(timeout:afterTry:)` gets.
     @inline(__always)
-    func lock(timeout: Double) -> Result<Acquired, Failure> {
-        var code = pthread_mutex_trylock(mutex)
+    func tryLock() -> Int32 { pthread_mutex_trylock(mutex) }
+
+    /// Takes the mutex, waiting at most `timeout` seconds; `code` is the result of a ``tryLock()`` already made.
+    func lock(timeout: Double, afterTry code: Int32) -> Result<Acquired, Failure> {
+        var code = code
         if code == EBUSY {
             var deadline = timespec()
             clock_gettime(CLOCK_REALTIME, &deadline)

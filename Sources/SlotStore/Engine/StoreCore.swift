@@ -71,6 +71,7 @@ final class StoreCore: @unchecked Sendable {
 
     // MARK: The lock
 
+    @usableFromInline
     func acquireLock() throws(SlotStoreError) {
         let me = UInt(pthread_self())
         if lockingThread.load(ordering: .relaxed) == me { throw .nestedTransaction(path: path) }
@@ -81,11 +82,14 @@ final class StoreCore: @unchecked Sendable {
             lockUsers.wrappingSubtract(1, ordering: .acquiringAndReleasing)
             throw .storeClosed(path: path)
         }
-        do {
-            try lockAndRecover()
-        } catch {
-            lockUsers.wrappingSubtract(1, ordering: .acquiringAndReleasing)
-            throw error
+        let code = lock.tryLock()
+        if _slowPath(code != 0) {
+            do {
+                try lockAndRecover(afterTry: code)
+            } catch {
+                lockUsers.wrappingSubtract(1, ordering: .acquiringAndReleasing)
+                throw error
+            }
         }
         lockingThread.store(me, ordering: .relaxed)
         lock.holderPID.pointee.store(pid, ordering: .relaxed)
@@ -109,8 +113,9 @@ final class StoreCore: @unchecked Sendable {
         lock.retirement.pointee.store(Retirement.live, ordering: .releasing)
     }
 
-    private func lockAndRecover() throws(SlotStoreError) {
-        switch lock.lock(timeout: lockTimeout) {
+    @inline(never)
+    private func lockAndRecover(afterTry code: Int32) throws(SlotStoreError) {
+        switch lock.lock(timeout: lockTimeout, afterTry: code) {
         case .success(.clean):
             break
         case .success(.ownerDied):
@@ -192,6 +197,7 @@ final class StoreCore: @unchecked Sendable {
 
     /// Runs `body` with the lock already held by this thread (see
     /// ``acquireLock()``); commits if it returns, rolls back if it throws.
+    @inlinable
     func finishTransaction<R>(_ body: () throws -> R) throws -> R {
         let result: R
         do {
@@ -205,7 +211,8 @@ final class StoreCore: @unchecked Sendable {
     }
 
     /// Rolls back everything the transaction wrote and releases the lock.
-    private func abort() {
+    @usableFromInline
+    func abort() {
         rollBackJournal()
         releaseLock()
     }
@@ -220,7 +227,8 @@ final class StoreCore: @unchecked Sendable {
     /// Commits (clearing the journal is the commit point) and unlocks. A flush
     /// that fails before the commit point rolls back; one that fails after it
     /// reports that the transaction is committed but its durability in doubt.
-    private func commitAndRelease() throws(SlotStoreError) {
+    @usableFromInline
+    func commitAndRelease() throws(SlotStoreError) {
         if durable && journal.isDirty && journal.seal() {
             // One flush writes the seals and the data: after a power loss,
             // sealed records are redone, so whatever part of the data reached
@@ -296,6 +304,20 @@ final class StoreCore: @unchecked Sendable {
         sequence.pointee.store((value | 1) &+ 1, ordering: .releasing)
     }
 
+    /// Replaces a string or bytes field's value in its own transaction.
+    /// Non-generic and borrowing the layout, so a handle's store passes no
+    /// references through a closure (a retain and release each).
+    func storeVariable(_ field: FieldLayout, _ source: UnsafeRawBufferPointer) throws(SlotStoreError) {
+        try acquireLock()
+        do {
+            try writeVariable(field, source)
+        } catch {
+            abort()
+            throw error
+        }
+        try commitAndRelease()
+    }
+
     /// Replaces a string or bytes field's value. Call with the lock held.
     func writeVariable(_ field: FieldLayout, _ source: UnsafeRawBufferPointer) throws(SlotStoreError) {
         let capacity = field.payloadCapacity
@@ -311,9 +333,9 @@ final class StoreCore: @unchecked Sendable {
         let sequence = beginSeqlockWrite(field)
         let payload = address(field.payloadOffset)
         let half = source.count / 2
-        if half > 0 { payload.copyBytes(from: source.baseAddress!, count: half) }
+        if half > 0 { payload.copyShortBytes(from: source.baseAddress!, count: half) }
         fault(.midWrite)
-        if source.count > half { payload.advanced(by: half).copyBytes(from: source.baseAddress! + half, count: source.count - half) }
+        if source.count > half { payload.advanced(by: half).copyShortBytes(from: source.baseAddress! + half, count: source.count - half) }
         lengthWord.pointee.store(UInt64(source.count), ordering: .relaxed)
         endSeqlockWrite(sequence)
         fault(.afterWrite)

@@ -116,7 +116,23 @@ final class StoreSession: Sendable {
     }
 
     /// Locks the live engine, following retirements; returns it locked.
+    @usableFromInline
     func lockLive() throws(SlotStoreError) -> StoreCore {
+        // The common case holds one reference: the engine it returns.
+        let newest = current
+        if _fastPath(!newest.gate.isRetired) {
+            do {
+                try newest.acquireLock()
+                return newest
+            } catch .storeRetired {
+                // Retired between the check and the lock: follow below.
+            }
+        }
+        return try lockLiveSlowly()
+    }
+
+    @inline(never)
+    private func lockLiveSlowly() throws(SlotStoreError) -> StoreCore {
         var core = try live(after: current)
         while true {
             do {

@@ -126,7 +126,7 @@ struct UndoJournal: @unchecked Sendable {
         setWord(end + 8, UInt64(length))
         setWord(end + 16, UInt64(sequenceOffset))
         let image = end + UndoJournal.recordHeaderBytes
-        base.advanced(by: image).copyBytes(from: fileBase.pointer + dataOffset, count: length)
+        base.advanced(by: image).copyShortBytes(from: fileBase.pointer + dataOffset, count: length)
         if durable {
             let number = transaction.pointee.load(ordering: .relaxed)
             let crc = CRC32C.checksum(words: 4 + length / 8) { index in

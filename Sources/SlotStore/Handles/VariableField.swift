@@ -38,20 +38,20 @@ struct VariableField: Sendable {
         return try core.readConsistently(sequence: sequence, writes: nil, field: layout.index) { payload.bytes(count: currentLength()) }
     }
 
-    /// Copies a consistent value to `base` (at least ``capacity`` bytes) and
-    /// returns its length. The first, uncontended attempt is inlined into the
-    /// caller; retries, recovery and timeouts take the out-of-line path.
+    /// One uncontended attempt to copy the value to `base` (at least
+    /// ``capacity`` bytes): its length, or -1 when a writer was in the way and
+    /// the caller must take the retrying path. Static over plain addresses so
+    /// the inlined caller's closure captures no references (a retain each).
     @inlinable @inline(__always)
-    func readFast(into base: UnsafeMutableRawPointer) throws(SlotStoreError) -> Int {
+    static func readOnce(sequence: MappedAddress, lengthWord: MappedAddress, payload: MappedAddress, capacity: Int,
+                         into base: UnsafeMutableRawPointer) -> Int {
         let sequenceWord = sequence.atomic(UInt64.self)
         let before = sequenceWord.pointee.load(ordering: .acquiring)
-        if before & 1 == 0 {
-            let length = Int(min(lengthWord.atomic(UInt64.self).pointee.load(ordering: .relaxed), UInt64(capacity)))
-            payload.copyShortBytes(to: base, count: length)
-            atomicMemoryFence(ordering: .acquiring)
-            if sequenceWord.pointee.load(ordering: .relaxed) == before { return length }
-        }
-        return try readRetrying(into: base)
+        guard before & 1 == 0 else { return -1 }
+        let length = Int(min(lengthWord.atomic(UInt64.self).pointee.load(ordering: .relaxed), UInt64(capacity)))
+        payload.copyShortBytes(to: base, count: length)
+        atomicMemoryFence(ordering: .acquiring)
+        return sequenceWord.pointee.load(ordering: .relaxed) == before ? length : -1
     }
 
     @usableFromInline @inline(never)
@@ -70,9 +70,22 @@ struct VariableField: Sendable {
         // Rebound before sizing the buffer: the new file's capacity may be larger.
         if _slowPath(gate.isRetired) { return try readRetired(into: &buffer) }
         if buffer.count < capacity { buffer = [UInt8](repeating: 0, count: capacity) }
+        // The first attempt is inlined and cannot fail; retries, recovery and
+        // timeouts take the out-of-line path.
+        let (sequence, lengthWord, payload, capacity) = (self.sequence, self.lengthWord, self.payload, self.capacity)
+        let length = buffer.withUnsafeMutableBytes { destination in
+            VariableField.readOnce(sequence: sequence, lengthWord: lengthWord, payload: payload, capacity: capacity,
+                                   into: destination.baseAddress!)
+        }
+        if _fastPath(length >= 0) { return length }
+        return try readRetrying(into: &buffer)
+    }
+
+    @usableFromInline @inline(never)
+    func readRetrying(into buffer: inout [UInt8]) throws(SlotStoreError) -> Int {
         let field = self
         return try buffer.withUnsafeMutableBytes { destination in
-            Result { () throws(SlotStoreError) in try field.readFast(into: destination.baseAddress!) }
+            Result { () throws(SlotStoreError) in try field.readRetrying(into: destination.baseAddress!) }
         }.get()
     }
 
@@ -80,6 +93,31 @@ struct VariableField: Sendable {
     @usableFromInline @inline(never)
     func readRetired(into buffer: inout [UInt8]) throws(SlotStoreError) -> Int {
         try rebound().read(into: &buffer)
+    }
+
+    /// Copies a consistent value into `buffer`, which must hold at least
+    /// ``capacity`` bytes; returns its length. No array to check for sharing:
+    /// the raw form of both handles' `read(into:)`.
+    @inlinable
+    func read(into buffer: UnsafeMutableRawBufferPointer) throws(SlotStoreError) -> Int {
+        if _slowPath(gate.isRetired) { return try readRetired(into: buffer) }
+        guard _fastPath(buffer.count >= capacity) else { throw bufferTooSmall(buffer.count) }
+        guard let base = buffer.baseAddress else { return 0 }  // capacity 0: always empty
+        let length = VariableField.readOnce(sequence: sequence, lengthWord: lengthWord, payload: payload,
+                                            capacity: capacity, into: base)
+        if _fastPath(length >= 0) { return length }
+        return try readRetrying(into: base)
+    }
+
+    @usableFromInline @inline(never)
+    func readRetired(into buffer: UnsafeMutableRawBufferPointer) throws(SlotStoreError) -> Int {
+        try rebound().read(into: buffer)
+    }
+
+    @usableFromInline @inline(never)
+    func bufferTooSmall(_ size: Int) -> SlotStoreError {
+        .invalidValue(path: core.path, field: layout.name,
+                      detail: "the buffer holds \(size) bytes, less than the field's capacity of \(capacity); pass a buffer of at least `capacity` bytes")
     }
 
     /// This field on the live file, after an in-place compaction retired this one's.
@@ -102,10 +140,21 @@ struct VariableField: Sendable {
 
     /// Replaces the value in its own transaction, on the live file.
     func store(_ bytes: some Collection<UInt8>) throws(SlotStoreError) {
+        let direct = bytes.withContiguousStorageIfAvailable { buffer in
+            Result { () throws(SlotStoreError) in try store(contiguous: UnsafeRawBufferPointer(buffer)) }
+        }
+        if let direct { return try direct.get() }
+        try Array(bytes).withUnsafeBytes { buffer in
+            Result { () throws(SlotStoreError) in try store(contiguous: buffer) }
+        }.get()
+    }
+
+    /// Replaces the value with `bytes` in its own transaction, on the live file.
+    func store(contiguous bytes: UnsafeRawBufferPointer) throws(SlotStoreError) {
         do {
-            try core.transaction { () throws(SlotStoreError) in try write(bytes) }
+            try core.storeVariable(layout, bytes)
         } catch .storeRetired {
-            try rebound().store(bytes)
+            try rebound().store(contiguous: bytes)
         }
     }
 
@@ -154,12 +203,25 @@ public struct StringField: Sendable {
         try field.read(into: &buffer)
     }
 
+    /// Copies the current UTF-8 bytes into `buffer` and returns how many bytes
+    /// the value has: the fastest read, for a buffer you keep (no array
+    /// uniqueness check).
+    ///
+    /// - Throws: ``SlotStoreError/invalidValue(path:field:detail:)`` when
+    ///   `buffer` holds fewer than ``capacity`` bytes (the capacity of the live
+    ///   file, which a compaction in place may have grown).
+    @inlinable
+    public func read(into buffer: UnsafeMutableRawBufferPointer) throws(SlotStoreError) -> Int {
+        try field.read(into: buffer)
+    }
+
     /// Replaces the value.
     ///
     /// - Throws: ``SlotStoreError/valueTooLarge(path:field:capacity:size:)`` when
     ///   its UTF-8 form exceeds ``capacity``; the stored value is then unchanged.
     public func store(_ value: String) throws(SlotStoreError) {
-        try field.store(value.utf8)
+        // Borrowed through a span: no retain of the string's storage.
+        try value.utf8.span.withUnsafeBytes { bytes throws(SlotStoreError) in try field.store(contiguous: bytes) }
     }
 }
 
@@ -184,6 +246,16 @@ public struct BytesField: Sendable {
     @inlinable
     public func read(into buffer: inout [UInt8]) throws(SlotStoreError) -> Int {
         try field.read(into: &buffer)
+    }
+
+    /// Copies the current value into `buffer` and returns its length: the
+    /// fastest read, for a buffer you keep (no array uniqueness check).
+    ///
+    /// - Throws: ``SlotStoreError/invalidValue(path:field:detail:)`` when
+    ///   `buffer` holds fewer than ``capacity`` bytes.
+    @inlinable
+    public func read(into buffer: UnsafeMutableRawBufferPointer) throws(SlotStoreError) -> Int {
+        try field.read(into: buffer)
     }
 
     /// Replaces the value.
