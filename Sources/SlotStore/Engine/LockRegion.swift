@@ -57,6 +57,8 @@ struct LockRegion: @unchecked Sendable {
     static func threadSlotCount(lockSize: Int) -> Int { max(0, (lockSize - threadSlotsOffset) / threadSlotBytes) }
 
     /// glibc's robust-mutex lock word: owner TID in the low 30 bits.
+    /// Pauses (each some 10-140 cycles) a locker spends watching a held lock before it sleeps.
+    static let spinLimit = 200
     static let futexOwnerDied: UInt32 = 0x4000_0000
     static let futexWaiters: UInt32 = 0x8000_0000
     static let futexTIDMask: UInt32 = 0x3FFF_FFFF
@@ -163,6 +165,16 @@ struct LockRegion: @unchecked Sendable {
     /// Takes the mutex, waiting at most `timeout` seconds; `code` is the result of a ``tryLock()`` already made.
     func lock(timeout: Double, afterTry code: Int32) -> Result<Acquired, Failure> {
         var code = code
+        // Critical sections are tens of nanoseconds: watch the lock word for a
+        // moment (plain loads, no line ping-pong) before sleeping in the
+        // kernel, whose wake-up alone costs microseconds. A dead owner's word
+        // reads free (TID 0), so the retry then gets EOWNERDEAD at once.
+        var spins = 0
+        while code == EBUSY && spins < LockRegion.spinLimit {
+            slotstore_cpu_relax()
+            spins += 1
+            if lockWord & LockRegion.futexTIDMask == 0 { code = pthread_mutex_trylock(mutex) }
+        }
         if code == EBUSY {
             var deadline = timespec()
             clock_gettime(CLOCK_REALTIME, &deadline)

@@ -332,10 +332,19 @@ final class StoreCore: @unchecked Sendable {
                        sequenceOffset: field.sequenceOffset)
         let sequence = beginSeqlockWrite(field)
         let payload = address(field.payloadOffset)
-        let half = source.count / 2
-        if half > 0 { payload.copyShortBytes(from: source.baseAddress!, count: half) }
-        fault(.midWrite)
-        if source.count > half { payload.advanced(by: half).copyShortBytes(from: source.baseAddress! + half, count: source.count - half) }
+        if let bytes = source.baseAddress {
+            if _slowPath(faultsEnabled) {
+                // Half, the crash point, the rest: a kill here leaves a torn value to roll back.
+                let half = source.count / 2
+                payload.copyShortBytes(from: bytes, count: half)
+                fault(.midWrite)
+                payload.advanced(by: half).copyShortBytes(from: bytes + half, count: source.count - half)
+            } else {
+                payload.copyShortBytes(from: bytes, count: source.count)
+            }
+        } else {
+            fault(.midWrite)
+        }
         lengthWord.pointee.store(UInt64(source.count), ordering: .relaxed)
         endSeqlockWrite(sequence)
         fault(.afterWrite)

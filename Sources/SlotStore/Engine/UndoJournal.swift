@@ -88,6 +88,20 @@ struct UndoJournal: @unchecked Sendable {
     func record(dataOffset: Int, length: Int, sequenceOffset: Int, pid: Int32, path: String,
                 durable: Bool = false) throws(SlotStoreError) -> Int? {
         let used = Int(clamping: usedBytes.pointee.load(ordering: .relaxed))
+        if !durable && used == 0 && length <= capacity &- UndoJournal.headerBytes &- UndoJournal.recordHeaderBytes && length >= 0 {
+            // The common first record of a transaction, without the checks
+            // and branches a later or durable one needs: the same words.
+            let end = UndoJournal.headerBytes
+            writerPID.pointee.store(pid, ordering: .relaxed)
+            transaction.pointee.store(0, ordering: .relaxed)
+            setWord(end, UInt64(dataOffset))
+            setWord(end &+ 8, UInt64(length))
+            setWord(end &+ 16, UInt64(sequenceOffset))
+            setWord(end &+ 24, 0)
+            base.advanced(by: end &+ UndoJournal.recordHeaderBytes).copyShortBytes(from: fileBase.pointer + dataOffset, count: length)
+            usedBytes.pointee.store(UInt64(UndoJournal.recordHeaderBytes &+ length), ordering: .releasing)
+            return nil
+        }
         // Only this transaction wrote the journal since the lock was taken (a
         // dead holder's records were rolled back then), so a size past the
         // region means the file was damaged under us: refuse, don't trap.
