@@ -135,6 +135,25 @@ struct MapTests {
         #expect(try SlotStore.verify(at: store.path).ok)
     }
 
+    /// Bucket positions in every existing file depend on this function: values
+    /// computed by the first implementation, so a faster rewrite can't move them.
+    @Test("the map hash is part of the file format: fixed keys and seeds keep their values")
+    func hashIsStable() {
+        let keys: [[UInt8]] = [[], Array("a".utf8), Array("key-0000000000000000000000000042".utf8),
+                               Array("héllo wörld, 21 bytes".utf8), [0, 1, 2, 3, 4, 5, 6, 7], Array(repeating: 0xFF, count: 70)]
+        let expected: [UInt64: [UInt64]] = [
+            0: [0x2b58_40ee_88a2_b24c, 0xc230_7118_8501_5ecd, 0xb0fd_ee11_5c43_9a84,
+                0x51ce_fa12_d0f0_7b7e, 0xb3b9_1284_ee12_51a9, 0x26c3_11fa_5f4b_63f3],
+            0x1234_5678_9ABC_DEF0: [0xe358_acaf_3b12_4761, 0x3d38_e347_cc9a_709f, 0x4e6d_0668_8306_3f25,
+                                    0x9ffe_fe09_3236_1ab7, 0xf4e6_f9dd_1c3e_df1b, 0x2d88_64c9_7b8f_2064],
+        ]
+        for (seed, values) in expected {
+            for (key, value) in zip(keys, values) {
+                #expect(key.withUnsafeBytes { MapTable.hash($0, seed: seed) } == value, "key \(key), seed \(seed)")
+            }
+        }
+    }
+
     @Test("a transaction over map entries and scalars is all or nothing")
     func transactions() throws {
         struct Refused: Error {}

@@ -58,16 +58,19 @@ struct MapTable: Sendable {
         var state = seed ^ 0xA076_1D64_78BD_642F
         var index = 0
         let count = key.count
-        while index + 8 <= count {
-            state = mum(state ^ key.loadUnaligned(fromByteOffset: index, as: UInt64.self), 0xE703_7ED1_A0B4_28DB)
-            index += 8
+        // Wrapping arithmetic: a key is at most 16 MiB, and overflow checks
+        // were a sixth of a small map's lookup.
+        guard let bytes = key.baseAddress else { return mum(mum(state, 0x8EBC_6AF0_9C88_C6E3), 0x5899_65CC_7537_4CC3 ^ seed) }
+        while index &+ 8 <= count {
+            state = mum(state ^ bytes.loadUnaligned(fromByteOffset: index, as: UInt64.self), 0xE703_7ED1_A0B4_28DB)
+            index &+= 8
         }
         var tail: UInt64 = 0
         var shift: UInt64 = 0
         while index < count {
-            tail |= UInt64(key[index]) << shift
-            shift += 8
-            index += 1
+            tail |= UInt64(bytes.load(fromByteOffset: index, as: UInt8.self)) &<< shift
+            shift &+= 8
+            index &+= 1
         }
         state = mum(state ^ tail ^ UInt64(count), 0x8EBC_6AF0_9C88_C6E3)
         return mum(state, 0x5899_65CC_7537_4CC3 ^ seed)
