@@ -272,7 +272,19 @@ final class StoreCore: @unchecked Sendable {
     // MARK: Locked writes
 
     /// Records the before-image of `offset..<offset+length`; call with the lock held, before changing those bytes.
+    @inline(__always)
     func recordUndo(offset: Int, length: Int, sequenceOffset: Int) throws(SlotStoreError) {
+        // The common case, a transaction's first record with no durability or
+        // fault injection, inlined into the write; everything else out of line.
+        if _fastPath(!durable && !faultsEnabled && journaling),
+           journal.recordFirst(dataOffset: offset, length: length, sequenceOffset: sequenceOffset, pid: pid) {
+            return
+        }
+        try recordUndoInGeneral(offset: offset, length: length, sequenceOffset: sequenceOffset)
+    }
+
+    @inline(never)
+    private func recordUndoInGeneral(offset: Int, length: Int, sequenceOffset: Int) throws(SlotStoreError) {
         fault(.beforeJournal)
         guard journaling else { return }
         if durable {

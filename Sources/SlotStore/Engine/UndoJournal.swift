@@ -79,6 +79,27 @@ struct UndoJournal: @unchecked Sendable {
     private func word(_ offset: Int) -> UInt64 { base.advanced(by: offset).atomic(UInt64.self).pointee.load(ordering: .relaxed) }
     private func setWord(_ offset: Int, _ value: UInt64) { base.advanced(by: offset).atomic(UInt64.self).pointee.store(value, ordering: .relaxed) }
 
+    /// ``record(dataOffset:length:sequenceOffset:pid:path:durable:)`` for the
+    /// common case, without its checks and branches: the first record of a
+    /// non-durable transaction, which fits. The same words; false (nothing
+    /// written) for any other case, which takes the general path.
+    @inline(__always)
+    func recordFirst(dataOffset: Int, length: Int, sequenceOffset: Int, pid: Int32) -> Bool {
+        guard usedBytes.pointee.load(ordering: .relaxed) == 0,
+              length >= 0, length <= capacity &- UndoJournal.headerBytes &- UndoJournal.recordHeaderBytes else { return false }
+        let end = UndoJournal.headerBytes
+        writerPID.pointee.store(pid, ordering: .relaxed)
+        transaction.pointee.store(0, ordering: .relaxed)
+        setWord(end, UInt64(dataOffset))
+        setWord(end &+ 8, UInt64(length))
+        setWord(end &+ 16, UInt64(sequenceOffset))
+        setWord(end &+ 24, 0)
+        base.advanced(by: end &+ UndoJournal.recordHeaderBytes).copyShortBytes(from: fileBase.pointer + dataOffset, count: length)
+        // Publishing the size makes the record count (see `record`).
+        usedBytes.pointee.store(UInt64(UndoJournal.recordHeaderBytes &+ length), ordering: .releasing)
+        return true
+    }
+
     /// Records the current bytes at `dataOffset..<dataOffset+length` unless
     /// this transaction already recorded exactly that range.
     ///
@@ -88,20 +109,6 @@ struct UndoJournal: @unchecked Sendable {
     func record(dataOffset: Int, length: Int, sequenceOffset: Int, pid: Int32, path: String,
                 durable: Bool = false) throws(SlotStoreError) -> Int? {
         let used = Int(clamping: usedBytes.pointee.load(ordering: .relaxed))
-        if !durable && used == 0 && length <= capacity &- UndoJournal.headerBytes &- UndoJournal.recordHeaderBytes && length >= 0 {
-            // The common first record of a transaction, without the checks
-            // and branches a later or durable one needs: the same words.
-            let end = UndoJournal.headerBytes
-            writerPID.pointee.store(pid, ordering: .relaxed)
-            transaction.pointee.store(0, ordering: .relaxed)
-            setWord(end, UInt64(dataOffset))
-            setWord(end &+ 8, UInt64(length))
-            setWord(end &+ 16, UInt64(sequenceOffset))
-            setWord(end &+ 24, 0)
-            base.advanced(by: end &+ UndoJournal.recordHeaderBytes).copyShortBytes(from: fileBase.pointer + dataOffset, count: length)
-            usedBytes.pointee.store(UInt64(UndoJournal.recordHeaderBytes &+ length), ordering: .releasing)
-            return nil
-        }
         // Only this transaction wrote the journal since the lock was taken (a
         // dead holder's records were rolled back then), so a size past the
         // region means the file was damaged under us: refuse, don't trap.
