@@ -135,6 +135,48 @@ struct MapTests {
         #expect(try SlotStore.verify(at: store.path).ok)
     }
 
+    /// Found in review: once a replacement journaled only the value area, a
+    /// transaction inserting and then replacing each key recorded both, and
+    /// overflowed a journal sized for one record per bucket.
+    @Test("a transaction inserting and then replacing every key of a large-valued map fits the journal")
+    func insertThenReplaceFits() throws {
+        let store = try SlotStore(path: directory.file("twice.slots"), schema: Schema(version: 1, fields: [
+            .map("notes", key: .scalar(.int64), value: .string(capacity: 500), capacity: 96),
+        ]))
+        let notes = try store.map("notes", key: Int64.self, value: String.self)
+        try store.transaction { tx in
+            for key in 0..<Int64(96) {
+                try tx.store("first \(key)", for: key, in: notes)
+                try tx.store(String(repeating: "x", count: 400) + "\(key)", for: key, in: notes)
+            }
+        }
+        #expect(notes.count == 96)
+        for key in 0..<Int64(96) { #expect(try notes.get(key) == String(repeating: "x", count: 400) + "\(key)") }
+        // And a rolled-back one restores every entry and count exactly.
+        struct Stop: Error {}
+        #expect(throws: Stop.self) {
+            try store.transaction { tx in
+                for key in 0..<Int64(96) {
+                    try tx.store("changed", for: key, in: notes)
+                    try tx.store("changed again", for: key, in: notes)
+                    if key % 3 == 0 { try tx.remove(key, from: notes) }
+                }
+                throw Stop()
+            }
+        }
+        #expect(notes.count == 96)
+        for key in 0..<Int64(96) { #expect(try notes.get(key) == String(repeating: "x", count: 400) + "\(key)") }
+        // Replacing and then removing every key fits too.
+        try store.transaction { tx in
+            for key in 0..<Int64(96) {
+                try tx.store("last", for: key, in: notes)
+                try tx.remove(key, from: notes)
+            }
+        }
+        #expect(notes.count == 0)
+        #expect(try SlotStore.verify(at: store.path).ok)
+    }
+
     /// Bucket positions in every existing file depend on this function: values
     /// computed by the first implementation, so a faster rewrite can't move them.
     @Test("the map hash is part of the file format: fixed keys and seeds keep their values")

@@ -169,8 +169,10 @@ struct LockRegion: @unchecked Sendable {
         // moment (plain loads, no line ping-pong) before sleeping in the
         // kernel, whose wake-up alone costs microseconds. A dead owner's word
         // reads free (TID 0), so the retry then gets EOWNERDEAD at once.
+        // Only while nobody sleeps on it: a spinner must not keep overtaking
+        // a waiter the kernel is waking, or that waiter could time out.
         var spins = 0
-        while code == EBUSY && spins < LockRegion.spinLimit {
+        while code == EBUSY && spins < LockRegion.spinLimit && lockWord & LockRegion.futexWaiters == 0 {
             slotstore_cpu_relax()
             spins += 1
             if lockWord & LockRegion.futexTIDMask == 0 { code = pthread_mutex_trylock(mutex) }

@@ -408,12 +408,19 @@ struct MapCursor: @unchecked Sendable {
         return true
     }
 
-    /// Replaces the value of the bucket at `index`. Only the value area is
-    /// journaled: the key and its metadata do not change.
+    /// Replaces the value of the bucket at `index`. As a transaction's first
+    /// change, only the value area is journaled (the key and its metadata do
+    /// not change); later in a transaction, the whole bucket, as an insert or
+    /// a removal of the same key records it: one record per bucket, which is
+    /// what the journal is sized for (see `Layout.journalBytes`).
     func replace(at index: Int, in core: StoreCore, _ writeValue: (MappedAddress) -> Void) throws(SlotStoreError) {
         let bucketOffset = fieldOffset + MapGeometry.headerBytes + index * bucketBytes
-        try core.recordUndo(offset: bucketOffset + MapGeometry.bucketPrefixBytes + keyBytes, length: valueBytes,
-                            sequenceOffset: bucketOffset)
+        if core.journal.usedBytes.pointee.load(ordering: .relaxed) == 0 {
+            try core.recordUndo(offset: bucketOffset + MapGeometry.bucketPrefixBytes + keyBytes, length: valueBytes,
+                                sequenceOffset: bucketOffset)
+        } else {
+            try journalBucket(index, core)
+        }
         let bucket = self.bucket(index)
         let sequence = MapCursor.beginWrite(bucket)
         writeValue(valueArea(bucket))

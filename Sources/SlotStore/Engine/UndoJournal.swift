@@ -101,7 +101,7 @@ struct UndoJournal: @unchecked Sendable {
     }
 
     /// Records the current bytes at `dataOffset..<dataOffset+length` unless
-    /// this transaction already recorded exactly that range.
+    /// a record of this transaction already covers that range.
     ///
     /// - Returns: for a durable record, the journal bytes (from the region's
     ///   start) that one flush must write before the data changes; nil otherwise.
@@ -120,7 +120,10 @@ struct UndoJournal: @unchecked Sendable {
         while cursor < end {
             let offset = Int(clamping: word(cursor))
             let recordedLength = Int(clamping: word(cursor + 8))
-            if offset == dataOffset && recordedLength == length { return nil }
+            // Already covered: an earlier record of this transaction holds an
+            // older image of every byte of the range (rollback runs newest
+            // first; a seal copies the final bytes of the whole range).
+            if offset <= dataOffset && length <= recordedLength && dataOffset - offset <= recordedLength - length { return nil }
             let payload = UndoJournal.payloadBytes(length: recordedLength, check: word(cursor + 24))
             guard recordedLength <= end - cursor, payload <= end - cursor else { break }
             cursor += UndoJournal.recordHeaderBytes + payload
