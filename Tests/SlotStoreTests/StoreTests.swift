@@ -145,6 +145,36 @@ struct StoreTests {
         #expect(buckets.load(at: 3) == -5)
     }
 
+    @Test("whole-array writes of every element width keep every element, odd counts included")
+    func arraysOfEveryWidth() throws {
+        let store = try SlotStore(path: directory.file("widths.slots"), schema: Schema(version: 1, fields: [
+            .array("bytes", of: .uint8, count: 13), .array("shorts", of: .int16, count: 7),
+            .array("floats", of: .float, count: 5), .array("flags", of: .bool, count: 9),
+            .array("words", of: .uint64, count: 3),
+        ]))
+        let bytes = try store.array("bytes", of: UInt8.self)
+        let shorts = try store.array("shorts", of: Int16.self)
+        let floats = try store.array("floats", of: Float.self)
+        let flags = try store.array("flags", of: Bool.self)
+        let words = try store.array("words", of: UInt64.self)
+        let byteValues = (0..<13).map { UInt8(255 - $0 * 7) }
+        let shortValues: [Int16] = [-32768, -1, 0, 1, 12345, 32767, -300]
+        let floatValues: [Float] = [-0.5, 1e-30, .infinity, 3.25, -7]
+        let flagValues = (0..<9).map { $0 % 3 == 0 }
+        let wordValues: [UInt64] = [.max, 0, 0x0123_4567_89AB_CDEF]
+        try bytes.store(byteValues)
+        try shorts.store(shortValues)
+        try floats.store(floatValues)
+        try flags.store(flagValues)
+        try words.store(wordValues)
+        #expect(try bytes.snapshot() == byteValues)
+        #expect(try shorts.snapshot() == shortValues)
+        #expect(try floats.snapshot() == floatValues)
+        #expect(try flags.snapshot() == flagValues)
+        #expect(try words.snapshot() == wordValues)
+        #expect((0..<7).map { shorts.load(at: $0) } == shortValues)
+    }
+
     @Test("a transaction commits every write, or none when its body throws")
     func transactions() throws {
         struct Refused: Error {}

@@ -31,45 +31,37 @@ struct MappedAddress: @unchecked Sendable {
         destination.copyMemory(from: pointer, byteCount: count)
     }
 
-    /// ``copyBytes(to:count:)`` for a short value (a string or bytes field read):
-    /// up to 128 bytes in inlined 16- and 8-byte moves instead of a `memmove`
-    /// call, which costs about as much as the whole seqlock read. (A plain
-    /// 8-byte loop gets vectorized with overlap checks that cost more than the copy.)
+    /// ``copyBytes(to:count:)`` for a short value (a string or bytes field read).
     @inlinable @inline(__always)
     func copyShortBytes(to destination: UnsafeMutableRawPointer, count: Int) {
-        guard count <= 128 else { return copyBytes(to: destination, count: count) }
+        MappedAddress.copyShort(from: UnsafeRawPointer(pointer), to: destination, count: count)
+    }
+
+    /// ``copyBytes(from:count:)`` for a short value (a string write, a journal record).
+    @inlinable @inline(__always)
+    func copyShortBytes(from source: UnsafeRawPointer, count: Int) {
+        MappedAddress.copyShort(from: source, to: pointer, count: count)
+    }
+
+    /// Up to 128 bytes in inlined 16- and 8-byte moves instead of a `memmove`
+    /// call, which costs about as much as a whole 64-byte seqlock read. (A
+    /// plain 8-byte loop gets vectorized with overlap checks that cost more
+    /// than the copy.) Either side may be unaligned; longer copies call `memmove`.
+    @inlinable @inline(__always)
+    static func copyShort(from source: UnsafeRawPointer, to destination: UnsafeMutableRawPointer, count: Int) {
+        guard count <= 128 else { return destination.copyMemory(from: source, byteCount: count) }
         var offset = 0
         while offset &+ 16 <= count {
-            destination.storeBytes(of: UnsafeRawPointer(pointer).loadUnaligned(fromByteOffset: offset, as: SIMD2<UInt64>.self),
+            destination.storeBytes(of: source.loadUnaligned(fromByteOffset: offset, as: SIMD2<UInt64>.self),
                                    toByteOffset: offset, as: SIMD2<UInt64>.self)
             offset &+= 16
         }
         if offset &+ 8 <= count {
-            destination.storeBytes(of: pointer.load(fromByteOffset: offset, as: UInt64.self), toByteOffset: offset, as: UInt64.self)
+            destination.storeBytes(of: source.loadUnaligned(fromByteOffset: offset, as: UInt64.self), toByteOffset: offset, as: UInt64.self)
             offset &+= 8
         }
         while offset < count {
-            destination.storeBytes(of: pointer.load(fromByteOffset: offset, as: UInt8.self), toByteOffset: offset, as: UInt8.self)
-            offset &+= 1
-        }
-    }
-
-    /// ``copyBytes(from:count:)`` for a short value (a string write, a journal
-    /// record), as ``copyShortBytes(to:count:)``. `source` may be unaligned.
-    @inlinable @inline(__always)
-    func copyShortBytes(from source: UnsafeRawPointer, count: Int) {
-        guard count <= 128 else { return copyBytes(from: source, count: count) }
-        var offset = 0
-        while offset &+ 16 <= count {
-            pointer.storeBytes(of: source.loadUnaligned(fromByteOffset: offset, as: SIMD2<UInt64>.self), toByteOffset: offset, as: SIMD2<UInt64>.self)
-            offset &+= 16
-        }
-        if offset &+ 8 <= count {
-            pointer.storeBytes(of: source.loadUnaligned(fromByteOffset: offset, as: UInt64.self), toByteOffset: offset, as: UInt64.self)
-            offset &+= 8
-        }
-        while offset < count {
-            pointer.storeBytes(of: source.load(fromByteOffset: offset, as: UInt8.self), toByteOffset: offset, as: UInt8.self)
+            destination.storeBytes(of: source.load(fromByteOffset: offset, as: UInt8.self), toByteOffset: offset, as: UInt8.self)
             offset &+= 1
         }
     }

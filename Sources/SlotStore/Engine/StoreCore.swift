@@ -443,16 +443,10 @@ final class StoreCore: @unchecked Sendable {
         let sequence = beginSeqlockWrite(field)
         let destination = address(field.payloadOffset)
         let half = count / 2
-        for item in 0..<count {
-            if item == half { fault(.midWrite) }
-            let bits: UInt64 = switch width {
-            case 8: source.loadUnaligned(fromByteOffset: item * 8, as: UInt64.self)
-            case 4: UInt64(source.loadUnaligned(fromByteOffset: item * 4, as: UInt32.self))
-            case 2: UInt64(source.loadUnaligned(fromByteOffset: item * 2, as: UInt16.self))
-            default: UInt64(source.load(fromByteOffset: item, as: UInt8.self) & (element == .bool ? 1 : 0xFF))
-            }
-            destination.advanced(by: item * width).storeBits(bits, width: width)
-        }
+        let byteMask: UInt8 = element == .bool ? 1 : 0xFF
+        MappedAddress.storeElements(from: source, to: destination, width: width, range: 0..<half, byteMask: byteMask)
+        fault(.midWrite)
+        MappedAddress.storeElements(from: source, to: destination, width: width, range: half..<count, byteMask: byteMask)
         endSeqlockWrite(sequence)
         fault(.afterWrite)
     }

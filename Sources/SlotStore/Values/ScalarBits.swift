@@ -43,6 +43,29 @@ extension MappedAddress {
         }
     }
 
+    /// Elements `range` of `width` bytes from `source` (unaligned, in memory
+    /// form) to `destination`, each one relaxed atomic store, so a lock-free
+    /// element reader never sees a torn element. One loop per width: a width
+    /// switch per element was most of a whole-array write. `byteMask` keeps
+    /// Bool bytes 0 or 1.
+    static func storeElements(from source: UnsafeRawPointer, to destination: MappedAddress, width: Int,
+                              range: Range<Int>, byteMask: UInt8) {
+        switch width {
+        case 8:
+            let words = destination.atomic(UInt64.self)
+            for item in range { words[item].store(source.loadUnaligned(fromByteOffset: item &* 8, as: UInt64.self), ordering: .relaxed) }
+        case 4:
+            let words = destination.atomic(UInt32.self)
+            for item in range { words[item].store(source.loadUnaligned(fromByteOffset: item &* 4, as: UInt32.self), ordering: .relaxed) }
+        case 2:
+            let words = destination.atomic(UInt16.self)
+            for item in range { words[item].store(source.loadUnaligned(fromByteOffset: item &* 2, as: UInt16.self), ordering: .relaxed) }
+        default:
+            let bytes = destination.atomic(UInt8.self)
+            for item in range { bytes[item].store(source.load(fromByteOffset: item, as: UInt8.self) & byteMask, ordering: .relaxed) }
+        }
+    }
+
     @inlinable
     func storeBits(_ bits: UInt64, width: Int) {
         switch width {
