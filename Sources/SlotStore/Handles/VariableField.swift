@@ -192,7 +192,15 @@ public struct StringField: Sendable {
 
     /// The current value.
     public func load() throws(SlotStoreError) -> String {
-        String(decoding: try field.read(), as: UTF8.self)
+        // Copied to the stack first: the String is then the only allocation
+        // (none for a value of up to 15 bytes, which Swift stores inline).
+        let live = field.gate.isRetired ? try field.rebound() : field
+        return try withUnsafeTemporaryAllocation(byteCount: live.capacity, alignment: 8) { buffer in
+            Result { () throws(SlotStoreError) -> String in
+                let length = try live.read(into: buffer)
+                return String(decoding: UnsafeRawBufferPointer(rebasing: buffer[0..<length]), as: UTF8.self)
+            }
+        }.get()
     }
 
     /// Copies the current UTF-8 bytes into `buffer`, growing it to ``capacity``
