@@ -109,6 +109,14 @@ struct VariableField: Sendable {
         return try readRetrying(into: base)
     }
 
+    /// A consistent copy into `base` (at least ``capacity`` bytes) from this
+    /// handle's file, retired or not; its length.
+    func readInPlace(into base: UnsafeMutableRawPointer) throws(SlotStoreError) -> Int {
+        let length = VariableField.readOnce(sequence: sequence, lengthWord: lengthWord, payload: payload,
+                                            capacity: capacity, into: base)
+        return length >= 0 ? length : try readRetrying(into: base)
+    }
+
     @usableFromInline @inline(never)
     func readRetired(into buffer: UnsafeMutableRawBufferPointer) throws(SlotStoreError) -> Int {
         try rebound().read(into: buffer)
@@ -194,10 +202,13 @@ public struct StringField: Sendable {
     public func load() throws(SlotStoreError) -> String {
         // Copied to the stack first: the String is then the only allocation
         // (none for a value of up to 15 bytes, which Swift stores inline).
+        // The file is checked once, as every read does: a compaction in place
+        // right after the check leaves this read with the value it replaced.
         let live = field.gate.isRetired ? try field.rebound() : field
         return try withUnsafeTemporaryAllocation(byteCount: live.capacity, alignment: 8) { buffer in
             Result { () throws(SlotStoreError) -> String in
-                let length = try live.read(into: buffer)
+                guard let base = buffer.baseAddress else { return "" }
+                let length = try live.readInPlace(into: base)
                 return String(decoding: UnsafeRawBufferPointer(rebasing: buffer[0..<length]), as: UTF8.self)
             }
         }.get()
