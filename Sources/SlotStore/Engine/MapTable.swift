@@ -44,8 +44,8 @@ struct MapTable: Sendable {
         mum(store ^ 0x2D35_8DCC_AA6C_78A5, UInt64(fieldIndex) &+ 0x8BB8_4B93_962E_ACC9)
     }
 
-    var count: UnsafeMutablePointer<Atomic<UInt64>> { base.advanced(by: MapGeometry.countOffset).atomic(UInt64.self) }
-    var tombstones: UnsafeMutablePointer<Atomic<UInt64>> { base.advanced(by: MapGeometry.tombstonesOffset).atomic(UInt64.self) }
+    var count: UnsafeMutablePointer<Atomic<UInt64>> { cursor.count }
+    var tombstones: UnsafeMutablePointer<Atomic<UInt64>> { cursor.tombstones }
     var epochWord: UnsafeMutablePointer<Atomic<UInt64>> { base.advanced(by: MapGeometry.epochOffset).atomic(UInt64.self) }
 
     @inline(__always)
@@ -137,15 +137,9 @@ struct MapTable: Sendable {
         }
     }
 
+    /// ``MapCursor/addWord(_:width:forKey:)`` inside a transaction that holds the lock.
     func addLocked(bits delta: UInt64, width: Int, forKey key: UnsafeRawBufferPointer) throws(SlotStoreError) -> UInt64 {
-        let mask = width == 8 ? UInt64.max : (UInt64(1) << (8 * UInt64(width))) - 1
-        var current: UInt64 = 0
-        if let found = locate(key).found {
-            current = bucket(found).advanced(by: MapGeometry.bucketPrefixBytes + geometry.keyBytes).loadBits(width: width)
-        }
-        let next = (current &+ delta) & mask
-        _ = try set(key) { area in area.storeBits(next, width: 8) }
-        return next
+        try cursor.addWordLocked(delta, width: width, forKey: key, in: core)
     }
 
     /// Removes `key` in its own transaction.
@@ -242,10 +236,6 @@ struct MapTable: Sendable {
     /// The bucket holding `key`, and the bucket an insert of it would use.
     func locate(_ key: UnsafeRawBufferPointer) -> (found: Int?, insertAt: Int?) { cursor.locate(key) }
 
-    private func journalHeader() throws(SlotStoreError) { try cursor.journalHeader(core) }
-
-    private func journalBucket(_ index: Int) throws(SlotStoreError) { try cursor.journalBucket(index, core) }
-
     /// Inserts or replaces; `writeValue` fills the value area. Returns whether it inserted.
     @discardableResult
     func set(_ key: UnsafeRawBufferPointer, _ writeValue: (MappedAddress) -> Void) throws(SlotStoreError) -> Bool {
@@ -255,10 +245,10 @@ struct MapTable: Sendable {
     /// Removes `key`, leaving a tombstone. Returns whether it was present.
     func remove(_ key: UnsafeRawBufferPointer) throws(SlotStoreError) -> Bool {
         guard let found = locate(key).found else { return false }
-        try journalHeader()
-        try journalBucket(found)
+        try cursor.journalHeader(core)
+        try cursor.journalBucket(found, core)
         let bucket = self.bucket(found)
-        let sequence = beginWrite(bucket)
+        let sequence = MapCursor.beginWrite(bucket)
         bucket.advanced(by: 8).atomic(UInt64.self).pointee.store(
             MapTable.meta(state: MapTable.tombstone, keyLength: 0, epoch: epoch), ordering: .relaxed)
         core.fault(.midWrite)
@@ -271,15 +261,12 @@ struct MapTable: Sendable {
 
     /// Empties the map in one journaled header write: every bucket of the old epoch becomes empty.
     func removeAll() throws(SlotStoreError) {
-        try journalHeader()
+        try cursor.journalHeader(core)
         count.pointee.store(0, ordering: .relaxed)
         tombstones.pointee.store(0, ordering: .relaxed)
         epochWord.pointee.store((epoch &+ 1) & 0xFFFF_FFFF, ordering: .releasing)
         core.fault(.afterWrite)
     }
-
-    @inline(__always)
-    private func beginWrite(_ bucket: MappedAddress) -> UnsafeMutablePointer<Atomic<UInt64>> { MapCursor.beginWrite(bucket) }
 }
 
 /// What a lookup needs, as plain values: a map handle keeps one, and its
@@ -391,8 +378,12 @@ struct MapCursor: @unchecked Sendable {
         try core.recordUndo(offset: fieldOffset, length: 24, sequenceOffset: 0)
     }
 
+    /// The file offset of bucket `index` (its sequence word).
+    @inline(__always)
+    func bucketOffset(_ index: Int) -> Int { fieldOffset + MapGeometry.headerBytes + index * bucketBytes }
+
     func journalBucket(_ index: Int, _ core: StoreCore) throws(SlotStoreError) {
-        let offset = fieldOffset + MapGeometry.headerBytes + index * bucketBytes
+        let offset = bucketOffset(index)
         try core.recordUndo(offset: offset + 8, length: bucketBytes - 8, sequenceOffset: offset)
     }
 
@@ -414,10 +405,9 @@ struct MapCursor: @unchecked Sendable {
     /// a removal of the same key records it: one record per bucket, which is
     /// what the journal is sized for (see `Layout.journalBytes`).
     func replace(at index: Int, in core: StoreCore, _ writeValue: (MappedAddress) -> Void) throws(SlotStoreError) {
-        let bucketOffset = fieldOffset + MapGeometry.headerBytes + index * bucketBytes
-        if core.journal.usedBytes.pointee.load(ordering: .relaxed) == 0 {
-            try core.recordUndo(offset: bucketOffset + MapGeometry.bucketPrefixBytes + keyBytes, length: valueBytes,
-                                sequenceOffset: bucketOffset)
+        if !core.journal.isDirty {
+            let offset = bucketOffset(index)
+            try core.recordUndo(offset: offset + MapGeometry.bucketPrefixBytes + keyBytes, length: valueBytes, sequenceOffset: offset)
         } else {
             try journalBucket(index, core)
         }
@@ -472,36 +462,48 @@ struct MapCursor: @unchecked Sendable {
     /// wrapping at `width` bytes, in its own transaction; returns the new bits.
     @usableFromInline
     func addWord(_ delta: UInt64, width: Int, forKey key: UnsafeRawBufferPointer) throws(SlotStoreError) -> UInt64 {
-        let mask = width == 8 ? UInt64.max : (UInt64(1) << (8 * UInt64(width))) - 1
-        return try updateWord(forKey: key) { current in (current &+ delta) & mask }
+        try updateWord(forKey: key) { current in MapCursor.add(delta, to: current, width: width) }
     }
 
-    /// Locks, replaces the value word of `key` with `next(current)` (0 when
-    /// absent, then inserted), commits; returns the word written.
+    /// ``addWord(_:width:forKey:)`` inside a transaction that holds the lock.
+    func addWordLocked(_ delta: UInt64, width: Int, forKey key: UnsafeRawBufferPointer, in core: StoreCore) throws(SlotStoreError) -> UInt64 {
+        try updateWordLocked(forKey: key, in: core) { current in MapCursor.add(delta, to: current, width: width) }
+    }
+
+    /// `current + delta`, wrapping at `width` bytes.
+    @inline(__always)
+    static func add(_ delta: UInt64, to current: UInt64, width: Int) -> UInt64 {
+        let mask = width == 8 ? UInt64.max : (UInt64(1) << (8 * UInt64(width))) - 1
+        return (current &+ delta) & mask
+    }
+
+    /// Locks, replaces the value word of `key` with `next(current)`, commits;
+    /// returns the word written. The engine is borrowed: the handle owning
+    /// this cursor holds it for the call.
     @inline(__always)
     private func updateWord(forKey key: UnsafeRawBufferPointer, _ next: (UInt64) -> UInt64) throws(SlotStoreError) -> UInt64 {
         try engine._withUnsafeGuaranteedRef { core in
             Result { () throws(SlotStoreError) -> UInt64 in
-                try core.acquireLock()
-                let written: UInt64
-                do throws(SlotStoreError) {
-                    let (found, insertAt) = locate(key)
-                    if let found {
-                        let word = valueArea(bucket(found)).atomic(UInt64.self)
-                        written = next(word.pointee.load(ordering: .relaxed))
-                        try replace(at: found, in: core) { area in area.atomic(UInt64.self).pointee.store(written, ordering: .relaxed) }
-                    } else {
-                        written = next(0)
-                        try insert(key, at: insertAt, in: core) { area in area.atomic(UInt64.self).pointee.store(written, ordering: .relaxed) }
-                    }
-                } catch {
-                    core.abort()
-                    throw error
-                }
-                try core.commitAndRelease()
-                return written
+                try core.transaction { () throws(SlotStoreError) -> UInt64 in try updateWordLocked(forKey: key, in: core, next) }
             }
         }.get()
+    }
+
+    /// Replaces the value word of `key` with `next(current)` (current 0 when
+    /// absent, then inserted); returns the word written. Call holding the lock.
+    @inline(__always)
+    private func updateWordLocked(forKey key: UnsafeRawBufferPointer, in core: StoreCore,
+                                  _ next: (UInt64) -> UInt64) throws(SlotStoreError) -> UInt64 {
+        let (found, insertAt) = locate(key)
+        let written: UInt64
+        if let found {
+            written = next(valueArea(bucket(found)).atomic(UInt64.self).pointee.load(ordering: .relaxed))
+            try replace(at: found, in: core) { area in area.atomic(UInt64.self).pointee.store(written, ordering: .relaxed) }
+        } else {
+            written = next(0)
+            try insert(key, at: insertAt, in: core) { area in area.atomic(UInt64.self).pointee.store(written, ordering: .relaxed) }
+        }
+        return written
     }
 
     /// The first 8-byte word of `key`'s value, for maps whose values are one

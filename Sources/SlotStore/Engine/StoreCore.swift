@@ -178,21 +178,21 @@ final class StoreCore: @unchecked Sendable {
         }
     }
 
-    /// Runs `body` under the lock; commits if it returns, rolls back if it throws.
+    /// Runs `body` under the lock; commits if it returns, rolls back if it
+    /// throws. Inlined: the engine's own writes (string stores, map words)
+    /// then pay for no closure context and no error conversion.
+    @inline(__always)
     func transaction<R>(_ body: () throws(SlotStoreError) -> R) throws(SlotStoreError) -> R {
-        do {
-            return try transactionRethrowing(body)
-        } catch let error as SlotStoreError {
-            throw error
-        } catch {
-            preconditionFailure("unreachable: the body and the engine throw only SlotStoreError, found \(error)")
-        }
-    }
-
-    /// ``transaction(_:)`` for a body that may throw errors of its own.
-    func transactionRethrowing<R>(_ body: () throws -> R) throws -> R {
         try acquireLock()
-        return try finishTransaction(body)
+        let result: R
+        do throws(SlotStoreError) {
+            result = try body()
+        } catch {
+            abort()
+            throw error
+        }
+        try commitAndRelease()
+        return result
     }
 
     /// Runs `body` with the lock already held by this thread (see
@@ -320,14 +320,7 @@ final class StoreCore: @unchecked Sendable {
     /// Non-generic and borrowing the layout, so a handle's store passes no
     /// references through a closure (a retain and release each).
     func storeVariable(_ field: FieldLayout, _ source: UnsafeRawBufferPointer) throws(SlotStoreError) {
-        try acquireLock()
-        do {
-            try writeVariable(field, source)
-        } catch {
-            abort()
-            throw error
-        }
-        try commitAndRelease()
+        try transaction { () throws(SlotStoreError) in try writeVariable(field, source) }
     }
 
     /// Replaces a string or bytes field's value. Call with the lock held.

@@ -90,14 +90,24 @@ struct UndoJournal: @unchecked Sendable {
         let end = UndoJournal.headerBytes
         writerPID.pointee.store(pid, ordering: .relaxed)
         transaction.pointee.store(0, ordering: .relaxed)
-        setWord(end, UInt64(dataOffset))
-        setWord(end &+ 8, UInt64(length))
-        setWord(end &+ 16, UInt64(sequenceOffset))
+        writeRecord(at: end, dataOffset: dataOffset, length: length, sequenceOffset: sequenceOffset)
         setWord(end &+ 24, 0)
-        base.advanced(by: end &+ UndoJournal.recordHeaderBytes).copyShortBytes(from: fileBase.pointer + dataOffset, count: length)
         // Publishing the size makes the record count (see `record`).
         usedBytes.pointee.store(UInt64(UndoJournal.recordHeaderBytes &+ length), ordering: .releasing)
         return true
+    }
+
+    /// Writes a record's first three header words and its before-image at
+    /// journal offset `end`; returns where the image starts. The check word
+    /// and publishing the size are the caller's.
+    @inline(__always) @discardableResult
+    private func writeRecord(at end: Int, dataOffset: Int, length: Int, sequenceOffset: Int) -> Int {
+        setWord(end, UInt64(dataOffset))
+        setWord(end &+ 8, UInt64(length))
+        setWord(end &+ 16, UInt64(sequenceOffset))
+        let image = end &+ UndoJournal.recordHeaderBytes
+        base.advanced(by: image).copyShortBytes(from: fileBase.pointer + dataOffset, count: length)
+        return image
     }
 
     /// Records the current bytes at `dataOffset..<dataOffset+length` unless
@@ -146,11 +156,7 @@ struct UndoJournal: @unchecked Sendable {
             while durable && number == 0 { number = UInt64.random(in: 1...UInt64.max) }
             transaction.pointee.store(number, ordering: .relaxed)
         }
-        setWord(end, UInt64(dataOffset))
-        setWord(end + 8, UInt64(length))
-        setWord(end + 16, UInt64(sequenceOffset))
-        let image = end + UndoJournal.recordHeaderBytes
-        base.advanced(by: image).copyShortBytes(from: fileBase.pointer + dataOffset, count: length)
+        let image = writeRecord(at: end, dataOffset: dataOffset, length: length, sequenceOffset: sequenceOffset)
         if durable {
             let number = transaction.pointee.load(ordering: .relaxed)
             let crc = CRC32C.checksum(words: 4 + length / 8) { index in

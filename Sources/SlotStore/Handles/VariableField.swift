@@ -103,18 +103,17 @@ struct VariableField: Sendable {
         if _slowPath(gate.isRetired) { return try readRetired(into: buffer) }
         guard _fastPath(buffer.count >= capacity) else { throw bufferTooSmall(buffer.count) }
         guard let base = buffer.baseAddress else { return 0 }  // capacity 0: always empty
+        return try readInPlace(into: base)
+    }
+
+    /// A consistent copy into `base` (at least ``capacity`` bytes) from this
+    /// handle's file, retired or not; its length. The first attempt is inlined.
+    @inlinable @inline(__always)
+    func readInPlace(into base: UnsafeMutableRawPointer) throws(SlotStoreError) -> Int {
         let length = VariableField.readOnce(sequence: sequence, lengthWord: lengthWord, payload: payload,
                                             capacity: capacity, into: base)
         if _fastPath(length >= 0) { return length }
         return try readRetrying(into: base)
-    }
-
-    /// A consistent copy into `base` (at least ``capacity`` bytes) from this
-    /// handle's file, retired or not; its length.
-    func readInPlace(into base: UnsafeMutableRawPointer) throws(SlotStoreError) -> Int {
-        let length = VariableField.readOnce(sequence: sequence, lengthWord: lengthWord, payload: payload,
-                                            capacity: capacity, into: base)
-        return length >= 0 ? length : try readRetrying(into: base)
     }
 
     @usableFromInline @inline(never)
