@@ -1,6 +1,9 @@
+#define _GNU_SOURCE
 #include "CSlotStore.h"
 
 #include <errno.h>
+#include <pthread.h>
+#include <time.h>
 #include <linux/membarrier.h>
 #include <sys/syscall.h>
 #include <unistd.h>
@@ -17,4 +20,14 @@ int slotstore_membarrier_global(void) {
     if (!(supported & MEMBARRIER_CMD_GLOBAL)) return -ENOSYS;
     if (syscall(__NR_membarrier, MEMBARRIER_CMD_GLOBAL, 0, 0) != 0) return -errno;
     return 0;
+}
+
+int slotstore_mutex_lock_for(void *mutex, int64_t nanoseconds) {
+    struct timespec deadline;
+    clock_gettime(CLOCK_MONOTONIC, &deadline);
+    if (nanoseconds < 0) nanoseconds = 0;
+    deadline.tv_sec += (time_t)(nanoseconds / 1000000000);
+    deadline.tv_nsec += (long)(nanoseconds % 1000000000);
+    if (deadline.tv_nsec >= 1000000000) { deadline.tv_sec += 1; deadline.tv_nsec -= 1000000000; }
+    return pthread_mutex_clocklock((pthread_mutex_t *)mutex, CLOCK_MONOTONIC, &deadline);
 }

@@ -26,7 +26,14 @@ public struct StoreStatus: Sendable, Hashable {
 
 extension SlotStore {
     /// The lock and journal state, read without taking the lock.
-    public var status: StoreStatus { core.status }
+    ///
+    /// - Throws: ``SlotStoreError/storeClosed(path:)`` after ``close()``.
+    public var status: StoreStatus {
+        get throws(SlotStoreError) {
+            try session.ensureOpen()
+            return core.status
+        }
+    }
 }
 
 extension StoreCore {

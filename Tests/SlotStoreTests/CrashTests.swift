@@ -51,13 +51,13 @@ struct CrashTests {
           arguments: Operation.allCases, points)
     func killedHolderRecovered(operation: Operation, point: FaultPoint) throws {
         let store = try crash(operation, at: point, name: "\(operation)-\(point).slots")
-        let before = store.status
+        let before = try store.status
         #expect(before.lockNeedsRecovery, "the dead holder's lock should be marked owner-died")
         #expect(before.journalDirty == (point != .beforeJournal && point != .beforeUnlock))
         // The next lock acquisition by anyone rolls the interrupted write back.
         try store.scalar("requests", as: Int64.self).store(1)
         try store.transaction { _ in }
-        let after = store.status
+        let after = try store.status
         #expect(after.recoveries == before.recoveries + 1)
         #expect(!after.journalDirty && after.lockHolderPID == nil && !after.lockNeedsRecovery)
         // Committed (journal cleared) before the kill: new; anything earlier: old.
@@ -78,7 +78,7 @@ struct CrashTests {
         }
         waitUntilNoOpener(path)
         let reopened = try SlotStore(path: path, schema: .sample)
-        let status = reopened.status
+        let status = try reopened.status
         #expect(!status.journalDirty && status.recoveries >= 1 && status.lockHolderPID == nil)
         try expectValues(reopened, operation, new: false)
         try reopened.string("motd").store("writable")
@@ -96,7 +96,7 @@ struct CrashTests {
         holder.kill()
         // The sequence word is odd now: the reader retries, then takes the lock once, which recovers.
         #expect(try motd.load() == "the old value")
-        #expect(store.status.recoveries >= 1)
+        #expect(try store.status.recoveries >= 1)
     }
 
     @Test("a reader meeting a live writer stuck mid-write gets a lock timeout naming it, not a hang")
@@ -120,14 +120,14 @@ struct CrashTests {
         #expect(holder.isHolding)
         // A second process opens while the holder has it open: no exclusive open lock, no reset.
         let store = try SlotStore(path: path, schema: .sample, options: OpenOptions(lockTimeout: .milliseconds(200)))
-        #expect(store.status.lockHolderPID == holder.pid && store.status.lockHolderAlive)
+        #expect(try store.status.lockHolderPID == holder.pid && store.status.lockHolderAlive)
         #expect(throws: SlotStoreError.lockTimeout(path: path, holderPID: holder.pid, holderAlive: true, seconds: 0.2)) {
             try store.string("motd").store("blocked")
         }
         #expect(try store.scalar("requests", as: Int64.self).add(1) == 1, "lock-free writes go on meanwhile")
         holder.kill()
         try store.string("motd").store("recovered")
-        #expect(store.status.recoveries == 1)
+        #expect(try store.status.recoveries == 1)
     }
 
     /// The mutex bytes of a store whose lock was taken by `tid` and never
@@ -163,7 +163,7 @@ struct CrashTests {
         let store = try SlotStore(path: path, schema: .sample, options: OpenOptions(lockTimeout: .seconds(1)))
         try store.string("motd").store("no hang")
         #expect(try store.string("motd").load() == "no hang")
-        #expect(store.status.lockResets >= 2)
+        #expect(try store.status.lockResets >= 2)
     }
 
 
@@ -181,10 +181,10 @@ struct CrashTests {
         try plantLock(tid: 1, path: path)
         waitUntilNoOpener(path)
         let store = try SlotStore(path: path, schema: .sample, options: OpenOptions(lockTimeout: .seconds(1)))
-        #expect(store.status.recoveries >= 1, "the dirty journal was rolled back at open")
+        #expect(try store.status.recoveries >= 1, "the dirty journal was rolled back at open")
         try expectValues(store, .string, new: false)
         try store.string("motd").store("no hang")
-        #expect(!store.status.journalDirty)
+        #expect(try !store.status.journalDirty)
     }
 
     @Test("a worker killed mid-transfer many times in a row never breaks the sum")
@@ -201,7 +201,7 @@ struct CrashTests {
             #expect(result.killedBySIGKILL)
             try store.transaction { tx in #expect(tx.load(alice) + tx.load(bob) == 500) }
         }
-        #expect(store.status.recoveries >= 10)
+        #expect(try store.status.recoveries >= 10)
     }
 
     @Test("slotstore load killed in the middle of its transaction leaves every value as before")
@@ -220,9 +220,9 @@ struct CrashTests {
         #expect(killed.killedBySIGKILL)
         // Lock-free readers may see a dead transaction's writes until the next
         // lock acquisition rolls them back; take the lock, as any writer would.
-        let recoveries = store.status.recoveries
+        let recoveries = try store.status.recoveries
         try store.transaction { _ in }
-        #expect(store.status.recoveries == recoveries + 1)
+        #expect(try store.status.recoveries == recoveries + 1)
         #expect(try store.value(of: "requests") == .int(1))
         #expect(try store.string("motd").load() == "before the load")
         #expect(try store.scalar("alice", as: Int64.self).load() == 0)

@@ -131,7 +131,7 @@ struct MapTests {
         #expect(try (0..<4).map { try ratios.get($0) } == [0, 1.0 / 3, -0.5, 1])
         #expect(try ratios.get(9) == nil)
         #expect(ratios.count == 4)
-        #expect(store.status.journalDirty == false)
+        #expect(try store.status.journalDirty == false)
         #expect(try SlotStore.verify(at: store.path).ok)
     }
 

@@ -86,7 +86,7 @@ struct StoreTests {
             try motd.store(tooLong)
         }
         #expect(try motd.load() == "kept")
-        #expect(store.status.journalDirty == false)
+        #expect(try store.status.journalDirty == false)
         let exact = String(repeating: "x", count: 128)
         try motd.store(exact)
         #expect(try motd.load() == exact)
@@ -207,7 +207,7 @@ struct StoreTests {
         #expect(alice.load() == 70 && bob.load() == 30)
         #expect(try motd.load() == "moved 30")
         #expect(try buckets.snapshot() == [0, 0, 7] + Array(repeating: 0, count: 13))
-        #expect(store.status.journalDirty == false)
+        #expect(try store.status.journalDirty == false)
     }
 
     @Test("a too-large value inside a transaction rolls back the writes before it")
@@ -388,10 +388,10 @@ struct StoreTests {
     @Test("the lock counts acquisitions and records no holder when free")
     func status() throws {
         let store = try SlotStore(path: directory.file("st.slots"), schema: .sample)
-        let before = store.status.lockAcquisitions
+        let before = try store.status.lockAcquisitions
         try store.string("motd").store("x")
         try store.transaction { _ in }
-        let status = store.status
+        let status = try store.status
         #expect(status.lockAcquisitions == before + 2)
         #expect(status.lockHolderPID == nil)
         #expect(status.journalDirty == false)
@@ -425,7 +425,7 @@ struct StoreTests {
         closed.wait()
         let reopened = try SlotStore(path: path, schema: .sample, options: OpenOptions(lockTimeout: .milliseconds(500)))
         #expect(try reopened.string("motd").load() == "written inside")
-        #expect(reopened.status.lockHolderPID == nil)
+        #expect(try reopened.status.lockHolderPID == nil)
         try reopened.string("motd").store("lock is free")
     }
 

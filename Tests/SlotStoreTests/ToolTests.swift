@@ -783,7 +783,7 @@ struct ToolTests {
         try #require(holder.isHolding)
         let pid = holder.pid
         holder.kill()
-        #expect(store.status.lockHolderPID == pid && !store.status.lockHolderAlive)
+        #expect(try store.status.lockHolderPID == pid && !store.status.lockHolderAlive)
 
         // The holder died with nothing half written: verify notes it, a writer or repair takes it over.
         let verify = try slotstore("verify", path)
@@ -793,12 +793,12 @@ struct ToolTests {
         let plan = try slotstore("repair", path, "--dry-run")
         expectSuccess(plan)
         #expect(plan.stdout.contains("recover the lock left by PID \(pid) (not running)"), "\(plan.stdout)")
-        #expect(store.status.lockHolderPID == pid, "--dry-run recovered the lock")
+        #expect(try store.status.lockHolderPID == pid, "--dry-run recovered the lock")
 
         let repair = try slotstore("repair", path)
         expectSuccess(repair)
         #expect(repair.stdout.hasPrefix("\(path): did:\n  - recover the lock left by PID \(pid) (not running)"), "\(repair.stdout)")
-        let status = store.status
+        let status = try store.status
         #expect(status.lockHolderPID == nil && !status.lockNeedsRecovery && !status.journalDirty)
         #expect(status.recoveries == 1 && status.lastRecoveredPID == pid)
         let lock = try #require(dictionary(try jsonObject(slotstore("inspect", path, "--json").stdout)["lock"]))
@@ -820,13 +820,13 @@ struct ToolTests {
                                      environment: ["SLOTSTORE_FAULT": "midWrite:hold"])
         try #require(writer.isHolding)
         writer.kill()
-        #expect(store.status.journalDirty)
+        #expect(try store.status.journalDirty)
         let codes = try findingCodes(path)
         #expect(codes.contains("journal-dirty") && codes.contains("lock-owner-dead"), "\(codes)")
         let repair = try slotstore("repair", path)
         expectSuccess(repair)
         #expect(repair.stdout.contains("roll back its interrupted write (1 journal record(s))"), "\(repair.stdout)")
-        #expect(!store.status.journalDirty && store.status.lockHolderPID == nil)
+        #expect(try !store.status.journalDirty && store.status.lockHolderPID == nil)
         #expect(try store.string("name").load() == "the old value")
         #expect(try slotstore("get", path, "name").stdout == "the old value\n")
         #expect(try slotstore("verify", path).succeeded)

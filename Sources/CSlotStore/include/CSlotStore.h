@@ -55,4 +55,9 @@ int slotstore_membarrier_global(void);
 /// The calling thread's kernel TID (what a robust mutex records as its owner).
 int slotstore_gettid(void);
 
+/// `pthread_mutex_clocklock` on CLOCK_MONOTONIC for at most `nanoseconds`:
+/// 0, EOWNERDEAD, ETIMEDOUT, ENOTRECOVERABLE or another error number. The
+/// monotonic clock, so a wall-clock step can't stretch or cut a lock wait.
+int slotstore_mutex_lock_for(void *mutex, int64_t nanoseconds);
+
 #endif

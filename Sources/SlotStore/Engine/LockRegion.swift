@@ -177,21 +177,39 @@ struct LockRegion: @unchecked Sendable {
             spins += 1
             if lockWord & LockRegion.futexTIDMask == 0 { code = pthread_mutex_trylock(mutex) }
         }
-        if code == EBUSY {
-            var deadline = timespec()
-            clock_gettime(CLOCK_REALTIME, &deadline)
-            let whole = timeout.rounded(.down)
-            deadline.tv_sec += Int(whole)
-            deadline.tv_nsec += Int((timeout - whole) * 1e9)
-            if deadline.tv_nsec >= 1_000_000_000 { deadline.tv_sec += 1; deadline.tv_nsec -= 1_000_000_000 }
-            code = pthread_mutex_timedlock(mutex, &deadline)
-        }
+        if code == EBUSY { code = waitInSlices(timeout: timeout) }
         switch code {
         case 0: return .success(.clean)
         case EOWNERDEAD: return .success(.ownerDied)
         case ETIMEDOUT: return .failure(.timedOut)
         case ENOTRECOVERABLE: return .failure(.unrecoverable)
         default: return .failure(.failed(code))
+        }
+    }
+
+    /// How long one sleep on the mutex lasts before the waiter looks at the lock again.
+    ///
+    /// glibc's robust mutex can lose a wake-up: when a holder dies, the kernel
+    /// wakes one waiter; if that waiter is killed before it takes the lock, the
+    /// lock is free, the waiters bit is clear, and the other sleepers are never
+    /// woken (see the kill-burst test). A sleep cut into slices retries the
+    /// lock at the end of each one, so a free lock is taken within a slice,
+    /// and the timeout keeps its meaning: a live holder kept the lock that long.
+    static let waitSliceNanoseconds: Int64 = 10_000_000
+
+    /// Sleeps on the mutex in slices until it is taken or `timeout` seconds
+    /// (on the monotonic clock) have passed; the last word is one more try,
+    /// so ETIMEDOUT means the lock was held at the very end too.
+    private func waitInSlices(timeout: Double) -> Int32 {
+        let deadline = Int64(StoreCore.monotonicNanoseconds()) + Int64(max(0, timeout) * 1e9)
+        while true {
+            let remaining = deadline - Int64(StoreCore.monotonicNanoseconds())
+            guard remaining > 0 else {
+                let code = pthread_mutex_trylock(mutex)
+                return code == EBUSY ? ETIMEDOUT : code
+            }
+            let code = slotstore_mutex_lock_for(mutex, min(LockRegion.waitSliceNanoseconds, remaining))
+            if code != ETIMEDOUT { return code }
         }
     }
 

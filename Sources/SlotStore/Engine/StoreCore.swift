@@ -126,7 +126,7 @@ final class StoreCore: @unchecked Sendable {
         case .failure(.unrecoverable):
             throw .lockUnrecoverable(path: path)
         case .failure(.failed(let code)):
-            throw .systemCallFailed(path: path, call: "pthread_mutex_timedlock", errno: code)
+            throw .systemCallFailed(path: path, call: "pthread_mutex_clocklock", errno: code)
         }
     }
 

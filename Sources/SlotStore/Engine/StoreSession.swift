@@ -43,8 +43,18 @@ final class StoreSession: Sendable {
 
     private static func bits(_ core: StoreCore) -> UInt { UInt(bitPattern: Unmanaged.passUnretained(core).toOpaque()) }
 
+    /// Set by ``close()`` before any engine is unmapped: calls that would read
+    /// the mapping check it first and throw `storeClosed` instead of faulting.
+    private let closed = Atomic<Bool>(false)
+
+    /// Throws `storeClosed` once ``close()`` has begun.
+    func ensureOpen() throws(SlotStoreError) {
+        if _slowPath(closed.load(ordering: .acquiring)) { throw .storeClosed(path: path) }
+    }
+
     /// `core` if it is live, else the newest engine, switching to the successor at the path if needed.
     func live(after core: StoreCore) throws(SlotStoreError) -> StoreCore {
+        try ensureOpen()
         if _fastPath(!core.gate.isRetired) { return core }
         // Handles resolved before a switch come here on every call: no mutex
         // when this process has already switched.
@@ -57,6 +67,7 @@ final class StoreSession: Sendable {
     @discardableResult
     func follow() throws(SlotStoreError) -> StoreCore {
         try engines.withLock { engines throws(SlotStoreError) -> StoreCore in
+            try ensureOpen()
             while engines.current.gate.isRetired {
                 let old = engines.current
                 do throws(SlotStoreError) {
@@ -118,17 +129,16 @@ final class StoreSession: Sendable {
     /// Locks the live engine, following retirements; returns it locked.
     @usableFromInline
     func lockLive() throws(SlotStoreError) -> StoreCore {
-        // The common case holds one reference: the engine it returns.
+        // The common case holds one reference: the engine it returns. The
+        // lock comes first: `acquireLock` refuses a closed engine before it
+        // touches the mapping, and checks retirement once it holds the lock.
         let newest = current
-        if _fastPath(!newest.gate.isRetired) {
-            do {
-                try newest.acquireLock()
-                return newest
-            } catch .storeRetired {
-                // Retired between the check and the lock: follow below.
-            }
+        do {
+            try newest.acquireLock()
+            return newest
+        } catch .storeRetired {
+            return try lockLiveSlowly()  // compacted in place: follow
         }
-        return try lockLiveSlowly()
     }
 
     @inline(never)
@@ -175,10 +185,10 @@ final class StoreSession: Sendable {
             } catch .storeRetired {
                 continue
             } catch .lockTimeout {
-                // A compaction of a large store may outlast the timeout: wait
-                // on. A live store whose lock is stuck (and this thread has
-                // no slot) gets the write as it did before compaction existed.
-                if core.retirementState == Retirement.live { return write(FieldWords(core, field)) }
+                // A compaction of a large store may outlast the timeout, and a
+                // write with neither a slot nor the lock could be lost by one:
+                // wait on. (A lock-free write can't throw; the holder is alive,
+                // or the lock would have been recovered.)
                 continue
             } catch .nestedTransaction {
                 return write(FieldWords(core, field))  // this thread holds the lock already
@@ -202,6 +212,7 @@ final class StoreSession: Sendable {
 
     /// Closes every engine this process used at the path.
     func close() {
+        closed.store(true, ordering: .releasing)
         let all = engines.withLock { $0.retired + [$0.current] }
         for core in all { core.close() }
     }

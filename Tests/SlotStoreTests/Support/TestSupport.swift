@@ -93,17 +93,18 @@ enum Tool {
     }
 
     /// Starts a process that will print `SLOTSTORE-HOLDING` while holding the
-    /// lock, and returns once it has (an exact wait on its output pipe).
+    /// lock (or another `marker` when it is ready), and returns once it has
+    /// (an exact wait on its output pipe).
     final class Holder {
         let process: Process
         private let out = Pipe()
 
-        init(_ arguments: [String], environment: [String: String] = [:]) throws {
+        init(_ arguments: [String], environment: [String: String] = [:], marker: String = "SLOTSTORE-HOLDING") throws {
             process = Tool.process(arguments, environment: environment)
             process.standardOutput = out
             try process.run()
             var received = Data()
-            while !String(decoding: received, as: UTF8.self).contains("SLOTSTORE-HOLDING") {
+            while !String(decoding: received, as: UTF8.self).contains(marker) {
                 let chunk = out.fileHandleForReading.availableData
                 if chunk.isEmpty { break }
                 received.append(chunk)

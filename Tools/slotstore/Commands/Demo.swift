@@ -54,7 +54,7 @@ enum DemoCommand: Command {
         let victim = try spawnWorker(path: path, id: victimID, count: increments,
                                      fault: "midWrite:hold:\(victimWrites)", captureOutput: true)
         try waitForHolding(victim)
-        let held = store.status
+        let held = try store.status
         say("● victim PID \(victim.processIdentifier) stopped inside its write of \"motd\", holding the lock")
         say("  lock holder: PID \(held.lockHolderPID.map(String.init) ?? "none"); journal: \(held.journalDirty ? "dirty, \(held.journalRecords) record(s) of the old value" : "clean")")
 
@@ -75,7 +75,7 @@ enum DemoCommand: Command {
         let expected = Int64(workers * increments + victimIncrements)
         while requests.load() < expected / 4 { sched_yield() }  // an exact wait on the store itself
         // The lock's counters belong to a file: keep the old file's, with the victim's recovery.
-        let recovered = store.status
+        let recovered = try store.status
         let writing = children.filter(\.isRunning).count
         let plan = try SlotStore.compact(at: path, capacities: ["motd": 2 * motd.capacity])
         let resized = plan.fields.first { $0.name == "motd" }.map { "\($0.from ?? "") → \($0.to ?? "")" } ?? ""
@@ -83,7 +83,7 @@ enum DemoCommand: Command {
 
         // 5. Live progress until the workers finish.
         while children.contains(where: \.isRunning) {
-            let status = store.status
+            let status = try store.status
             say("  requests \(pad(requests.load()))  lock acquisitions \(pad(status.lockAcquisitions))  recoveries \(status.recoveries)  file generation \(store.generation)")
             usleep(100_000)  // display refresh, not synchronisation: waitUntilExit follows
         }
@@ -91,7 +91,7 @@ enum DemoCommand: Command {
         let failed = children.filter { $0.terminationReason != .exit || $0.terminationStatus != 0 }
 
         // 6. The verdict.
-        let status = store.status
+        let status = try store.status
         let total = requests.load()
         let perWorker = try (0...victimID).map { try store.scalar("worker.\($0)", as: Int64.self).load() }
         let message = try motd.load()

@@ -987,7 +987,7 @@ final class TortureRun {
         }
         var total: UInt64 = 0
         for (generation, observer) in observers {
-            let status = observer.status
+            guard let status = try? observer.status else { continue }
             total &+= status.recoveries
             if observedFiles[generation] != current && TortureRun.owesRecovery(status) { total &+= 1 }
         }
@@ -1006,7 +1006,7 @@ final class TortureRun {
     /// Replaced files whose lock a dead process still holds (never recovered: nobody uses them).
     func unrecoveredReplacedFiles() -> Int {
         let current = pathIdentity()
-        return observers.filter { observedFiles[$0.key] != current && TortureRun.owesRecovery($0.value.status) }.count
+        return observers.filter { observedFiles[$0.key] != current && ((try? $0.value.status).map(TortureRun.owesRecovery) ?? false) }.count
     }
 
     func pathIdentity() -> FileID? {
@@ -1284,8 +1284,7 @@ final class TortureRun {
         } catch {
             violation("the final check failed: \(error)")
         }
-        let status = store.status
-        if status.journalDirty || status.lockHolderPID != nil || status.lockNeedsRecovery {
+        if let status = try? store.status, status.journalDirty || status.lockHolderPID != nil || status.lockNeedsRecovery {
             violation("after the run the journal is \(status.journalDirty ? "dirty" : "clean") and the lock is held by \(status.lockHolderPID.map(String.init) ?? "nobody")\(status.lockNeedsRecovery ? ", needing recovery" : "")")
         }
         // The parent's store follows every compaction: it ends on the newest file.

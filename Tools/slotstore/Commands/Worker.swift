@@ -20,6 +20,9 @@ enum WorkerCommand: Command {
       set-array PATH FIELD VALUE           one whole-array write of VALUE everywhere
       transfer-once PATH FROM TO AMOUNT    one transaction moving AMOUNT
       hold-lock PATH                       take the lock, print SLOTSTORE-HOLDING, wait to be killed
+      lock-rounds PATH ID TIMEOUT-MS       while "round" is odd: add 1 to "n" in a transaction (2 IDs in 3
+                                           sleep 100 us inside it); a lockTimeout adds 1 to "timeouts";
+                                           at each even round add 1 to "parked" and wait; end when < 0
       open PATH SCHEMA-JSON                open or create, print "created" or "opened"
       demo PATH ID COUNT                   the demo's worker loop
       map-work PATH FIELD COUNT ID         add 1 to shared keys k0…k9; insert w<ID>-<i>, remove the odd ones
@@ -129,6 +132,40 @@ enum WorkerCommand: Command {
                 Output.out("SLOTSTORE-HOLDING \(getpid())")
                 while true { pause() }
             }
+        case "lock-rounds":
+            // The kill-burst pattern of the robust-mutex lost wake-up: short
+            // transactions (two IDs in three sleep 100 µs inside them) while the round word is
+            // odd; at an even round each worker counts itself parked once and
+            // waits; a negative round ends it. A lockTimeout adds 1 to
+            // "timeouts" and goes on.
+            let id = try number(arguments.positional("id"))
+            let timeout = try number(arguments.positional("timeout in ms"))
+            let store = try SlotStore(path: path, options: OpenOptions(mode: .open, lockTimeout: .milliseconds(timeout)))
+            let n = try store.scalar("n", as: Int64.self)
+            let timeouts = try store.scalar("timeouts", as: Int64.self)
+            let round = try store.scalar("round", as: Int64.self)
+            let parked = try store.scalar("parked", as: Int64.self)
+            var parkedIn = round.load()  // a worker started between rounds is not counted
+            Output.out("SLOTSTORE-LOOPING \(getpid())")
+            while true {
+                let now = round.load()
+                if now < 0 { break }
+                if now % 2 == 0 {
+                    if now != parkedIn { parked.add(1); parkedIn = now }
+                    usleep(200)
+                    continue
+                }
+                do {
+                    try store.transaction { tx in
+                        try tx.store(tx.load(n) + 1, to: n)
+                        if id % 3 != 0 { usleep(100) }
+                    }
+                } catch SlotStoreError.lockTimeout(_, let holder, let alive, _) {
+                    timeouts.add(1)
+                    Output.error("lockTimeout: holder PID \(holder), alive \(alive)")
+                }
+            }
+            Output.out("done")
         case "map-work":
             let store = try SlotStore(path: path)
             let map = try store.map(try arguments.positional("field"), key: String.self, value: Int64.self)
