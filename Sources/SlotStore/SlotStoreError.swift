@@ -77,6 +77,8 @@ public enum SlotStoreError: Error, Sendable, Equatable, CustomStringConvertible 
     case noSpace(path: String, neededBytes: Int)
     /// Any other failed system call.
     case systemCallFailed(path: String, call: String, errno: Int32)
+    /// The directory that should hold the store does not exist.
+    case directoryNotFound(path: String, directory: String)
     /// The file was compacted in place: a new file replaced it at its path.
     /// A ``SlotStore`` follows by itself; you see this only from code holding
     /// the old file's engine directly.
@@ -118,6 +120,49 @@ public enum SlotStoreError: Error, Sendable, Equatable, CustomStringConvertible 
         case .committedButNotFlushed: 31
         case .ownedByAnotherUser: 32
         case .storeRetired: 33
+        case .directoryNotFound: 34
+        }
+    }
+
+    /// The same error naming `new` where it named `old`: for operations that
+    /// build a store under a hidden temporary name, whose errors must name the
+    /// path the caller gave.
+    func replacingPath(_ old: String, with new: String) -> SlotStoreError {
+        switch self {
+        case .fileNotFound(let path): .fileNotFound(path: path == old ? new : path)
+        case .alreadyExists(let path): .alreadyExists(path: path == old ? new : path)
+        case .symbolicLink(let path): .symbolicLink(path: path == old ? new : path)
+        case .notARegularFile(let path, let found): .notARegularFile(path: path == old ? new : path, found: found)
+        case .permissionDenied(let path, let operation): .permissionDenied(path: path == old ? new : path, operation: operation)
+        case .emptyFile(let path): .emptyFile(path: path == old ? new : path)
+        case .truncated(let path, let expectedBytes, let foundBytes): .truncated(path: path == old ? new : path, expectedBytes: expectedBytes, foundBytes: foundBytes)
+        case .notAStore(let path, let foundMagic): .notAStore(path: path == old ? new : path, foundMagic: foundMagic)
+        case .unsupportedVersion(let path, let found, let supported): .unsupportedVersion(path: path == old ? new : path, found: found, supported: supported)
+        case .headerChecksumMismatch(let path, let stored, let computed): .headerChecksumMismatch(path: path == old ? new : path, stored: stored, computed: computed)
+        case .corruptHeader(let path, let detail): .corruptHeader(path: path == old ? new : path, detail: detail)
+        case .corruptSchema(let path, let detail): .corruptSchema(path: path == old ? new : path, detail: detail)
+        case .incompatibleLock(let path, let found, let expected): .incompatibleLock(path: path == old ? new : path, found: found, expected: expected)
+        case .invalidSchema: self
+        case .schemaMismatch(let path, let differences): .schemaMismatch(path: path == old ? new : path, differences: differences)
+        case .unknownField(let path, let name, let available): .unknownField(path: path == old ? new : path, name: name, available: available)
+        case .wrongFieldType(let path, let name, let expected, let found): .wrongFieldType(path: path == old ? new : path, name: name, expected: expected, found: found)
+        case .valueTooLarge(let path, let field, let capacity, let size): .valueTooLarge(path: path == old ? new : path, field: field, capacity: capacity, size: size)
+        case .invalidValue(let path, let field, let detail): .invalidValue(path: path == old ? new : path, field: field, detail: detail)
+        case .mapFull(let path, let field, let capacity, let count): .mapFull(path: path == old ? new : path, field: field, capacity: capacity, count: count)
+        case .migrationRefused(let path, let reasons): .migrationRefused(path: path == old ? new : path, reasons: reasons)
+        case .storeInUse(let path, let operation): .storeInUse(path: path == old ? new : path, operation: operation)
+        case .storeClosed(let path): .storeClosed(path: path == old ? new : path)
+        case .readTimeout(let path, let field, let seconds): .readTimeout(path: path == old ? new : path, field: field, seconds: seconds)
+        case .committedButNotFlushed(let path, let detail): .committedButNotFlushed(path: path == old ? new : path, detail: detail)
+        case .ownedByAnotherUser(let path, let owner, let user): .ownedByAnotherUser(path: path == old ? new : path, owner: owner, user: user)
+        case .lockTimeout(let path, let holderPID, let holderAlive, let seconds): .lockTimeout(path: path == old ? new : path, holderPID: holderPID, holderAlive: holderAlive, seconds: seconds)
+        case .lockUnrecoverable(let path): .lockUnrecoverable(path: path == old ? new : path)
+        case .nestedTransaction(let path): .nestedTransaction(path: path == old ? new : path)
+        case .transactionTooLarge(let path, let neededBytes, let journalBytes): .transactionTooLarge(path: path == old ? new : path, neededBytes: neededBytes, journalBytes: journalBytes)
+        case .noSpace(let path, let neededBytes): .noSpace(path: path == old ? new : path, neededBytes: neededBytes)
+        case .systemCallFailed(let path, let call, let errno): .systemCallFailed(path: path == old ? new : path, call: call, errno: errno)
+        case .directoryNotFound(let path, let directory): .directoryNotFound(path: path == old ? new : path, directory: directory)
+        case .storeRetired(let path): .storeRetired(path: path == old ? new : path)
         }
     }
 
@@ -186,6 +231,8 @@ public enum SlotStoreError: Error, Sendable, Equatable, CustomStringConvertible 
             "\(path): the transaction changes \(needed) bytes but the undo journal holds \(journal); split it into smaller transactions (nothing was written)"
         case .noSpace(let path, let needed):
             "\(path): no space left for \(needed) bytes; free space on the file system (or raise the size of /dev/shm) and try again"
+        case .directoryNotFound(let path, let directory):
+            "\(path): the directory \(directory) does not exist, so no store can be created in it; create the directory first (`mkdir -p \(directory)`) or check the path"
         case .storeRetired(let path):
             "\(path): this file was compacted in place and a new file replaced it at the same path; open the store again to use the new file"
         case .systemCallFailed(let path, let call, let errno):

@@ -17,7 +17,6 @@ enum OpenGate {
     // they are GNU extensions.
     static let getLock: Int32 = 36       // F_OFD_GETLK
     static let setLock: Int32 = 37       // F_OFD_SETLK
-    static let setLockWait: Int32 = 38   // F_OFD_SETLKW
 
     /// Tries for the exclusive lock without waiting.
     static func tryExclusive(_ fd: Int32) -> Result<Bool, Errno> {
@@ -28,10 +27,24 @@ enum OpenGate {
     }
 
     /// Takes (or downgrades to) the shared lock, waiting while another
-    /// process holds the exclusive one for its brief reset.
-    static func shared(_ fd: Int32) -> Result<Void, Errno> {
+    /// process holds the exclusive one (a first opener's brief reset, or a
+    /// compaction in place with nobody else attached), for at most `timeout`
+    /// seconds: false when it was still held then.
+    ///
+    /// Tries without blocking, in short sleeps, rather than `F_OFD_SETLKW`,
+    /// which has no timeout: a stopped compactor would hang every opener.
+    static func shared(_ fd: Int32, timeout: Double) -> Result<Bool, Errno> {
         var request = lockRequest(type: Int16(F_RDLCK))
-        return Syscall.retrying { fcntl(fd, setLockWait, &request) }.map { _ in () }
+        let deadline = StoreCore.monotonicNanoseconds() + UInt64(max(0, timeout) * 1e9)
+        var pause: UInt32 = 50
+        while true {
+            if fcntl(fd, setLock, &request) == 0 { return .success(true) }
+            let code = errno
+            guard code == EAGAIN || code == EACCES || code == EINTR else { return .failure(Errno(code)) }
+            if StoreCore.monotonicNanoseconds() >= deadline { return .success(false) }
+            usleep(pause)
+            pause = min(pause * 2, 10_000)
+        }
     }
 
     /// Whether some open file description other than `fd`'s holds a lock that

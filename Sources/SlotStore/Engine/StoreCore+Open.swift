@@ -55,6 +55,8 @@ extension StoreCore {
         let fd: Int32
         switch Syscall.open(temporary, flags: O_RDWR | O_CREAT | O_EXCL | O_NOFOLLOW, mode: mode_t(options.fileMode & 0o7777)) {
         case .success(let opened): fd = opened
+        case .failure(let code) where code.rawValue == ENOENT || code.rawValue == ENOTDIR:
+            throw .directoryNotFound(path: path, directory: TemporaryFiles.directory(of: path))
         case .failure(let code):
             throw Syscall.fileError(code, path: path, call: "open", operation: "create a file in its directory")
         }
@@ -197,8 +199,13 @@ extension StoreCore {
         case .success(false):
             break
         }
-        if case .failure(let code) = OpenGate.shared(file.fd) {
-            throw .systemCallFailed(path: path, call: "fcntl(F_OFD_SETLKW)", errno: code.rawValue)
+        switch OpenGate.shared(file.fd, timeout: lockTimeout) {
+        case .success(true):
+            break
+        case .success(false):
+            throw .storeInUse(path: path, operation: "opening (another process held the store exclusively for over \(lockTimeout) s: a first opener resetting it, or a compaction in place; if that process is stopped, continue or kill it)")
+        case .failure(let code):
+            throw .systemCallFailed(path: path, call: "fcntl(F_OFD_SETLK)", errno: code.rawValue)
         }
     }
 

@@ -14,6 +14,17 @@ extension SlotStore {
     ///   that does not fit its field (naming `path`).
     public static func create(at path: String, schema: Schema, values: [String: FieldValue],
                               options: OpenOptions = OpenOptions()) throws(SlotStoreError) {
+        let temporary = TemporaryFiles.path(for: path, kind: "loading")
+        do {
+            try build(at: path, through: temporary, schema: schema, values: values, options: options)
+        } catch {
+            // The caller knows the path, not the hidden file it was built under.
+            throw error.replacingPath(temporary, with: path)
+        }
+    }
+
+    private static func build(at path: String, through temporary: String, schema: Schema, values: [String: FieldValue],
+                              options: OpenOptions) throws(SlotStoreError) {
         try schema.validate()
         var converted: [(String, FieldValue)] = []
         for (name, value) in values.sorted(by: { $0.key < $1.key }) {
@@ -23,7 +34,6 @@ extension SlotStore {
             converted.append((name, try value.converted(to: field.type, field: name, path: path)))
         }
         TemporaryFiles.removeStale(for: path)
-        let temporary = TemporaryFiles.path(for: path, kind: "loading")
         _ = Syscall.retrying { unlink(temporary) }
         defer { _ = Syscall.retrying { unlink(temporary) } }
         var createOptions = options
