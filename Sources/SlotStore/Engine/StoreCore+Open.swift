@@ -143,6 +143,18 @@ extension StoreCore {
         return identity.device == UInt64(named.st_dev) && identity.inode == UInt64(named.st_ino)
     }
 
+    /// The validated header and stored schema of the store at `path`, read
+    /// without opening it for writing (no open gate, nothing written).
+    static func readStored(at path: String) throws(SlotStoreError) -> (FileHeader, Schema) {
+        let fd: Int32
+        switch Syscall.open(path, flags: O_RDONLY | O_NOFOLLOW) {
+        case .success(let opened): fd = opened
+        case .failure(let code): throw Syscall.fileError(code, path: path, call: "open", operation: "read the store")
+        }
+        defer { Glibc.close(fd) }
+        return try readValidated(fd: fd, path: path)
+    }
+
     /// Reads and checks the header and the stored schema with `pread`, never
     /// through a mapping, so a truncated file gives an error rather than SIGBUS.
     static func readValidated(fd: Int32, path: String) throws(SlotStoreError) -> (FileHeader, Schema) {

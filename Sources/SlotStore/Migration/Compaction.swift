@@ -57,10 +57,19 @@ extension SlotStore {
         let destination = output ?? path
         let inPlace = destination == path
         if !inPlace, case .success(_?) = Syscall.kind(at: destination) { throw .alreadyExists(path: destination) }
+        // Plan first from the header and schema read with pread: a dry run,
+        // or a compaction its plan refuses, writes nothing to the store, not
+        // even the lock bookkeeping that a first opener resets.
+        let (storedHeader, storedSchema) = try StoreCore.readStored(at: path)
+        let planned = try makePlan(schema: storedSchema, header: storedHeader, path: path,
+                                   target: targetSchema(storedSchema, schema, capacities: capacities, path: path),
+                                   output: destination, migration: migration, dryRun: dryRun)
+        if dryRun { return planned }
         var sourceOptions = OpenOptions(mode: .open)
         sourceOptions.allowOtherOwner = allowOtherOwner
         let source = try SlotStore(path: path, options: sourceOptions)
         defer { source.close() }
+        // Planned again from the file now open, which another compaction may have replaced meanwhile.
         let target = try targetSchema(source.schema, schema, capacities: capacities, path: path)
         // In place with other openers: they carry on in the new file, so it is
         // "live", and every field they may hold a handle to must keep working.
@@ -76,8 +85,8 @@ extension SlotStore {
             }
             live = true
         }
-        var plan = try makePlan(source: source, target: target, output: destination, migration: migration, dryRun: dryRun)
-        if dryRun { return plan }
+        var plan = try makePlan(schema: source.schema, header: source.core.header, path: path, target: target,
+                                output: destination, migration: migration, dryRun: false)
 
         var info = stat()
         let mode = fstat(source.core.file.fd, &info) == 0 ? UInt32(info.st_mode & 0o7777) : 0o600
@@ -196,12 +205,12 @@ extension SlotStore {
         return target
     }
 
-    static func makePlan(source: SlotStore, target: Schema, output: String, migration: MigrationOptions,
-                         dryRun: Bool) throws(SlotStoreError) -> CompactionPlan {
+    static func makePlan(schema stored: Schema, header: FileHeader, path: String, target: Schema, output: String,
+                         migration: MigrationOptions, dryRun: Bool) throws(SlotStoreError) -> CompactionPlan {
         var fields: [CompactionPlan.FieldPlan] = []
         var refusals: [String] = []
         for field in target.fields {
-            guard let old = source.schema.field(named: field.name) else {
+            guard let old = stored.field(named: field.name) else {
                 fields.append(.init(name: field.name, fate: "new", from: nil, to: field.type.description))
                 continue
             }
@@ -210,18 +219,18 @@ extension SlotStore {
             case .failure(let refusal): refusals.append(refusal.reason)
             }
         }
-        for field in source.schema.fields where target.field(named: field.name) == nil {
+        for field in stored.fields where target.field(named: field.name) == nil {
             if migration.allowDropping {
                 fields.append(.init(name: field.name, fate: "drop", from: field.type.description, to: nil))
             } else {
                 refusals.append("field \"\(field.name)\" would be dropped with its value; pass the dropping flag (--allow-dropping) to drop it")
             }
         }
-        guard refusals.isEmpty else { throw .migrationRefused(path: source.path, reasons: refusals) }
-        let after = Layout(schema: target, schemaBytes: target.jsonBytes().count, pageSize: Int(source.core.header.pageSize),
-                           cacheLineAligned: source.core.header.flags.contains(.cacheLineAligned))
-        return CompactionPlan(path: source.path, output: output, bytesBefore: Int(source.core.header.fileSize),
-                              bytesAfter: after.fileSize, formatBefore: source.core.header.formatVersion,
+        guard refusals.isEmpty else { throw .migrationRefused(path: path, reasons: refusals) }
+        let after = Layout(schema: target, schemaBytes: target.jsonBytes().count, pageSize: Int(header.pageSize),
+                           cacheLineAligned: header.flags.contains(.cacheLineAligned))
+        return CompactionPlan(path: path, output: output, bytesBefore: Int(header.fileSize),
+                              bytesAfter: after.fileSize, formatBefore: header.formatVersion,
                               formatAfter: "\(FileHeader.currentMajor).\(FileHeader.currentMinor)",
                               schemaVersion: target.version, fields: fields, dryRun: dryRun)
     }
