@@ -9,9 +9,23 @@
 #include <unistd.h>
 
 _Thread_local slotstore_tls_entry slotstore_tls_entries[SLOTSTORE_TLS_ENTRIES];
+_Thread_local slotstore_tls_entry slotstore_lock_user_entries[SLOTSTORE_TLS_ENTRIES];
 
 int slotstore_gettid(void) {
     return (int)syscall(SYS_gettid);
+}
+
+int slotstore_membarrier_register_private(void) {
+    long supported = syscall(__NR_membarrier, MEMBARRIER_CMD_QUERY, 0, 0);
+    if (supported < 0) return -errno;
+    if (!(supported & MEMBARRIER_CMD_PRIVATE_EXPEDITED)) return -ENOSYS;
+    if (syscall(__NR_membarrier, MEMBARRIER_CMD_REGISTER_PRIVATE_EXPEDITED, 0, 0) != 0) return -errno;
+    return 0;
+}
+
+int slotstore_membarrier_private(void) {
+    if (syscall(__NR_membarrier, MEMBARRIER_CMD_PRIVATE_EXPEDITED, 0, 0) != 0) return -errno;
+    return 0;
 }
 
 int slotstore_membarrier_global(void) {

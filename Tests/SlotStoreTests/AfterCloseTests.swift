@@ -1,3 +1,5 @@
+import Foundation
+import Synchronization
 import Testing
 @testable import SlotStore
 
@@ -68,5 +70,45 @@ struct AfterCloseTests {
         #expect(try other.string("s").load() == "before")
         try other.string("s").store("still fine")
         #expect(try other.string("s").load() == "still fine")
+    }
+
+    @Test("close() while threads keep taking the lock: each finishes its write or gets storeClosed, none touches the unmapped file")
+    func closeUnderLockTraffic() throws {
+        for round in 0..<20 {
+            let directory = TemporaryDirectory()
+            let store = try SlotStore(path: directory.file("traffic.slots"), schema: AfterCloseTests.schema)
+            let text = try store.string("s")
+            let n = try store.scalar("n", as: Int64.self)
+            let writes = Atomic<Int>(0)
+            let started = DispatchSemaphore(value: 0)
+            let finished = DispatchGroup()
+            let outcomes = Mutex<[String]>([])
+            for thread in 0..<4 {
+                finished.enter()
+                Thread {
+                    started.signal()
+                    var outcome = "never refused"
+                    while true {
+                        do {
+                            if thread % 2 == 0 { try text.store("t\(thread)") } else { try store.transaction { tx in try tx.store(tx.load(n) + 1, to: n) } }
+                            writes.add(1, ordering: .relaxed)
+                        } catch SlotStoreError.storeClosed {
+                            outcome = "storeClosed"
+                            break
+                        } catch {
+                            outcome = "\(error)"
+                            break
+                        }
+                    }
+                    outcomes.withLock { $0.append(outcome) }
+                    finished.leave()
+                }.start()
+            }
+            for _ in 0..<4 { started.wait() }
+            while writes.load(ordering: .relaxed) < 200 * (round + 1) % 1000 + 50 { sched_yield() }
+            store.close()
+            finished.wait()
+            #expect(outcomes.withLock { $0 } == Array(repeating: "storeClosed", count: 4), "round \(round)")
+        }
     }
 }

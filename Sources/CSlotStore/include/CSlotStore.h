@@ -30,6 +30,23 @@ static inline void slotstore_set_thread_marker(uint64_t store, void *marker) {
     entry->marker = marker;
 }
 
+/// Each thread's "inside acquireLock…releaseLock" flag per store, cached the
+/// same way: the store's process-unique number and the address of the flag
+/// (process memory, one cache line per thread). `close()` reads every
+/// thread's flag instead of the threads counting themselves on a shared word.
+extern _Thread_local slotstore_tls_entry slotstore_lock_user_entries[SLOTSTORE_TLS_ENTRIES];
+
+static inline void *slotstore_lock_user_flag(uint64_t store) {
+    slotstore_tls_entry *entry = &slotstore_lock_user_entries[store % SLOTSTORE_TLS_ENTRIES];
+    return entry->store == store ? entry->marker : (void *)0;
+}
+
+static inline void slotstore_set_lock_user_flag(uint64_t store, void *flag) {
+    slotstore_tls_entry *entry = &slotstore_lock_user_entries[store % SLOTSTORE_TLS_ENTRIES];
+    entry->store = store;
+    entry->marker = flag;
+}
+
 /// A compiler-only barrier: with membarrier on the other side, this is all a
 /// lock-free writer needs between marking itself in flight and checking
 /// whether the store is being retired.
@@ -51,6 +68,14 @@ static inline void slotstore_cpu_relax(void) {
 /// passes a full memory barrier before it returns. 0, or -errno
 /// (-ENOSYS when the kernel or a seccomp filter doesn't offer it).
 int slotstore_membarrier_global(void);
+
+/// Registers this process for membarrier(MEMBARRIER_CMD_PRIVATE_EXPEDITED):
+/// 0, or -errno (-ENOSYS when the kernel or a seccomp filter doesn't offer it).
+int slotstore_membarrier_register_private(void);
+
+/// membarrier(MEMBARRIER_CMD_PRIVATE_EXPEDITED): every running thread of this
+/// process passes a full memory barrier before it returns. Register first.
+int slotstore_membarrier_private(void);
 
 /// The calling thread's kernel TID (what a robust mutex records as its owner).
 int slotstore_gettid(void);

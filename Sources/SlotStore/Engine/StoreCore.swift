@@ -24,8 +24,7 @@ final class StoreCore: @unchecked Sendable {
     /// waits for none, because unmapping under a held robust mutex would
     /// leave it stuck for every process (the kernel can't mark a mutex it
     /// can no longer reach as owner-dead).
-    private let lockUsers = Atomic<Int>(0)
-    private let closing = Atomic<Bool>(false)
+    private let lockUsers: LockUsers
     /// False only while compaction fills a new store that no other process
     /// can see yet: a crash then leaves just a temporary file, so the undo
     /// journal (which holds at most 1 MiB of a large map) is not needed.
@@ -56,8 +55,10 @@ final class StoreCore: @unchecked Sendable {
         self.pid = getpid()
         var info = stat()
         self.identity = fstat(file.fd, &info) == 0 ? (UInt64(info.st_dev), UInt64(info.st_ino)) : nil
+        let number = StoreCore.nextNumber.wrappingAdd(1, ordering: .relaxed).oldValue
         self.gate = LockFreeGate(retirement: file.base.advanced(by: layout.lockOffset + LockRegion.retirementOffset),
-                                 store: StoreCore.nextNumber.wrappingAdd(1, ordering: .relaxed).oldValue)
+                                 store: number)
+        self.lockUsers = LockUsers(store: number)
     }
 
     @inlinable
@@ -75,19 +76,14 @@ final class StoreCore: @unchecked Sendable {
     func acquireLock() throws(SlotStoreError) {
         let me = UInt(pthread_self())
         if lockingThread.load(ordering: .relaxed) == me { throw .nestedTransaction(path: path) }
-        // Sequentially consistent on both sides (with close()): each sees the
-        // other's store, so close never unmaps under a thread about to lock.
-        lockUsers.wrappingAdd(1, ordering: .sequentiallyConsistent)
-        guard !closing.load(ordering: .sequentiallyConsistent) else {
-            lockUsers.wrappingSubtract(1, ordering: .acquiringAndReleasing)
-            throw .storeClosed(path: path)
-        }
+        // Marked before touching the mutex, so close() never unmaps under it.
+        guard lockUsers.enter() else { throw .storeClosed(path: path) }
         let code = lock.tryLock()
         if _slowPath(code != 0) {
             do {
                 try lockAndRecover(afterTry: code)
             } catch {
-                lockUsers.wrappingSubtract(1, ordering: .acquiringAndReleasing)
+                lockUsers.leave()
                 throw error
             }
         }
@@ -134,15 +130,14 @@ final class StoreCore: @unchecked Sendable {
         lock.holderPID.pointee.store(0, ordering: .relaxed)
         lockingThread.store(0, ordering: .relaxed)
         lock.unlock()
-        lockUsers.wrappingSubtract(1, ordering: .acquiringAndReleasing)
+        lockUsers.leave()
     }
 
     /// Refuses new lock users, waits for the current ones, then unmaps.
     func close() {
         precondition(lockingThread.load(ordering: .relaxed) != UInt(pthread_self()),
                      "close() called inside a transaction of the same store")
-        closing.store(true, ordering: .sequentiallyConsistent)
-        while lockUsers.load(ordering: .sequentiallyConsistent) > 0 { sched_yield() }
+        lockUsers.close()
         file.close()
     }
 
