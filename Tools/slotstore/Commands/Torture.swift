@@ -1714,7 +1714,8 @@ final class TortureRun {
               + "compactor recoveries \(compactorRecoveries), "
               + "compactions failed \(compactionsFailed), kills during compactions \(killsDuringCompactions), "
               + "generation \(generation), unrecovered in replaced files \(unrecovered), "
-        let bound = settings.operationLimit > 0 ? "\(settings.operationLimit) operations or \(seconds) s" : "\(seconds) s"
+        // (No "operations " here: the summary's figures are found by name.)
+        let bound = settings.operationLimit > 0 ? "\(seconds) s (or \(settings.operationLimit) operations)" : "\(seconds) s"
         let meanLag = scheduledKills > 0 ? totalKillLag / UInt64(scheduledKills) : 0
         let digest = String(scheduleDigest, radix: 16)
         Output.out("torture: \(processes) processes, \(bound)\(settings.durable ? ", durable" : ""), seed \(seed): "
