@@ -11,7 +11,8 @@ import Synchronization
 /// Each worker reports on its standard output (a pipe to the parent) one byte
 /// `b` before it starts an operation and one byte `a` once it returns, and a
 /// few text lines (`h` hello with its starting state, `t` a lock or read
-/// timeout, `v` a violation it saw, `x` a fatal error, `d` done). The parent
+/// timeout, `q` resting at the parent's request after a burst, `v` a
+/// violation it saw, `x` a fatal error, `d` done). The parent
 /// replays the worker's seeded generator, so it knows the operation after the
 /// last `a`: the one that was in flight when a kill hit (only if its `b`
 /// arrived). After each kill the parent takes the lock itself (which recovers
@@ -52,15 +53,19 @@ enum TortureCommand: Command {
       PATH                the store to create, which must not exist; it is kept afterwards.
                           Default: a new temporary folder, removed afterwards
     Workers increment their own counters (lock-free), move amounts between accounts
-    in transactions, write self-checking strings and bytes, uniform arrays, and
-    insert, remove and add to map entries. About half of the worker processes
-    stop at a fault point holding the lock (SLOTSTORE_FAULT=<point>:hold) and are
-    killed there; the others are killed at scheduled operation counts, at once or
+    in transactions (one in eight pausing 50-300 us inside, so others sleep on the
+    lock), write self-checking strings and bytes, uniform arrays, and insert,
+    remove and add to map entries. About half of the worker processes stop at a
+    fault point holding the lock (SLOTSTORE_FAULT=<point>:hold) and are killed
+    there; the others are killed when the count of operations begun reaches a
+    point drawn from the seed (so a seed replays its kill schedule), at once or
     just as they start a locked operation. Most kills are bursts: after the first
     victim, one or two more workers die 1-3 ms apart, preferring workers inside a
-    locked operation (waiters a holder's death may just have woken). With
-    --compact-every, a thread of this process compacts the
-    store in place (SlotStore.compact) while workers run and die, moving the map
+    locked operation (a waiter the last unlock or death may just have woken).
+    After a burst the survivors rest until each has finished its operation, so a
+    waiter left asleep on a free lock is not rescued by others' traffic and shows
+    as a lock timeout "with no live holder". With --compact-every, a thread of
+    this process compacts the store in place (SlotStore.compact) while workers run and die, moving the map
     between two capacities; about one compaction in four is instead a `slotstore
     compact` process that must die by SIGKILL at SLOTSTORE_FAULT=afterRetiring:kill
     or afterRename:kill (while one runs, only workers holding the lock at a fault
