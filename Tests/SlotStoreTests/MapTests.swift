@@ -269,7 +269,7 @@ struct MapTests {
     }
 }
 
-@Suite("Maps across processes")
+@Suite("Maps across processes", .timeLimit(.minutes(3)))
 struct MapProcessTests {
     let directory = TemporaryDirectory()
 

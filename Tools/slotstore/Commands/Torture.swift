@@ -3,27 +3,49 @@ import SlotStore
 import Synchronization
 
 /// `slotstore torture`: worker processes run a seeded mix of checkable
-/// operations on one store while the parent SIGKILLs them at random moments,
-/// many of them holding the lock, restarts them, and checks every invariant
-/// against an exact model of what was acknowledged.
+/// operations on one store while the parent SIGKILLs them, alone or in bursts
+/// of up to three a few milliseconds apart, many of them holding the lock,
+/// restarts them, and checks every invariant against an exact model of what
+/// was acknowledged.
 ///
 /// Each worker reports on its standard output (a pipe to the parent) one byte
 /// `b` before it starts an operation and one byte `a` once it returns, and a
-/// few text lines (`h` hello with its starting state, `v` a violation it saw,
-/// `x` a fatal error, `d` done). The parent replays the worker's seeded
-/// generator, so it knows the operation after the last `a`: the one that was
-/// in flight when a kill hit (only if its `b` arrived). After each kill the
-/// parent takes the lock itself (which recovers a dead holder), reads the
-/// victim's state and accepts exactly the model before or after the in-flight
-/// operation, then restarts the worker.
+/// few text lines (`h` hello with its starting state, `t` a lock or read
+/// timeout, `q` resting at the parent's request after a burst, `v` a
+/// violation it saw, `x` a fatal error, `d` done). The parent
+/// replays the worker's seeded generator, so it knows the operation after the
+/// last `a`: the one that was in flight when a kill hit (only if its `b`
+/// arrived). After each kill the parent takes the lock itself (which recovers
+/// a dead holder), reads the victims' state and accepts exactly the model
+/// before or after each one's in-flight operation, then restarts them.
+///
+/// Kills are scheduled by operation count, not by time: every operation a
+/// worker begins adds one to the store's `control.operations`, and the n-th
+/// scheduled kill comes when that count reaches a point drawn from the seed,
+/// as do its victim, its kind and its burst. So a seed replays the same
+/// schedule; what processes can't replay is how far each worker got between
+/// two looks of the parent at the count (the summary prints that lag).
 enum TortureCommand: Command {
     static let name = "torture"
-    static let abstract = "crash-torture a store: SIGKILL random workers, check every invariant"
+    static let abstract = "crash-torture a store: SIGKILL random workers, alone and in bursts, check every invariant"
     static let usage = """
-    usage: slotstore torture [--processes N] [--seconds S] [--kill-every MS] [--compact-every MS] [--seed X] [PATH]
+    usage: slotstore torture [--processes N] [--seconds S] [--operations N] [--kill-every N] [--burst N]
+                             [--lock-timeout MS] [--durable] [--compact-every MS] [--seed X] [PATH]
       --processes N       worker processes (default 4, at most 16)
-      --seconds S         how long the workers run (default 10)
-      --kill-every MS     mean time between SIGKILLs of a random worker (default 100)
+      --seconds S         how long the workers run at most (default 10)
+      --operations N      stop once the workers have begun N operations (default: no limit)
+      --kill-every N      mean number of operations, all workers together, between
+                          scheduled kills (default 20000; 300 with --durable)
+      --burst N           most workers one scheduled kill or kill of a lock holder SIGKILLs,
+                          1-3 ms apart (default 3; 1 kills one at a time)
+      --lock-timeout MS   the workers' lock timeout (default 1000; 5000, the library's, with
+                          --durable, whose holders wait for the disk). A worker's lock or read
+                          timeout is counted and reported (and how many named no live holder:
+                          a waiter asleep on a free lock), not a violation
+      --durable           workers commit with .flushOnCommit (msync before each locked write
+                          returns), on a disk-backed file system: PATH on tmpfs is refused,
+                          and the default temporary folder is the first disk-backed one of
+                          $TMPDIR, /var/tmp and /tmp
       --compact-every MS  mean time between compactions in place while the workers run
                           (default 0: none; the first one comes within the first half of the run)
       --seed X            seed of the operations, the kills, the fault points and the
@@ -31,32 +53,43 @@ enum TortureCommand: Command {
       PATH                the store to create, which must not exist; it is kept afterwards.
                           Default: a new temporary folder, removed afterwards
     Workers increment their own counters (lock-free), move amounts between accounts
-    in transactions, write self-checking strings and bytes, uniform arrays, and
-    insert, remove and add to map entries. About half of the worker processes
-    stop at a fault point holding the lock (SLOTSTORE_FAULT=<point>:hold) and are
-    killed there; the others are killed at random moments or just as they start a
-    locked operation. With --compact-every, a thread of this process compacts the
-    store in place (SlotStore.compact) while workers run and die, moving the map
+    in transactions (one in eight pausing 50-300 us inside, so others sleep on the
+    lock), write self-checking strings and bytes, uniform arrays, and insert,
+    remove and add to map entries. About half of the worker processes stop at a
+    fault point holding the lock (SLOTSTORE_FAULT=<point>:hold) and are killed
+    there; the others are killed when the count of operations begun reaches a
+    point drawn from the seed (so a seed replays its kill schedule), at once or
+    just as they start a locked operation. Most kills are bursts: after the first
+    victim, one or two more workers die 1-3 ms apart, preferring workers inside a
+    locked operation (a waiter the last unlock or death may just have woken).
+    After a burst the survivors rest until each has finished its operation, so a
+    waiter left asleep on a free lock is not rescued by others' traffic and shows
+    as a lock timeout "with no live holder". With --compact-every, a thread of
+    this process compacts the store in place (SlotStore.compact) while workers run and die, moving the map
     between two capacities; about one compaction in four is instead a `slotstore
     compact` process that must die by SIGKILL at SLOTSTORE_FAULT=afterRetiring:kill
     or afterRename:kill (while one runs, only workers holding the lock at a fault
-    point are killed, so its own recovery is counted exactly). Every invariant must
-    hold across the switches to the new files, recoveries are totalled over every
-    file the path held, and the parent's store must end in the newest generation; a
-    compaction refused with a clear error (store in use, lock timeout) is counted
-    as failed, and a run without any compaction fails. Prints one line of figures;
-    exits 1 if any invariant failed.
+    point are killed, one at a time, so its own recovery is counted exactly). Every
+    invariant must hold across the switches to the new files, recoveries are
+    totalled over every file the path held, and the parent's store must end in the
+    newest generation; a compaction refused with a clear error (store in use, lock
+    timeout) is counted as failed, and a run without any compaction fails. Prints
+    one line of figures; exits 1 if any invariant failed.
     """
 
     static func run(_ arguments: inout Arguments) throws -> Int32 {
+        let durable = arguments.flag("--durable")
+        let lockTimeout = try arguments.integerOption("--lock-timeout", default: durable ? 5_000 : 1_000, in: 1...3_600_000)
         if let spec = try arguments.option("--worker") {
             let path = try arguments.positional("store path")
             try arguments.finish()
-            return TortureWorker.run(spec: spec, path: path)
+            return TortureWorker.run(spec: spec, path: path, lockTimeoutMS: lockTimeout, durable: durable)
         }
         let processes = try arguments.integerOption("--processes", default: 4, in: 1...TortureSchema.maximumProcesses)
         let seconds = try arguments.integerOption("--seconds", default: 10, in: 1...86_400)
-        let killEvery = try arguments.integerOption("--kill-every", default: 100, in: 1...3_600_000)
+        let operationLimit = try arguments.integerOption("--operations", default: 0, in: 0...Int(Int64.max))
+        let killEvery = try arguments.integerOption("--kill-every", default: durable ? 300 : 20_000, in: 1...1_000_000_000)
+        let burst = try arguments.integerOption("--burst", default: 3, in: 1...TortureSchema.maximumProcesses)
         let compactEvery = try arguments.integerOption("--compact-every", default: 0, in: 0...3_600_000)
         let seed: UInt64
         if let text = try arguments.option("--seed") {
@@ -71,8 +104,10 @@ enum TortureCommand: Command {
         // The parent must never stop at a fault point meant for a worker.
         unsetenv("SLOTSTORE_FAULT")
         var directory: String?
-        if path == nil {
-            directory = try makeTemporaryDirectory()
+        if let path {
+            if durable { try requireDiskBacked(folderOf: path) }
+        } else {
+            directory = try makeTemporaryDirectory(diskBacked: durable)
             path = directory! + "/torture.slots"
         }
         var killedCompactors: [pid_t] = []
@@ -83,8 +118,10 @@ enum TortureCommand: Command {
                 rmdir(directory)
             }
         }
-        let run = try TortureRun(path: path!, processes: processes, seconds: seconds, killEveryMS: killEvery,
-                                 compactEveryMS: compactEvery, seed: seed)
+        let settings = TortureRun.Settings(processes: processes, seconds: seconds, operationLimit: UInt64(operationLimit),
+                                           killEvery: killEvery, burst: burst, lockTimeoutMS: lockTimeout,
+                                           durable: durable, compactEveryMS: compactEvery, seed: seed)
+        let run = try TortureRun(path: path!, settings: settings)
         let violations = run.execute()
         killedCompactors = run.killedCompactorPIDs
         return violations == 0 ? ExitStatus.success : ExitStatus.problem
@@ -107,13 +144,77 @@ enum TortureCommand: Command {
         }
     }
 
-    private static func makeTemporaryDirectory() throws -> String {
-        let base = getenv("TMPDIR").map { String(cString: $0) } ?? "/tmp"
+    /// A new private folder under `$TMPDIR` (or `/tmp`); with `diskBacked`,
+    /// under the first of `$TMPDIR`, `/var/tmp` and `/tmp` that is not in memory.
+    private static func makeTemporaryDirectory(diskBacked: Bool) throws -> String {
+        let configured = getenv("TMPDIR").map { String(cString: $0) }.flatMap { $0.isEmpty ? nil : $0 }
+        var base = configured ?? "/tmp"
+        if diskBacked {
+            let candidates = [configured, "/var/tmp", "/tmp"].compactMap { $0 }
+            guard let found = candidates.first(where: { memoryFileSystem(at: $0) == nil && access($0, W_OK) == 0 }) else {
+                let found = candidates.map { "\($0) (\(memoryFileSystem(at: $0) ?? "not writable"))" }.joined(separator: ", ")
+                throw InputError("--durable needs a disk-backed folder for its temporary store, and found only \(found); "
+                                 + "give a PATH on a disk-backed file system")
+            }
+            base = found
+        }
         var template = Array((base + "/slotstore-torture-XXXXXX").utf8CString)
         guard template.withUnsafeMutableBufferPointer({ mkdtemp($0.baseAddress!) }) != nil else {
             throw SlotStoreError.systemCallFailed(path: base, call: "mkdtemp", errno: errno)
         }
         return String(decoding: template.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self)
+    }
+
+    /// Refuses a store path whose folder is in memory: a flush there reaches no disk, so a durable run would prove nothing.
+    private static func requireDiskBacked(folderOf path: String) throws {
+        let slash = path.lastIndex(of: "/")
+        let folder = slash.map { $0 == path.startIndex ? "/" : String(path[..<$0]) } ?? "."
+        if let kind = memoryFileSystem(at: folder) {
+            throw InputError("--durable: \(path) would be on \(kind), a file system in memory, where msync reaches no disk; "
+                             + "expected a disk-backed file system: give a PATH on one (such as /var/tmp/torture.slots), "
+                             + "or no PATH for a disk-backed temporary folder")
+        }
+    }
+
+    /// The name of the in-memory file system `path` is on (tmpfs, ramfs), or
+    /// nil for any other (or if it can't be told). Read from the mount table,
+    /// as Glibc's module does not export `statfs`: the file system of the
+    /// longest mount point that contains the resolved path, the later one of two mounts on one point.
+    static func memoryFileSystem(at path: String) -> String? {
+        guard let resolved = realpath(path, nil) else { return nil }
+        let target = String(cString: resolved)
+        free(resolved)
+        guard let table = fopen("/proc/self/mountinfo", "r") else { return nil }
+        defer { fclose(table) }
+        var best: (point: String, type: String)?
+        var line: UnsafeMutablePointer<CChar>?
+        var capacity = 0
+        defer { free(line) }
+        while getline(&line, &capacity, table) > 0, let line {
+            // ID PARENT MAJOR:MINOR ROOT MOUNT-POINT OPTIONS [OPTIONAL...] - TYPE SOURCE SUPER-OPTIONS
+            let words = String(cString: line).split(separator: " ", omittingEmptySubsequences: true)
+            guard words.count > 5, let dash = words.firstIndex(of: "-"), dash + 1 < words.count else { continue }
+            let point = unescapeMountPoint(words[4])
+            let inside = point == "/" || target == point || target.hasPrefix(point + "/")
+            if inside && point.count >= (best?.point.count ?? 0) { best = (point, String(words[dash + 1])) }
+        }
+        guard let type = best?.type, type == "tmpfs" || type == "ramfs" else { return nil }
+        return type
+    }
+
+    /// Mount points in the mount table write space, tab, newline and backslash as `\\ooo` octal.
+    private static func unescapeMountPoint(_ text: Substring) -> String {
+        var bytes: [UInt8] = []
+        var utf8 = Array(text.utf8)[...]
+        while let byte = utf8.popFirst() {
+            if byte == UInt8(ascii: "\\"), utf8.count >= 3, let code = UInt8(String(decoding: utf8.prefix(3), as: UTF8.self), radix: 8) {
+                bytes.append(code)
+                utf8 = utf8.dropFirst(3)
+            } else {
+                bytes.append(byte)
+            }
+        }
+        return String(decoding: bytes, as: UTF8.self)
     }
 }
 
@@ -133,7 +234,9 @@ enum TortureSchema {
     static let sharedKeys = 8
 
     static func make(processes: Int) -> Schema {
-        var fields: [Field] = [.int64("control.stop")]
+        // control.operations counts the operations the workers begin: the
+        // clock the kills are scheduled by. control.quiet asks them to rest.
+        var fields: [Field] = [.int64("control.stop"), .int64("control.quiet"), .int64("control.operations")]
         for slot in 0..<processes { fields += [.int64("counter.\(slot)"), .int64("witness.\(slot)")] }
         fields += (0..<accounts).map { .int64("account.\($0)") }
         fields += (0..<texts).map { .string("text.\($0)", capacity: textCapacity) }
@@ -194,7 +297,10 @@ enum TortureSchema {
 /// fixed number of draws, so the parent can replay the stream exactly.
 enum TortureOp: Equatable {
     case increment
-    case transfer(from: Int, to: Int, amount: Int64)
+    /// With a pause (µs) inside the transaction, one transfer in eight: a
+    /// holder that keeps the lock a while, so others fall asleep waiting
+    /// for it, and a kill can catch one the kernel has just woken.
+    case transfer(from: Int, to: Int, amount: Int64, pause: UInt32)
     case text(field: Int, length: Int, salt: UInt64)
     case blob(field: Int, length: Int, salt: UInt64)
     case uniform(field: Int, value: Int64)
@@ -222,7 +328,8 @@ enum TortureOp: Equatable {
         case 28..<43:
             let from = Int(b % UInt64(TortureSchema.accounts))
             let to = (from + 1 + Int(c % UInt64(TortureSchema.accounts - 1))) % TortureSchema.accounts
-            return .transfer(from: from, to: to, amount: Int64(1 + (c >> 16) % 100))
+            let pause = (c >> 32) % 8 == 0 ? UInt32(50 + (c >> 40) % 251) : 0
+            return .transfer(from: from, to: to, amount: Int64(1 + (c >> 16) % 100), pause: pause)
         case 43..<51:
             return .text(field: Int(b % UInt64(TortureSchema.texts)),
                          length: 8 + Int((b >> 8) % UInt64(TortureSchema.textCapacity - 24)), salt: c)
@@ -252,21 +359,21 @@ enum TortureOp: Equatable {
 
 // MARK: - The worker
 
-/// `slotstore torture --worker SLOT:INCARNATION:SEED PATH`: runs operations
-/// until the store's `control.stop` is set, reporting each on standard output.
+/// `slotstore torture --worker SLOT:INCARNATION:SEED [--lock-timeout MS] [--durable] PATH`:
+/// runs operations until the store's `control.stop` is set, reporting each on
+/// standard output.
 enum TortureWorker {
-    static func run(spec: String, path: String) -> Int32 {
+    static func run(spec: String, path: String, lockTimeoutMS: Int, durable: Bool) -> Int32 {
         let parts = spec.split(separator: ":").compactMap { UInt64($0) }
         guard parts.count == 3 else {
             Output.error("slotstore torture: --worker takes SLOT:INCARNATION:SEED, found \"\(spec)\"")
             return ExitStatus.usage
         }
+        let options = OpenOptions(mode: .open, lockTimeout: .milliseconds(lockTimeoutMS),
+                                  durability: durable ? .flushOnCommit : .processCrash)
         do {
-            try loop(slot: Int(parts[0]), seed: parts[2], path: path)
+            try loop(slot: Int(parts[0]), seed: parts[2], path: path, options: options)
             return ExitStatus.success
-        } catch let error as SlotStoreError {
-            if case .lockTimeout = error { line("x lock-timeout \(error)") } else { line("x error \(error)") }
-            return ExitStatus.problem
         } catch {
             line("x error \(error)")
             return ExitStatus.problem
@@ -283,22 +390,83 @@ enum TortureWorker {
         Output.out(String(text.map { $0 == "\n" ? " " : $0 }))
     }
 
-    private static func loop(slot: Int, seed: UInt64, path: String) throws {
-        let store = try SlotStore(path: path, options: OpenOptions(mode: .open))
-        let stop = try store.scalar("control.stop", as: Int64.self)
-        let counter = try store.scalar("counter.\(slot)", as: Int64.self)
-        let witness = try store.scalar("witness.\(slot)", as: Int64.self)
-        let accounts = try (0..<TortureSchema.accounts).map { try store.scalar("account.\($0)", as: Int64.self) }
-        let texts = try (0..<TortureSchema.texts).map { try store.string("text.\($0)") }
-        let blobs = try (0..<TortureSchema.blobs).map { try store.bytes("blob.\($0)") }
-        let arrays = try (0..<TortureSchema.arrays).map { try store.array("uniform.\($0)", of: Int64.self) }
-        let map = try store.map("map", key: String.self, value: Int64.self)
-        let ownKeys = (0..<TortureSchema.ownKeys).map { TortureSchema.ownKey(slot: slot, $0) }
+    /// A lock or read timeout: counted and reported by the parent, not fatal,
+    /// because a waiter that sleeps through a free lock (the lost wake-up of a
+    /// robust mutex whose woken waiter was killed) must show as a figure of the
+    /// run, not end it.
+    static func isTimeout(_ error: any Error) -> Bool {
+        switch error as? SlotStoreError {
+        case .lockTimeout?, .readTimeout?: true
+        default: false
+        }
+    }
+
+    /// `orphaned` for a lock timeout with no live holder (PID 0, or a dead
+    /// one: the lock was free, or free to recover, all along), `held` for one
+    /// naming a live holder, `read` for a read timeout.
+    static func timeoutKind(_ error: any Error) -> String {
+        switch error as? SlotStoreError {
+        case .lockTimeout(_, let holder, let alive, _)?: holder == 0 || !alive ? "orphaned" : "held"
+        default: "read"
+        }
+    }
+
+    /// The worker's handles on its store, and its starting state.
+    struct Opened {
+        let store: SlotStore
+        let stop: ScalarField<Int64>
+        let quiet: ScalarField<Int64>
+        let operations: ScalarField<Int64>
+        let counter: ScalarField<Int64>
+        let witness: ScalarField<Int64>
+        let accounts: [ScalarField<Int64>]
+        let texts: [StringField]
+        let blobs: [BytesField]
+        let arrays: [ArrayField<Int64>]
+        let map: MapField<String, Int64>
+        let ownKeys: [String]
+        let own: [Int64?]
+
+        init(slot: Int, path: String, options: OpenOptions) throws {
+            let store = try SlotStore(path: path, options: options)
+            self.store = store
+            stop = try store.scalar("control.stop", as: Int64.self)
+            quiet = try store.scalar("control.quiet", as: Int64.self)
+            operations = try store.scalar("control.operations", as: Int64.self)
+            counter = try store.scalar("counter.\(slot)", as: Int64.self)
+            witness = try store.scalar("witness.\(slot)", as: Int64.self)
+            accounts = try (0..<TortureSchema.accounts).map { try store.scalar("account.\($0)", as: Int64.self) }
+            texts = try (0..<TortureSchema.texts).map { try store.string("text.\($0)") }
+            blobs = try (0..<TortureSchema.blobs).map { try store.bytes("blob.\($0)") }
+            arrays = try (0..<TortureSchema.arrays).map { try store.array("uniform.\($0)", of: Int64.self) }
+            let map = try store.map("map", key: String.self, value: Int64.self)
+            self.map = map
+            let ownKeys = (0..<TortureSchema.ownKeys).map { TortureSchema.ownKey(slot: slot, $0) }
+            self.ownKeys = ownKeys
+            own = try ownKeys.map { try map.get($0) }
+        }
+    }
+
+    private static func loop(slot: Int, seed: UInt64, path: String, options: OpenOptions) throws {
+        // Opening recovers a dead holder, and reading the map may wait for a
+        // stalled writer: a timeout there is reported (`t -`) and retried.
+        var opened: Opened?
+        while opened == nil {
+            do {
+                opened = try Opened(slot: slot, path: path, options: options)
+            } catch where isTimeout(error) {
+                line("t - \(timeoutKind(error)) \(error)")
+            }
+        }
+        let handles = opened!
+        let (store, stop, quiet, operations) = (handles.store, handles.stop, handles.quiet, handles.operations)
+        let (counter, witness) = (handles.counter, handles.witness)
+        let (accounts, texts, blobs, arrays, map, ownKeys) = (handles.accounts, handles.texts, handles.blobs, handles.arrays, handles.map, handles.ownKeys)
 
         // Only this worker writes these, so it can check them exactly.
         var counterModel = counter.load()
         var witnessModel = witness.load()
-        var own = try ownKeys.map { try map.get($0) }
+        var own = handles.own
         line("h \(counterModel) \(witnessModel) \(TortureSchema.digest(own))")
 
         func violation(_ text: String) { line("v worker \(slot) (PID \(getpid())): \(text)") }
@@ -309,58 +477,87 @@ enum TortureWorker {
 
         var random = SplitMix(seed: seed)
         while stop.load() == 0 {
+            let generation = quiet.load()
+            if generation != 0 {
+                // Asked to rest after a burst: report it, and start nothing until the request ends.
+                line("q \(generation)")
+                while quiet.load() == generation && stop.load() == 0 { usleep(200) }
+                continue
+            }
             let op = TortureOp.next(&random)
             emit(UInt8(ascii: "b"))
-            switch op {
-            case .increment:
-                let value = counter.add(1)
-                counterModel += 1
-                if value != counterModel { violation("counter.\(slot) is \(value) after an increment, expected \(counterModel)") }
-            case .transfer(let from, let to, let amount):
-                let (source, target) = (accounts[from], accounts[to])
-                try store.transaction { tx in
-                    try tx.store(tx.load(source) - amount, to: source)
-                    try tx.store(tx.load(target) + amount, to: target)
+            operations.add(1)
+            // Whether the operation's write happened: a timeout before it
+            // means the operation did not happen (`t 0`), after it (in a
+            // check that reads back) that it did (`t 1`, then `a`).
+            var applied = false
+            do {
+                switch op {
+                case .increment:
+                    let value = counter.add(1)
+                    applied = true
+                    counterModel += 1
+                    if value != counterModel { violation("counter.\(slot) is \(value) after an increment, expected \(counterModel)") }
+                case .transfer(let from, let to, let amount, let pause):
+                    let (source, target) = (accounts[from], accounts[to])
+                    try store.transaction { tx in
+                        try tx.store(tx.load(source) - amount, to: source)
+                        if pause > 0 { usleep(pause) }
+                        try tx.store(tx.load(target) + amount, to: target)
+                    }
+                    applied = true
+                case .text(let field, let length, let salt):
+                    try texts[field].store(TortureSchema.text(length: length, salt: salt))
+                    applied = true
+                case .blob(let field, let length, let salt):
+                    try blobs[field].store(TortureSchema.blob(length: length, salt: salt))
+                    applied = true
+                case .uniform(let field, let value):
+                    try arrays[field].store([Int64](repeating: value, count: TortureSchema.arrayCount))
+                    applied = true
+                case .mapSet(let key, let value):
+                    try map.set(value, for: ownKeys[key])
+                    applied = true
+                    own[key] = value
+                    try checkOwn(key)
+                case .mapRemove(let key):
+                    let removed = try map.remove(ownKeys[key])
+                    applied = true
+                    if removed != (own[key] != nil) { violation("removing \(ownKeys[key]) returned \(removed), the worker's model says \(own[key] != nil)") }
+                    own[key] = nil
+                    try checkOwn(key)
+                case .mapAdd(let key, let delta):
+                    let value = try map.add(delta, for: ownKeys[key])
+                    applied = true
+                    own[key] = (own[key] ?? 0) + delta
+                    if value != own[key] { violation("adding \(delta) to \(ownKeys[key]) returned \(value), expected \(own[key]!)") }
+                    try checkOwn(key)
+                case .sharedAdd(let key):
+                    try store.transaction { tx in
+                        try tx.add(1, for: TortureSchema.sharedKey(key), in: map)
+                        try tx.add(1, to: witness)
+                    }
+                    applied = true
+                    witnessModel += 1
+                    if witness.load() != witnessModel { violation("witness.\(slot) is \(witness.load()), expected \(witnessModel)") }
+                case .check(let target):
+                    // Changes nothing: a timeout in it leaves the model as it is either way.
+                    applied = true
+                    if target < TortureSchema.texts {
+                        let value = try texts[target].load()
+                        if !TortureSchema.textIntact(value) { violation("torn read of text.\(target): \(value)") }
+                    } else if target < TortureSchema.texts + TortureSchema.blobs {
+                        let value = try blobs[target - TortureSchema.texts].load()
+                        if !TortureSchema.blobIntact(value) { violation("torn read of blob.\(target - TortureSchema.texts): \(value)") }
+                    } else {
+                        let index = target - TortureSchema.texts - TortureSchema.blobs
+                        let value = try arrays[index].snapshot()
+                        if !TortureSchema.uniform(value) { violation("torn snapshot of uniform.\(index): \(value)") }
+                    }
                 }
-            case .text(let field, let length, let salt):
-                try texts[field].store(TortureSchema.text(length: length, salt: salt))
-            case .blob(let field, let length, let salt):
-                try blobs[field].store(TortureSchema.blob(length: length, salt: salt))
-            case .uniform(let field, let value):
-                try arrays[field].store([Int64](repeating: value, count: TortureSchema.arrayCount))
-            case .mapSet(let key, let value):
-                try map.set(value, for: ownKeys[key])
-                own[key] = value
-                try checkOwn(key)
-            case .mapRemove(let key):
-                let removed = try map.remove(ownKeys[key])
-                if removed != (own[key] != nil) { violation("removing \(ownKeys[key]) returned \(removed), the worker's model says \(own[key] != nil)") }
-                own[key] = nil
-                try checkOwn(key)
-            case .mapAdd(let key, let delta):
-                let value = try map.add(delta, for: ownKeys[key])
-                own[key] = (own[key] ?? 0) + delta
-                if value != own[key] { violation("adding \(delta) to \(ownKeys[key]) returned \(value), expected \(own[key]!)") }
-                try checkOwn(key)
-            case .sharedAdd(let key):
-                try store.transaction { tx in
-                    try tx.add(1, for: TortureSchema.sharedKey(key), in: map)
-                    try tx.add(1, to: witness)
-                }
-                witnessModel += 1
-                if witness.load() != witnessModel { violation("witness.\(slot) is \(witness.load()), expected \(witnessModel)") }
-            case .check(let target):
-                if target < TortureSchema.texts {
-                    let value = try texts[target].load()
-                    if !TortureSchema.textIntact(value) { violation("torn read of text.\(target): \(value)") }
-                } else if target < TortureSchema.texts + TortureSchema.blobs {
-                    let value = try blobs[target - TortureSchema.texts].load()
-                    if !TortureSchema.blobIntact(value) { violation("torn read of blob.\(target - TortureSchema.texts): \(value)") }
-                } else {
-                    let index = target - TortureSchema.texts - TortureSchema.blobs
-                    let value = try arrays[index].snapshot()
-                    if !TortureSchema.uniform(value) { violation("torn snapshot of uniform.\(index): \(value)") }
-                }
+            } catch where isTimeout(error) {
+                line("t \(applied ? 1 : 0) \(timeoutKind(error)) \(error)")
+                if !applied { continue }
             }
             emit(UInt8(ascii: "a"))
         }
@@ -374,10 +571,69 @@ enum TortureWorker {
 final class TortureRun {
     static let faultPoints = ["beforeJournal", "afterJournal", "midWrite", "afterWrite", "beforeUnlock"]
 
+    /// What the command line chose.
+    struct Settings {
+        var processes: Int
+        var seconds: Int
+        /// Stop once the workers have begun this many operations; 0 for no limit.
+        var operationLimit: UInt64 = 0
+        /// Mean operations between scheduled kills.
+        var killEvery: Int
+        /// Most workers one kill takes.
+        var burst: Int = 3
+        var lockTimeoutMS: Int = 5_000
+        var durable = false
+        var compactEveryMS: Int = 0
+        var seed: UInt64
+    }
+
     struct Model: Equatable {
         var counter: Int64 = 0
         var witness: Int64 = 0
         var own = [Int64?](repeating: nil, count: TortureSchema.ownKeys)
+    }
+
+    /// The part of a kill the seed decides: how many more workers die after
+    /// the first, how long after one another, and the draws that pick them.
+    /// Always the same number of draws, so one kill's burst never shifts the next.
+    struct BurstPlan {
+        var extraVictims = 0
+        var gapsMicroseconds: [UInt32] = []
+        var picks: [UInt64] = []
+
+        static func draw(_ random: inout SplitMix, burst: Int) -> BurstPlan {
+            var plan = BurstPlan()
+            plan.extraVictims = Int(random.next() % UInt64(burst))
+            for _ in 0..<(burst - 1) {
+                // 1-3 ms: long enough for the kernel to have woken a waiter
+                // after the death before, short enough to kill it before it
+                // takes the lock on a busy machine.
+                plan.gapsMicroseconds.append(UInt32(1_000 + random.next() % 2_001))
+                plan.picks.append(random.next())
+            }
+            return plan
+        }
+    }
+
+    /// One kill of the schedule, all drawn from the seed.
+    struct ScheduledKill {
+        /// The value of `control.operations` at which it comes due.
+        var at: UInt64
+        /// The first victim, or the next running worker after it.
+        var slot: Int
+        /// Kill the victim just as it reports starting a locked operation, not at once.
+        var atLockedBegin: Bool
+        /// Then wait this long first (none below 100): into the lock, or still waiting for it.
+        var lockedBeginDelay: UInt64
+        var burst: BurstPlan
+    }
+
+    /// A worker marked to die when it next starts a locked operation.
+    struct LockedBeginKill {
+        /// Or when `control.operations` reaches this, whatever the worker does.
+        var deadline: UInt64
+        var delay: UInt64
+        var burst: BurstPlan
     }
 
     struct Slot {
@@ -390,6 +646,10 @@ final class TortureRun {
         /// Whether the worker reported starting `pending`.
         var begun = false
         var fault: String?
+        /// Once it holds the lock at its fault point: how long to let others
+        /// pile up waiting (none below 1000 µs), and the burst its kill starts.
+        var holderDelay: UInt64 = 0
+        var holderBurst = BurstPlan()
         /// The worker printed SLOTSTORE-HOLDING: it waits at a fault point holding the lock.
         var holding = false
         var finished = false
@@ -397,15 +657,19 @@ final class TortureRun {
         var model = Model()
         /// Dead; its state is read (and the in-flight operation resolved) at the parent's next transaction.
         var awaitingRead = false
-        var killAtLockedBegin: Double?
+        var killAtLockedBegin: LockedBeginKill?
+        /// The last quiet request (see `restartGate`) it reported resting for.
+        var restingGeneration: Int64 = 0
         var running: Bool { pid != 0 }
     }
 
     enum Phase {
         case running
-        /// A worker was killed; waiting until the parent holds the lock once (or
-        /// another worker is seen holding it) to settle the recovery count.
-        case resolving(slot: Int, recoveriesBefore: UInt64, holding: Bool)
+        /// Workers were killed (one, or a burst); waiting until the parent
+        /// holds the lock once (or another worker is seen holding it) to
+        /// settle the recovery count. `knownHolding` of them were seen
+        /// holding the lock at a fault point.
+        case resolving(victims: [Int], recoveriesBefore: UInt64, knownHolding: Int)
     }
 
     /// At most one compaction in place at a time.
@@ -425,17 +689,31 @@ final class TortureRun {
     }
 
     let path: String
+    let settings: Settings
     let processes: Int
     let seconds: Int
-    let killEvery: Double
     let seed: UInt64
     let executable: String
     let store: SlotStore
-    var random: SplitMix
     var slots: [Slot]
     var shared = [Int64](repeating: 0, count: TortureSchema.sharedKeys)
     var phase = Phase.running
     var stopping = false
+
+    // The kill schedule: its own stream, drawn in order, so the n-th kill is the same in every run of a seed.
+    var killRandom: SplitMix
+    var nextKill: ScheduledKill
+    /// How long a worker marked to die at its next locked operation may take to start one, in operations.
+    let lockedBeginPatience: UInt64
+    /// After a burst the survivors are asked to rest (`control.quiet` set to
+    /// a new generation): each finishes its operation, reports `q` and waits.
+    /// The victims restart once every survivor rests. A waiter the burst left
+    /// asleep on a free lock (its wake-up went to a victim) is otherwise
+    /// woken soon by the others' traffic; with nobody else taking the lock, it
+    /// sleeps until its lock timeout, which the run counts. Past the deadline
+    /// (the lock timeout and 2 s), a survivor that never rested is a violation.
+    var restartGate: (survivors: [Int], generation: Int64, deadline: Double)?
+    var quietGeneration: Int64 = 0
 
     // Compaction in place.
     /// Mean seconds between compactions; 0 for none.
@@ -460,12 +738,14 @@ final class TortureRun {
     var mapCapacity: Int
     /// While a compactor process runs, and until the parent has taken the lock
     /// after its death: the recoveries before it and the kills of workers
-    /// holding the lock since. Random kills wait meanwhile, so the recoveries
-    /// in this span are exactly these kills and the compactor's death.
+    /// holding the lock since. Scheduled kills and bursts wait meanwhile, so
+    /// the recoveries in this span are exactly these kills and the compactor's death.
     var compactorEpoch: (recoveriesBefore: UInt64, holderKills: Int)?
 
     // Handles.
     let stop: ScalarField<Int64>
+    let quiet: ScalarField<Int64>
+    let operationCount: ScalarField<Int64>
     let counters: [ScalarField<Int64>]
     let witnesses: [ScalarField<Int64>]
     let accounts: [ScalarField<Int64>]
@@ -479,7 +759,15 @@ final class TortureRun {
     var kills = 0
     var killsHolding = 0
     var faultHolds = 0
+    var bursts = 0
+    var burstVictims = 0
     var lockTimeouts = 0
+    /// Lock timeouts that named no live holder: a waiter slept through a free lock.
+    var orphanedLockTimeouts = 0
+    var scheduledKills = 0
+    var scheduleDigest: UInt64 = 0xCBF2_9CE4_8422_2325
+    var totalKillLag: UInt64 = 0
+    var maximumKillLag: UInt64 = 0
     var violations: [String] = []
     var reportedGlobal = Set<String>()
     var initialRecoveries: UInt64 = 0
@@ -492,14 +780,16 @@ final class TortureRun {
     var killsDuringCompactions = 0
     var killedCompactorPIDs: [pid_t] = []
 
-    init(path: String, processes: Int, seconds: Int, killEveryMS: Int, compactEveryMS: Int = 0, seed: UInt64) throws {
+    init(path: String, settings: Settings) throws {
         self.path = path
-        self.processes = processes
-        self.seconds = seconds
-        self.killEvery = Double(killEveryMS) / 1000
-        self.compactEvery = Double(compactEveryMS) / 1000
-        self.seed = seed
-        self.random = SplitMix(seed: seed ^ 0x5EED_5EED_5EED_5EED)
+        self.settings = settings
+        self.processes = settings.processes
+        self.seconds = settings.seconds
+        self.compactEvery = Double(settings.compactEveryMS) / 1000
+        self.seed = settings.seed
+        self.killRandom = SplitMix(seed: seed ^ 0x5EED_5EED_5EED_5EED)
+        self.lockedBeginPatience = UInt64(max(64, settings.killEvery / 4))
+        self.nextKill = ScheduledKill(at: 0, slot: 0, atLockedBegin: false, lockedBeginDelay: 0, burst: BurstPlan())
         self.compactionRandom = SplitMix(seed: seed ^ 0xC0_4AC7_C0_4AC7)
         let capacity = processes * TortureSchema.ownKeys + TortureSchema.sharedKeys + 8
         self.mapCapacities = [capacity, 2 * capacity]
@@ -509,9 +799,12 @@ final class TortureRun {
         // A short lock timeout: the parent must keep reading the pipes (and
         // killing workers that stop holding the lock) while it waits.
         let store = try SlotStore(path: path, schema: TortureSchema.make(processes: processes),
-                                  options: OpenOptions(mode: .create, lockTimeout: .milliseconds(20)))
+                                  options: OpenOptions(mode: .create, lockTimeout: .milliseconds(20),
+                                                       durability: settings.durable ? .flushOnCommit : .processCrash))
         self.store = store
         stop = try store.scalar("control.stop", as: Int64.self)
+        quiet = try store.scalar("control.quiet", as: Int64.self)
+        operationCount = try store.scalar("control.operations", as: Int64.self)
         counters = try (0..<processes).map { try store.scalar("counter.\($0)", as: Int64.self) }
         witnesses = try (0..<processes).map { try store.scalar("witness.\($0)", as: Int64.self) }
         accounts = try (0..<TortureSchema.accounts).map { try store.scalar("account.\($0)", as: Int64.self) }
@@ -520,9 +813,11 @@ final class TortureRun {
         arrays = try (0..<TortureSchema.arrays).map { try store.array("uniform.\($0)", of: Int64.self) }
         map = try store.map("map", key: String.self, value: Int64.self)
         for account in accounts { account.store(TortureSchema.accountStart) }
+        // Lock-free writes are durable only after sync(): the starting balances are what every check sums to.
+        if settings.durable { try store.sync() }
         // Many files, each mapped (and its descriptor open) by this process's
         // store and by its observer until the end.
-        if compactEveryMS > 0 {
+        if settings.compactEveryMS > 0 {
             var limit = rlimit()
             if getrlimit(RLIMIT_NOFILE_VALUE, &limit) == 0 && limit.rlim_cur < limit.rlim_max {
                 limit.rlim_cur = limit.rlim_max
@@ -531,6 +826,7 @@ final class TortureRun {
         }
         observe(expecting: 1)
         initialRecoveries = totalRecoveries()
+        nextKill = drawKill(after: 0)
     }
 
     static func selfExecutable() -> String {
@@ -551,7 +847,19 @@ final class TortureRun {
         return Double(time.tv_sec) + Double(time.tv_nsec) / 1e9
     }
 
-    func uniform() -> Double { Double(random.next() >> 11) / Double(1 << 53) }
+    /// Operations the workers have begun (each adds one before it starts), the clock of the kill schedule.
+    func operationsBegun() -> UInt64 { UInt64(clamping: operationCount.load()) }
+
+    /// The kill after the one due at `previous`: a fixed number of draws, so the schedule depends on the seed alone.
+    func drawKill(after previous: UInt64) -> ScheduledKill {
+        let unit = Double(killRandom.next() >> 11) / Double(1 << 53)
+        let gap = max(1, UInt64(Double(settings.killEvery) * (0.5 + unit)))
+        let slot = Int(killRandom.next() % UInt64(processes))
+        let atLockedBegin = killRandom.next() % 5 >= 2
+        let delay = killRandom.next() % 300
+        let burst = BurstPlan.draw(&killRandom, burst: min(settings.burst, processes))
+        return ScheduledKill(at: previous + gap, slot: slot, atLockedBegin: atLockedBegin, lockedBeginDelay: delay, burst: burst)
+    }
 
     // MARK: Run
 
@@ -561,13 +869,12 @@ final class TortureRun {
         let start = now()
         let deadline = start + Double(seconds)
         for slot in 0..<processes { spawn(slot) }
-        var nextKill = start + killEvery * (0.5 + uniform())
         var stopDeadline = Double.infinity
         if compactEvery > 0 { scheduleCompaction(from: start, first: true) }
 
         while true {
             let time = now()
-            if !stopping && time >= deadline {
+            if !stopping && (time >= deadline || reachedOperationLimit()) {
                 stopping = true
                 stop.store(1)
                 stopDeadline = time + 60
@@ -585,15 +892,16 @@ final class TortureRun {
             serviceCompaction()
 
             switch phase {
-            case .resolving(let victim, let before, let holding):
+            case .resolving(let victims, let before, let knownHolding):
                 service(timeout: 0)
                 if let holder = slots.indices.first(where: { slots[$0].running && slots[$0].holding }) {
-                    // Mutual exclusion: a worker holding the lock now either took it
-                    // after the victim died (recovering it) or the victim never held it.
-                    settle(victim: victim, before: before, holding: holding)
+                    // Mutual exclusion: a worker holding the lock now took it
+                    // after every victim that held it died (recovering it), or
+                    // none of them held it.
+                    settle(victims: victims, before: before, knownHolding: knownHolding)
                     killHolder(holder)
                 } else if parentTransaction() {
-                    settle(victim: victim, before: before, holding: holding)
+                    settle(victims: victims, before: before, knownHolding: knownHolding)
                     phase = .running
                     restartResolved()
                 }
@@ -602,37 +910,55 @@ final class TortureRun {
                     if parentTransaction() { restartResolved() }
                     service(timeout: 0)
                 } else {
-                    let wait = stopping ? 0.01 : max(0, min(0.01, nextKill - now()))
-                    service(timeout: Int32(wait * 1000))
+                    service(timeout: stopping ? 10 : 1)
                 }
                 if case .running = phase, let holder = slots.indices.first(where: { slots[$0].running && slots[$0].holding }) {
                     killHolder(holder)
                     continue
                 }
-                if !stopping, case .running = phase, compactorEpoch == nil {
-                    let time = now()
-                    for index in slots.indices where slots[index].killAtLockedBegin.map({ time >= $0 }) ?? false {
-                        slots[index].killAtLockedBegin = nil
-                        if slots[index].running { startKill(index, holding: false); break }
-                    }
-                }
+                if restartGate != nil, case .running = phase, !slots.contains(where: \.awaitingRead) { restartResolved() }
                 // While a compactor process runs, only workers holding the lock at a fault point are killed.
-                if !stopping, case .running = phase, compactorEpoch == nil, now() >= nextKill {
-                    nextKill = now() + killEvery * (0.5 + uniform())
-                    let candidates = slots.indices.filter { slots[$0].running && slots[$0].killAtLockedBegin == nil }
-                    if !candidates.isEmpty {
-                        let target = candidates[Int(random.next() % UInt64(candidates.count))]
-                        if random.next() % 5 < 2 {
-                            startKill(target, holding: false)
-                        } else {
-                            // Kill just as it reports starting a locked operation (or in 200 ms anyway).
-                            slots[target].killAtLockedBegin = now() + 0.2
-                        }
-                    }
+                guard !stopping, case .running = phase, compactorEpoch == nil else { continue }
+                let count = operationsBegun()
+                if let index = slots.indices.first(where: { slots[$0].running && (slots[$0].killAtLockedBegin.map { count >= $0.deadline } ?? false) }) {
+                    let plan = slots[index].killAtLockedBegin!.burst
+                    slots[index].killAtLockedBegin = nil
+                    killBurst(first: index, plan: plan)
+                } else if count >= nextKill.at {
+                    fire(nextKill, count: count)
+                    nextKill = drawKill(after: nextKill.at)
                 }
             }
         }
         return finish(elapsed: now() - start)
+    }
+
+    /// With --operations: the workers began that many, and every kill the
+    /// schedule puts before it has happened and been settled, so a seed
+    /// makes the same kills in every run.
+    func reachedOperationLimit() -> Bool {
+        guard settings.operationLimit > 0, operationsBegun() >= settings.operationLimit else { return false }
+        guard nextKill.at >= settings.operationLimit, case .running = phase else { return false }
+        return !slots.contains { $0.awaitingRead || $0.killAtLockedBegin != nil }
+    }
+
+    /// Carries out a scheduled kill that came due at `count` operations.
+    func fire(_ kill: ScheduledKill, count: UInt64) {
+        scheduledKills += 1
+        for word in [kill.at, UInt64(kill.slot), kill.atLockedBegin ? 1 : 0, UInt64(kill.burst.extraVictims)] {
+            scheduleDigest = (scheduleDigest ^ word) &* 0x100_0000_01B3
+        }
+        let lag = count - kill.at
+        totalKillLag += lag
+        maximumKillLag = max(maximumKillLag, lag)
+        let order = (0..<processes).map { (kill.slot + $0) % processes }
+        guard let victim = order.first(where: { slots[$0].running && slots[$0].killAtLockedBegin == nil }) else { return }
+        if kill.atLockedBegin {
+            slots[victim].killAtLockedBegin = LockedBeginKill(deadline: count + lockedBeginPatience, delay: kill.lockedBeginDelay,
+                                                              burst: kill.burst)
+        } else {
+            killBurst(first: victim, plan: kill.burst)
+        }
     }
 
     // MARK: Workers
@@ -648,14 +974,20 @@ final class TortureRun {
         slot.finished = false
         slot.text = nil
         slot.killAtLockedBegin = nil
-        slot.fault = nil
-        if random.next() % 2 == 0 {
-            let point = TortureRun.faultPoints[Int(random.next() % UInt64(TortureRun.faultPoints.count))]
-            slot.fault = "\(point):hold:\(1 + random.next() % 100)"
-        }
+        // The fault point and what follows its hold, from this incarnation's
+        // own stream: the same in every run of the seed, whenever it starts.
+        var plan = SplitMix(seed: TortureOp.seed(run: seed ^ 0xFA17_FA17_FA17_FA17, slot: index, incarnation: slot.incarnation))
+        let faulty = plan.next() % 2 == 0
+        let point = TortureRun.faultPoints[Int(plan.next() % UInt64(TortureRun.faultPoints.count))]
+        let hit = 1 + plan.next() % 100
+        slot.fault = faulty ? "\(point):hold:\(hit)" : nil
+        slot.holderDelay = plan.next() % 3000
+        slot.holderBurst = BurstPlan.draw(&plan, burst: min(settings.burst, processes))
 
-        let (pid, readEnd) = spawn([executable, "torture", "--worker", "\(index):\(slot.incarnation):\(workerSeed)", path],
-                                   fault: slot.fault, alsoStandardError: false)
+        var arguments = [executable, "torture", "--worker", "\(index):\(slot.incarnation):\(workerSeed)",
+                         "--lock-timeout", "\(settings.lockTimeoutMS)"]
+        if settings.durable { arguments.append("--durable") }
+        let (pid, readEnd) = spawn(arguments + [path], fault: slot.fault, alsoStandardError: false)
         slot.pid = pid
         slot.fd = readEnd
         slots[index] = slot
@@ -681,14 +1013,13 @@ final class TortureRun {
             guard let index = slots.firstIndex(where: { $0.running && $0.fd == descriptor.fd }) else { continue }
             if !read(index) { exited(index) }
         }
-        if case .running = phase, !stopping {
+        if case .running = phase, !stopping, compactorEpoch == nil {
             // A worker that just reported starting a locked operation, while it is marked to be killed then.
-            for index in slots.indices where slots[index].running && slots[index].killAtLockedBegin != nil
-                && slots[index].begun && slots[index].pending.takesLock {
+            for index in slots.indices where slots[index].running && slots[index].begun && slots[index].pending.takesLock {
+                guard let kill = slots[index].killAtLockedBegin else { continue }
                 slots[index].killAtLockedBegin = nil
-                let delay = random.next() % 300
-                if delay >= 100 { usleep(UInt32(delay - 100)) }
-                startKill(index, holding: false)
+                if kill.delay >= 100 { usleep(UInt32(kill.delay - 100)) }
+                killBurst(first: index, plan: kill.burst)
                 return
             }
         }
@@ -742,6 +1073,13 @@ final class TortureRun {
         slots[index] = slot
     }
 
+    /// The worker's begun operation timed out before it changed anything: the model moves on without it.
+    func skip(_ index: Int) {
+        if !slots[index].begun { violation("worker \(index) reported a timeout of an operation it never started") }
+        slots[index].begun = false
+        slots[index].pending = TortureOp.next(&slots[index].random)
+    }
+
     func apply(_ op: TortureOp, to model: inout Model, index: Int, sharedToo: Bool) {
         switch op {
         case .increment: model.counter += 1
@@ -765,10 +1103,19 @@ final class TortureRun {
             if words.count != 4 || line != expected {
                 violation("worker \(index) started from \(line.dropFirst(2)), the model says \(expected.dropFirst(2)) (counter witness digest)")
             }
+        } else if line.hasPrefix("t ") {
+            // `t 0`: the begun operation timed out before it changed anything;
+            // `t 1`: after (its `a` follows); `t -`: while opening.
+            lockTimeouts += 1
+            let words = line.split(separator: " ", maxSplits: 3)
+            if words.count > 2 && words[2] == "orphaned" { orphanedLockTimeouts += 1 }
+            if lockTimeouts <= 10 { Output.error("torture: note: worker \(index) (PID \(slots[index].pid)) timed out: \(words.last ?? "")") }
+            if line.hasPrefix("t 0 ") { skip(index) }
+        } else if line.hasPrefix("q "), let generation = Int64(line.dropFirst(2)) {
+            slots[index].restingGeneration = generation
         } else if line.hasPrefix("v ") {
             violation(String(line.dropFirst(2)))
         } else if line.hasPrefix("x ") {
-            if line.hasPrefix("x lock-timeout") { lockTimeouts += 1 }
             violation("worker \(index) failed: \(line.dropFirst(2))")
         } else if line == "d" {
             slots[index].finished = true
@@ -801,24 +1148,58 @@ final class TortureRun {
 
     // MARK: Kills
 
+    /// Kills a worker waiting at its fault point with the lock, and the rest of its burst.
     func killHolder(_ index: Int) {
         faultHolds += 1
         // Let other workers pile up waiting on the lock first, sometimes.
-        let delay = random.next() % 3000
+        let delay = slots[index].holderDelay
         if delay >= 1000 { usleep(UInt32(delay - 1000)) }
-        startKill(index, holding: true)
+        killBurst(first: index, plan: slots[index].holderBurst)
     }
 
-    /// SIGKILLs the worker, reads what it wrote before dying, and enters the resolving phase.
-    func startKill(_ index: Int, holding: Bool) {
+    /// SIGKILLs `first` and then, 1-3 ms apart, the plan's extra victims,
+    /// preferring workers inside a locked operation: the holder's death wakes
+    /// one waiter, and a woken waiter killed before it takes the lock is what
+    /// leaves a free lock with its other waiters asleep. Then enters the
+    /// resolving phase. No extras while a compactor process runs: its recovery
+    /// is counted only against kills at fault points.
+    func killBurst(first: Int, plan: BurstPlan) {
         let before = totalRecoveries()
-        switch compaction {
-        case .inProcess, .subprocess: killsDuringCompactions += 1
-        case .idle, .settling: break
+        var victims: [Int] = []
+        var knownHolding = 0
+        func take(_ index: Int) {
+            if slots[index].holding { knownHolding += 1 }
+            switch compaction {
+            case .inProcess, .subprocess: killsDuringCompactions += 1
+            case .idle, .settling: break
+            }
+            killWorker(index)
+            kills += 1
+            victims.append(index)
         }
-        killWorker(index)
-        kills += 1
-        phase = .resolving(slot: index, recoveriesBefore: before, holding: holding)
+        take(first)
+        let extras = compactorEpoch == nil ? plan.extraVictims : 0
+        for extra in 0..<extras {
+            usleep(plan.gapsMicroseconds[extra])
+            // Fresh news of who is inside a locked operation (or holding at a fault point).
+            for index in slots.indices where slots[index].running { read(index) }
+            let candidates = slots.indices.filter { slots[$0].running }
+            guard !candidates.isEmpty else { break }
+            let inside = candidates.filter { slots[$0].begun && slots[$0].pending.takesLock }
+            let pool = inside.isEmpty ? candidates : inside
+            take(pool[Int(plan.picks[extra] % UInt64(pool.count))])
+        }
+        if victims.count > 1 {
+            bursts += 1
+            burstVictims += victims.count
+        }
+        if victims.count > 1 && !stopping {
+            quietGeneration += 1
+            quiet.store(quietGeneration)
+            restartGate = (slots.indices.filter { slots[$0].running }, quietGeneration,
+                           now() + Double(settings.lockTimeoutMS) / 1000 + 2)
+        }
+        phase = .resolving(victims: victims, recoveriesBefore: before, knownHolding: knownHolding)
     }
 
     func killWorker(_ index: Int) {
@@ -838,24 +1219,31 @@ final class TortureRun {
         slots[index].awaitingRead = true
     }
 
-    /// Called once the victim's death is settled: a holder's death is
-    /// recovered by exactly one lock acquisition, whoever made it.
-    func settle(victim: Int, before: UInt64, holding: Bool) {
+    /// Called once the victims' deaths are settled: each victim that died
+    /// holding the lock is recovered by exactly one lock acquisition, whoever
+    /// made it (a later victim of the same burst included). Only one holds the
+    /// lock at a time, but a victim that recovered an earlier one's death can
+    /// die holding it in turn: so at most one recovery per victim, and at least
+    /// one per victim seen holding the lock at a fault point.
+    func settle(victims: [Int], before: UInt64, knownHolding: Int) {
+        let named = victims.map(String.init).joined(separator: ", ")
         if compactorEpoch != nil {
             // Checked together with the compactor's own recovery once it is settled.
-            if holding {
-                killsHolding += 1
-                compactorEpoch!.holderKills += 1
-            } else {
-                violation("worker \(victim) was killed away from a fault point while a compactor process ran (a bug of the torture)")
+            killsHolding += knownHolding
+            compactorEpoch!.holderKills += knownHolding
+            if knownHolding != victims.count {
+                violation("worker(s) \(named) were killed away from a fault point while a compactor process ran (a bug of the torture)")
             }
             return
         }
-        let delta = totalRecoveries() &- before
-        if delta > 1 { violation("\(delta) recoveries followed the death of worker \(victim), expected at most 1") }
-        if delta >= 1 { killsHolding += 1 }
-        if holding && delta == 0 {
-            violation("worker \(victim) was killed holding the lock (at fault point \(slots[victim].fault ?? "?")) but no recovery followed")
+        let delta = Int(totalRecoveries() &- before)
+        if delta > victims.count {
+            violation("\(delta) recoveries followed the death of worker(s) \(named), expected at most \(victims.count)")
+        }
+        killsHolding += min(delta, victims.count)
+        if delta < knownHolding {
+            let points = victims.filter { slots[$0].fault != nil }.map { "\($0) at \(slots[$0].fault!)" }.joined(separator: ", ")
+            violation("\(knownHolding) of worker(s) \(named) were killed holding the lock at a fault point (\(points)) but \(delta) recoveries followed")
         }
     }
 
@@ -962,6 +1350,16 @@ final class TortureRun {
 
     func restartResolved() {
         guard !stopping else { return }
+        if let gate = restartGate {
+            let restless = gate.survivors.filter { slots[$0].running && slots[$0].restingGeneration != gate.generation }
+            if !restless.isEmpty {
+                if now() < gate.deadline { return }
+                violation("worker(s) \(restless.map(String.init).joined(separator: ", ")) did not come to rest within "
+                          + "\(settings.lockTimeoutMS / 1000 + 2) s of the quiet request after a burst, though a lock timeout ends any wait for the lock")
+            }
+            restartGate = nil
+            quiet.store(0)
+        }
         for index in slots.indices where !slots[index].running && !slots[index].awaitingRead && !slots[index].finished {
             spawn(index)
         }
@@ -1314,16 +1712,22 @@ final class TortureRun {
         } catch {
             violation("verify failed: \(error)")
         }
-        if lockTimeouts > 0 { violation("\(lockTimeouts) worker(s) hit a lock timeout") }
         let rate = elapsed > 0 ? Int(Double(operations) / elapsed) : 0
         let compactions = compactEvery == 0 ? ""
             : "compactions done \(compactionsDone), compactions killed \(compactorsKilled) (\(compactorsKilledAfterRename) after the rename), "
               + "compactor recoveries \(compactorRecoveries), "
               + "compactions failed \(compactionsFailed), kills during compactions \(killsDuringCompactions), "
               + "generation \(generation), unrecovered in replaced files \(unrecovered), "
-        Output.out("torture: \(processes) processes, \(seconds) s, seed \(seed): operations \(operations) (\(rate)/s), "
-                   + "kills \(kills), kills holding the lock \(killsHolding) (\(faultHolds) at fault points), "
-                   + "recoveries \(recoveries), lock timeouts \(lockTimeouts), \(compactions)violations \(violations.count)")
+        // (No "operations " here: the summary's figures are found by name.)
+        let bound = settings.operationLimit > 0 ? "\(seconds) s (or \(settings.operationLimit) operations)" : "\(seconds) s"
+        let meanLag = scheduledKills > 0 ? totalKillLag / UInt64(scheduledKills) : 0
+        let digest = String(scheduleDigest, radix: 16)
+        Output.out("torture: \(processes) processes, \(bound)\(settings.durable ? ", durable" : ""), seed \(seed): "
+                   + "operations \(operations) (\(rate)/s), kills \(kills), bursts \(bursts) (\(burstVictims) workers), "
+                   + "kills holding the lock \(killsHolding) (\(faultHolds) at fault points), "
+                   + "recoveries \(recoveries), lock timeouts \(lockTimeouts) (\(orphanedLockTimeouts) with no live holder), "
+                   + "scheduled kills \(scheduledKills) (schedule \(digest), lag mean \(meanLag) max \(maximumKillLag) operations), "
+                   + "\(compactions)violations \(violations.count)")
         return violations.count
     }
 }
