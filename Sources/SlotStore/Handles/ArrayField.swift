@@ -170,6 +170,10 @@ extension MappedAddress {
     @inlinable @inline(__always)
     static func writeElement(_ bits: UInt64, width: Int, at element: MappedAddress, counting writes: MappedAddress) {
         writes.atomic(UInt64.self).pointee.wrappingAdd(1, ordering: .acquiringAndReleasing)
+        #if DEBUG
+        // A preemption between the two halves, for tests (see `FaultPoint.elementWrite`).
+        if _slowPath(FaultInjection.enabled) { FaultInjection.trigger(.elementWrite) }
+        #endif
         // Releasing: a snapshot whose copy reads this value also sees the count above.
         switch width {
         case 8: element.atomic(UInt64.self).pointee.store(bits, ordering: .releasing)
