@@ -17,16 +17,24 @@ public struct Transaction: ~Copyable {
     @usableFromInline unowned(unsafe) let session: StoreSession
     /// The locked engine, owned: it comes from `lockLive` already retained.
     @usableFromInline let core: StoreCore
-    /// Set when a load, which can't throw, got a handle this transaction's
-    /// file can't serve (see ``resolvedForLoad(_:)``); checked once after the body.
-    @usableFromInline let hasDeferredFailure = Atomic<Bool>(false)
-    /// Why, thrown by `SlotStore.transaction` after the body, rolling it back.
-    let deferredFailure = Mutex<SlotStoreError?>(nil)
+    /// Why a load, which can't throw, could not use its handle in this
+    /// transaction's file (see ``resolvedForLoad(_:)``), thrown by
+    /// `SlotStore.transaction` after the body, rolling it back: a retained
+    /// `DeferredFailure`'s address, 0 for none. One word with no destructor
+    /// to run: an optional error here cost every transaction a few ns.
+    @usableFromInline let deferredFailure = Atomic<UInt>(0)
 
     @usableFromInline
     init(session: StoreSession, core: StoreCore) {
         self.session = session
         self.core = core
+    }
+
+    deinit {
+        let bits = deferredFailure.load(ordering: .relaxed)
+        if _slowPath(bits != 0), let box = UnsafeRawPointer(bitPattern: bits) {
+            Unmanaged<DeferredFailure>.fromOpaque(box).release()
+        }
     }
 
     // The scalar methods are inlinable so a client specializes them: a generic
@@ -123,10 +131,11 @@ public struct Transaction: ~Copyable {
         do {
             return try handle.bound(to: core, in: session)
         } catch {
-            deferredFailure.withLock { failure in
-                if failure == nil { failure = error }
+            // The first reason is kept.
+            if deferredFailure.load(ordering: .relaxed) == 0 {
+                let box = Unmanaged.passRetained(DeferredFailure(error)).toOpaque()
+                deferredFailure.store(UInt(bitPattern: box), ordering: .relaxed)
             }
-            hasDeferredFailure.store(true, ordering: .relaxed)
             return handle
         }
     }
@@ -136,11 +145,19 @@ public struct Transaction: ~Copyable {
     /// rolls back.
     @inlinable
     func throwDeferredFailure() throws(SlotStoreError) {
-        if _slowPath(hasDeferredFailure.load(ordering: .relaxed)) { throw takeDeferredFailure() }
+        let bits = deferredFailure.load(ordering: .relaxed)
+        if _slowPath(bits != 0) { throw deferredError(bits) }
     }
 
     @usableFromInline
-    func takeDeferredFailure() -> SlotStoreError {
-        deferredFailure.withLock { $0 } ?? .storeRetired(path: core.path)
+    func deferredError(_ bits: UInt) -> SlotStoreError {
+        guard let box = UnsafeRawPointer(bitPattern: bits) else { return .storeRetired(path: core.path) }
+        return Unmanaged<DeferredFailure>.fromOpaque(box).takeUnretainedValue().error
     }
+}
+
+/// A transaction's deferred error, allocated only when a load of a stale handle fails.
+final class DeferredFailure {
+    let error: SlotStoreError
+    init(_ error: SlotStoreError) { self.error = error }
 }

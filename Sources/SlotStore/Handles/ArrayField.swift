@@ -7,8 +7,6 @@ import Synchronization
 /// other processes write; ``store(_:)`` replaces the whole array under the
 /// lock, all or nothing.
 public struct ArrayField<Value: SlotScalar>: Sendable, FieldHandle {
-    /// The store, file and field this handle was resolved in (see ``FieldReference``).
-    @usableFromInline let reference: FieldReference
     @usableFromInline let gate: LockFreeGate
     @usableFromInline let elements: MappedAddress
     @usableFromInline let elementWrites: MappedAddress
@@ -17,10 +15,17 @@ public struct ArrayField<Value: SlotScalar>: Sendable, FieldHandle {
     /// The number of elements.
     public let count: Int
 
+    /// The field's number in its file, for the slow paths.
+    @usableFromInline let fieldIndex: Int
+    /// The store, file and field this handle was resolved in (see ``FieldReference``).
+    /// Last: the words the inlined operations use come first, as before it existed.
+    @usableFromInline let reference: FieldReference
+
     @usableFromInline
     init(reference: FieldReference) {
         let (core, layout) = (reference.core, reference.layout)
         self.reference = reference
+        self.fieldIndex = reference.layout.index
         self.gate = core.gate
         self.count = if case .array(_, let count) = layout.type { count } else { 0 }
         self.elements = core.address(layout.payloadOffset)
@@ -29,7 +34,6 @@ public struct ArrayField<Value: SlotScalar>: Sendable, FieldHandle {
     }
 
     @usableFromInline var core: StoreCore { reference.core }
-    @usableFromInline var fieldIndex: Int { reference.index }
     var layout: FieldLayout { reference.layout }
 
     /// The field's name.
@@ -40,7 +44,7 @@ public struct ArrayField<Value: SlotScalar>: Sendable, FieldHandle {
     public func load(at index: Int) -> Value {
         precondition(index >= 0 && index < count, "index \(index) out of range 0..<\(count)")
         if _fastPath(!gate.isRetired) { return elements.advanced(by: index &* Value.scalarType.byteWidth).loadScalar(Value.self) }
-        return reference.readLockFree { words in
+        return FieldReference.readLockFree(reference.session, reference.core, field: fieldIndex) { words in
             words.payload.advanced(by: index &* Value.scalarType.byteWidth).loadScalar(Value.self)
         }
     }
@@ -53,7 +57,7 @@ public struct ArrayField<Value: SlotScalar>: Sendable, FieldHandle {
             ArrayField.store(value, at: index, elements: elements, writes: elementWrites)
             return gate.leave(marker)
         }
-        reference.writeLockFree { words in
+        FieldReference.writeLockFree(reference.session, reference.core, field: fieldIndex) { words in
             ArrayField.store(value, at: index, elements: words.payload, writes: words.elementWrites)
         }
     }

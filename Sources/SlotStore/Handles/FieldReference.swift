@@ -45,18 +45,21 @@ struct FieldReference: Sendable {
 
     /// The slow path of a lock-free read: the handle's file is retired.
     /// A field the live file no longer has (or has with another type) is read
-    /// in the retired file; ``SlotStore/refresh()`` reports why.
+    /// in the retired file; ``SlotStore/refresh()`` reports why. Static over
+    /// the three words it needs: inlined callers then pass those, not the
+    /// whole reference (a copy that cost the inlined loop around the fast path
+    /// a register).
     @usableFromInline @inline(never)
-    func readLockFree<R>(_ read: (FieldWords) -> R) -> R {
-        guard let session else { return read(FieldWords(core, layout)) }
-        return session.readLockFree(core, field: layout.index, read)
+    static func readLockFree<R>(_ session: StoreSession?, _ core: StoreCore, field index: Int, _ read: (FieldWords) -> R) -> R {
+        guard let session else { return read(FieldWords(core, core.layout.fields[index])) }
+        return session.readLockFree(core, field: index, read)
     }
 
     /// The slow path of a lock-free write (see `StoreSession.writeLockFree`).
     @usableFromInline @inline(never)
-    func writeLockFree<R>(_ write: (FieldWords) -> R) -> R {
-        guard let session else { return write(FieldWords(core, layout)) }
-        return session.writeLockFree(core, field: layout.index, write)
+    static func writeLockFree<R>(_ session: StoreSession?, _ core: StoreCore, field index: Int, _ write: (FieldWords) -> R) -> R {
+        guard let session else { return write(FieldWords(core, core.layout.fields[index])) }
+        return session.writeLockFree(core, field: index, write)
     }
 }
 

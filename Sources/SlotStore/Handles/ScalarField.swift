@@ -14,16 +14,21 @@ import Synchronization
 /// If another process compacts the store in place, the handle's next call
 /// carries on in the new file (see ``SlotStore/refresh()``).
 public struct ScalarField<Value: SlotScalar>: Sendable, FieldHandle {
-    /// The store, file and field this handle was resolved in (see ``FieldReference``).
-    @usableFromInline let reference: FieldReference
     @usableFromInline let gate: LockFreeGate
     @usableFromInline let word: MappedAddress
     /// The slot's file offset, for the transaction's undo record.
     @usableFromInline let offset: Int
 
+    /// The field's number in its file, for the slow paths.
+    @usableFromInline let fieldIndex: Int
+    /// The store, file and field this handle was resolved in (see ``FieldReference``).
+    /// Last: the words the inlined operations use come first, as before it existed.
+    @usableFromInline let reference: FieldReference
+
     @usableFromInline
     init(reference: FieldReference) {
         self.reference = reference
+        self.fieldIndex = reference.layout.index
         self.gate = reference.core.gate
         self.word = reference.core.address(reference.layout.offset)
         self.offset = reference.layout.offset
@@ -38,7 +43,7 @@ public struct ScalarField<Value: SlotScalar>: Sendable, FieldHandle {
     @inlinable @inline(__always)
     public func load() -> Value {
         if _fastPath(!gate.isRetired) { return word.loadScalar(Value.self) }
-        return reference.readLockFree { words in words.payload.loadScalar(Value.self) }
+        return FieldReference.readLockFree(reference.session, reference.core, field: fieldIndex) { words in words.payload.loadScalar(Value.self) }
     }
 
     /// Replaces the value.
@@ -48,7 +53,7 @@ public struct ScalarField<Value: SlotScalar>: Sendable, FieldHandle {
             word.storeScalar(value)
             return gate.leave(marker)
         }
-        reference.writeLockFree { words in words.payload.storeScalar(value) }
+        FieldReference.writeLockFree(reference.session, reference.core, field: fieldIndex) { words in words.payload.storeScalar(value) }
     }
 
     /// Replaces the value and returns the one it replaced.
@@ -58,7 +63,7 @@ public struct ScalarField<Value: SlotScalar>: Sendable, FieldHandle {
             defer { gate.leave(marker) }
             return word.exchangeScalar(value)
         }
-        return reference.writeLockFree { words in words.payload.exchangeScalar(value) }
+        return FieldReference.writeLockFree(reference.session, reference.core, field: fieldIndex) { words in words.payload.exchangeScalar(value) }
     }
 
     /// Stores `desired` if the value is still `expected`.
@@ -70,7 +75,7 @@ public struct ScalarField<Value: SlotScalar>: Sendable, FieldHandle {
             defer { gate.leave(marker) }
             return word.compareExchangeScalar(expected: expected, desired: desired)
         }
-        return reference.writeLockFree { words in
+        return FieldReference.writeLockFree(reference.session, reference.core, field: fieldIndex) { words in
             words.payload.compareExchangeScalar(expected: expected, desired: desired)
         }
     }
@@ -84,7 +89,7 @@ extension ScalarField where Value: SlotInteger {
             defer { gate.leave(marker) }
             return word.addScalar(delta)
         }
-        return reference.writeLockFree { words in words.payload.addScalar(delta) }
+        return FieldReference.writeLockFree(reference.session, reference.core, field: fieldIndex) { words in words.payload.addScalar(delta) }
     }
 }
 
@@ -96,7 +101,7 @@ extension ScalarField where Value: BinaryFloatingPoint {
             defer { gate.leave(marker) }
             return ScalarField.add(delta, to: word)
         }
-        return reference.writeLockFree { words in ScalarField.add(delta, to: words.payload) }
+        return FieldReference.writeLockFree(reference.session, reference.core, field: fieldIndex) { words in ScalarField.add(delta, to: words.payload) }
     }
 
     @inlinable @inline(__always)

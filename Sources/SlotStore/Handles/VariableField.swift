@@ -4,8 +4,6 @@ import Synchronization
 /// length and payload. Readers never take the lock; writers do.
 @usableFromInline
 struct VariableField: Sendable, FieldHandle {
-    /// The store, file and field this handle was resolved in (see ``FieldReference``).
-    @usableFromInline let reference: FieldReference
     @usableFromInline let gate: LockFreeGate
     @usableFromInline let lengthWord: MappedAddress
     @usableFromInline let payload: MappedAddress
@@ -13,6 +11,10 @@ struct VariableField: Sendable, FieldHandle {
     /// Stored: computing it from the layout walks the field type on every read.
     /// This file's; ``liveCapacity`` is the live file's.
     @usableFromInline let capacity: Int
+
+    /// The store, file and field this handle was resolved in (see ``FieldReference``).
+    /// Last: the words the inlined operations use come first, as before it existed.
+    @usableFromInline let reference: FieldReference
 
     @usableFromInline
     init(reference: FieldReference) {
