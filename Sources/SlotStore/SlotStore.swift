@@ -91,7 +91,7 @@ public final class SlotStore: Sendable {
         guard case .scalar(Value.scalarType) = field.type else {
             throw .wrongFieldType(path: path, name: name, expected: Value.scalarType.rawValue, found: field.type.description)
         }
-        return ScalarField(session: session, core: core, layout: field)
+        return ScalarField(reference: FieldReference(session: session, core: core, layout: field))
     }
 
     /// The handle of array field `name`, whose elements must be of `Value`'s type.
@@ -100,7 +100,7 @@ public final class SlotStore: Sendable {
         guard case .array(Value.scalarType, _) = field.type else {
             throw .wrongFieldType(path: path, name: name, expected: "array<\(Value.scalarType.rawValue)>", found: field.type.description)
         }
-        return ArrayField(session: session, core: core, layout: field)
+        return ArrayField(reference: FieldReference(session: session, core: core, layout: field))
     }
 
     /// The handle of string field `name`.
@@ -109,7 +109,7 @@ public final class SlotStore: Sendable {
         guard case .string = field.type else {
             throw .wrongFieldType(path: path, name: name, expected: "string", found: field.type.description)
         }
-        return StringField(field: VariableField(session: session, core: core, layout: field))
+        return StringField(field: VariableField(reference: FieldReference(session: session, core: core, layout: field)))
     }
 
     /// The handle of bytes field `name`.
@@ -118,7 +118,7 @@ public final class SlotStore: Sendable {
         guard case .bytes = field.type else {
             throw .wrongFieldType(path: path, name: name, expected: "bytes", found: field.type.description)
         }
-        return BytesField(field: VariableField(session: session, core: core, layout: field))
+        return BytesField(field: VariableField(reference: FieldReference(session: session, core: core, layout: field)))
     }
 
     // MARK: Transactions and lifecycle
@@ -143,7 +143,11 @@ public final class SlotStore: Sendable {
     public func transaction<R>(_ body: (borrowing Transaction) throws -> R) throws -> R {
         // Inlinable, so the client specializes it for R and its closure.
         let transaction = Transaction(session: session, core: try session.lockLive())
-        return try transaction.core.finishTransaction { try body(transaction) }
+        return try transaction.core.finishTransaction {
+            let result = try body(transaction)
+            try transaction.throwDeferredFailure()
+            return result
+        }
     }
 
     /// Runs `body` on the live engine holding its lock, all or nothing.

@@ -200,7 +200,7 @@ public enum SlotStoreError: Error, Sendable, Equatable, CustomStringConvertible 
         case .schemaMismatch(let path, let differences):
             "\(path): the schema differs from the stored one: \(differences.map(\.description).joined(separator: "; ")); open with the stored schema (pass none) or migrate the store"
         case .unknownField(let path, let name, let available):
-            "\(path): no field named \"\(name)\"; the store has \(available.isEmpty ? "no fields" : available.joined(separator: ", "))"
+            "\(path): no field named \"\(name)\"; the store has \(available.isEmpty ? "no fields" : available.joined(separator: ", ")); use one of those names (a handle looked up before a compaction that dropped its field can't follow it: look it up again)"
         case .wrongFieldType(let path, let name, let expected, let found):
             "\(path): field \"\(name)\" was asked for as \(expected) but is \(found) in the schema; use a handle of the stored type"
         case .valueTooLarge(let path, let field, let capacity, let size):

@@ -5,8 +5,10 @@ import Glibc
 /// Set `SLOTSTORE_FAULT=<point>:<action>[:<n>]` in a process's environment to
 /// act at the n-th time (default 1st) that process reaches `point`:
 /// `kill` raises SIGKILL there; `hold` prints `SLOTSTORE-HOLDING <pid>` on
-/// standard output and waits until something kills the process. The variable
+/// standard output and waits until something kills the process; `wait` prints
+/// the same and carries on once the process receives SIGUSR1. The variable
 /// is read once; without it each point costs one predictable branch.
+@usableFromInline
 enum FaultPoint: String, CaseIterable, Sendable {
     /// The lock is held; nothing is journaled or written.
     case beforeJournal
@@ -24,15 +26,23 @@ enum FaultPoint: String, CaseIterable, Sendable {
     /// Compaction in place while others have the store open: lock-free
     /// writers are stopped and drained, nothing copied yet.
     case afterRetiring
+    /// Between the two halves of an array element write (its count in the
+    /// element-write counter and its store), in any path. Debug builds only:
+    /// the lock-free element store is inlined into its caller, and release
+    /// builds keep it to the count and the store.
+    case elementWrite
 
     /// The points inside every locked write (the compaction points are separate).
     static let writePoints: [FaultPoint] = [.beforeJournal, .afterJournal, .midWrite, .afterWrite, .beforeUnlock]
 }
 
+@usableFromInline
 enum FaultInjection {
+    private enum Action { case kill, hold, wait }
+
     private struct Plan: Sendable {
         let point: FaultPoint
-        let hold: Bool
+        let action: Action
         let countdown: Int
     }
 
@@ -41,29 +51,51 @@ enum FaultInjection {
         let parts = String(cString: raw).split(separator: ":").map(String.init)
         // A misspelled point or action disables injection rather than killing somewhere unexpected.
         guard let first = parts.first, let point = FaultPoint(rawValue: first) else { return nil }
-        let action = parts.count > 1 ? parts[1] : "kill"
-        guard action == "kill" || action == "hold" else { return nil }
-        let hold = action == "hold"
+        let action: Action
+        switch parts.count > 1 ? parts[1] : "kill" {
+        case "kill": action = .kill
+        case "hold": action = .hold
+        case "wait": action = .wait
+        default: return nil
+        }
         let countdown = parts.count > 2 ? Int(parts[2]) ?? 1 : 1
-        return Plan(point: point, hold: hold, countdown: max(1, countdown))
+        return Plan(point: point, action: action, countdown: max(1, countdown))
     }()
 
-    /// Only touched by the thread holding the store lock, so plain state is enough.
+    /// Only touched by the thread holding the store lock, or (element writes,
+    /// which take none) by a single-threaded test worker: plain state is enough.
     nonisolated(unsafe) private static var hits = 0
 
-    static let enabled = plan != nil
+    @usableFromInline static let enabled = plan != nil
 
-    @inline(never)
+    @usableFromInline @inline(never)
     static func trigger(_ point: FaultPoint) {
         guard let plan, plan.point == point else { return }
         hits += 1
         guard hits == plan.countdown else { return }
-        if plan.hold {
-            let line = "SLOTSTORE-HOLDING \(getpid())\n"
-            _ = line.withCString { write(STDOUT_FILENO, $0, strlen($0)) }
+        switch plan.action {
+        case .kill:
+            break
+        case .hold:
+            announceHolding()
             while true { pause() }
+        case .wait:
+            // Blocked before the announcement, so a SIGUSR1 sent right after it waits for sigwait.
+            var signals = sigset_t()
+            sigemptyset(&signals)
+            sigaddset(&signals, SIGUSR1)
+            pthread_sigmask(SIG_BLOCK, &signals, nil)
+            announceHolding()
+            var received: Int32 = 0
+            sigwait(&signals, &received)
+            return
         }
         kill(getpid(), SIGKILL)
         while true { pause() }
+    }
+
+    private static func announceHolding() {
+        let line = "SLOTSTORE-HOLDING \(getpid())\n"
+        _ = line.withCString { write(STDOUT_FILENO, $0, strlen($0)) }
     }
 }

@@ -262,10 +262,36 @@ struct MapTable: Sendable {
     /// Empties the map in one journaled header write: every bucket of the old epoch becomes empty.
     func removeAll() throws(SlotStoreError) {
         try cursor.journalHeader(core)
+        let epoch = self.epoch
+        if _slowPath(epoch == MapTable.lastEpoch) { clearBucketsOfOtherEpochs(than: epoch) }
         count.pointee.store(0, ordering: .relaxed)
         tombstones.pointee.store(0, ordering: .relaxed)
-        epochWord.pointee.store((epoch &+ 1) & 0xFFFF_FFFF, ordering: .releasing)
+        epochWord.pointee.store((epoch &+ 1) & MapTable.lastEpoch, ordering: .releasing)
         core.fault(.afterWrite)
+    }
+
+    /// The largest epoch: bucket metadata keeps 32 bits of it, so the next
+    /// `removeAll` wraps to 0, and every epoch comes round again.
+    static let lastEpoch: UInt64 = 0xFFFF_FFFF
+
+    /// Before the epoch wraps: empties every bucket left by an earlier epoch,
+    /// which the count of epochs would otherwise bring back to life once it
+    /// reaches theirs again. Run at each wrap, this leaves only the buckets of
+    /// the epoch ending now, which the next wrap clears.
+    ///
+    /// Not journaled: such a bucket is dead before the bump and after it (and
+    /// after a rollback of it), so it may be emptied at any moment; a reader
+    /// racing sees it dead either way. The release store of the new epoch
+    /// orders these stores before any reader that sees the new epoch.
+    @inline(never)
+    func clearBucketsOfOtherEpochs(than epoch: UInt64) {
+        for index in 0..<geometry.bucketCount {
+            let meta = bucket(index).advanced(by: 8).atomic(UInt64.self)
+            let value = meta.pointee.load(ordering: .relaxed)
+            if value != MapTable.empty && value >> 32 != epoch {
+                meta.pointee.store(MapTable.empty, ordering: .relaxed)
+            }
+        }
     }
 }
 

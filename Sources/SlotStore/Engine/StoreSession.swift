@@ -113,17 +113,13 @@ final class StoreSession: Sendable {
     /// Field number `index` of `core`, in the live engine.
     func liveField(_ core: StoreCore, _ index: Int) throws(SlotStoreError) -> (StoreCore, FieldLayout) {
         let live = try live(after: core)
-        let old = core.layout.fields[index]
-        let field = live.layout.field(named: old.name)
-        guard let field, old.type.acceptsLiveSwitch(to: field.type) else {
+        do {
+            return (live, try resolve(core.layout.fields[index], in: live))
+        } catch {
             // A later compaction dropped or changed the field (see `follow()`).
-            let error: SlotStoreError = field.map {
-                .wrongFieldType(path: path, name: old.name, expected: old.type.description, found: $0.type.description)
-            } ?? .unknownField(path: path, name: old.name, available: live.layout.fields.map(\.name))
             engines.withLock { $0.switchFailure = error }
             throw error
         }
-        return (live, field)
     }
 
     /// Locks the live engine, following retirements; returns it locked.

@@ -6,30 +6,35 @@ import Synchronization
 /// ``snapshot()`` returns the whole array as it was at one moment, even while
 /// other processes write; ``store(_:)`` replaces the whole array under the
 /// lock, all or nothing.
-public struct ArrayField<Value: SlotScalar>: Sendable {
-    @usableFromInline let session: StoreSession
-    @usableFromInline let core: StoreCore
+public struct ArrayField<Value: SlotScalar>: Sendable, FieldHandle {
     @usableFromInline let gate: LockFreeGate
     @usableFromInline let elements: MappedAddress
     @usableFromInline let elementWrites: MappedAddress
-    @usableFromInline let fieldIndex: Int
     @usableFromInline let sequenceWord: MappedAddress
-    let layout: FieldLayout
 
     /// The number of elements.
     public let count: Int
 
-    init(session: StoreSession, core: StoreCore, layout: FieldLayout) {
-        self.session = session
-        self.core = core
+    /// The field's number in its file, for the slow paths.
+    @usableFromInline let fieldIndex: Int
+    /// The store, file and field this handle was resolved in (see ``FieldReference``).
+    /// Last: the words the inlined operations use come first, as before it existed.
+    @usableFromInline let reference: FieldReference
+
+    @usableFromInline
+    init(reference: FieldReference) {
+        let (core, layout) = (reference.core, reference.layout)
+        self.reference = reference
+        self.fieldIndex = reference.layout.index
         self.gate = core.gate
-        self.layout = layout
         self.count = if case .array(_, let count) = layout.type { count } else { 0 }
         self.elements = core.address(layout.payloadOffset)
         self.elementWrites = core.address(layout.secondWordOffset)
-        self.fieldIndex = layout.index
         self.sequenceWord = core.address(layout.sequenceOffset)
     }
+
+    @usableFromInline var core: StoreCore { reference.core }
+    var layout: FieldLayout { reference.layout }
 
     /// The field's name.
     public var name: String { layout.name }
@@ -39,7 +44,7 @@ public struct ArrayField<Value: SlotScalar>: Sendable {
     public func load(at index: Int) -> Value {
         precondition(index >= 0 && index < count, "index \(index) out of range 0..<\(count)")
         if _fastPath(!gate.isRetired) { return elements.advanced(by: index &* Value.scalarType.byteWidth).loadScalar(Value.self) }
-        return session.readLockFree(core, field: fieldIndex) { words in
+        return FieldReference.readLockFree(reference.session, reference.core, field: fieldIndex) { words in
             words.payload.advanced(by: index &* Value.scalarType.byteWidth).loadScalar(Value.self)
         }
     }
@@ -52,17 +57,15 @@ public struct ArrayField<Value: SlotScalar>: Sendable {
             ArrayField.store(value, at: index, elements: elements, writes: elementWrites)
             return gate.leave(marker)
         }
-        session.writeLockFree(core, field: fieldIndex) { words in
+        FieldReference.writeLockFree(reference.session, reference.core, field: fieldIndex) { words in
             ArrayField.store(value, at: index, elements: words.payload, writes: words.elementWrites)
         }
     }
 
     @inlinable @inline(__always)
     static func store(_ value: Value, at index: Int, elements: MappedAddress, writes: MappedAddress) {
-        elements.advanced(by: index &* Value.scalarType.byteWidth).storeScalar(value)
-        // Counted after the store: a snapshot that saw this counter unchanged
-        // either missed the store or can be ordered after it.
-        writes.atomic(UInt64.self).pointee.wrappingAdd(1, ordering: .releasing)
+        MappedAddress.writeElement(value._slotBits, width: Value.scalarType.byteWidth,
+                                   at: elements.advanced(by: index &* Value.scalarType.byteWidth), counting: writes)
     }
 
     /// All elements as of one moment.
@@ -126,23 +129,6 @@ public struct ArrayField<Value: SlotScalar>: Sendable {
     @usableFromInline @inline(never)
     func storeRetired(_ values: [Value]) throws(SlotStoreError) { try rebound().store(values) }
 
-    /// This handle on the live file, after an in-place compaction retired this one's.
-    @usableFromInline
-    func rebound() throws(SlotStoreError) -> ArrayField {
-        let (core, field) = try session.liveField(core, fieldIndex)
-        return ArrayField(session: session, core: core, layout: field)
-    }
-
-    /// This handle on `core`, which must be the same store's (see ``ScalarField``).
-    func bound(to core: StoreCore, in session: StoreSession) -> ArrayField {
-        precondition(session === self.session, "\"\(name)\" belongs to another store than this transaction")
-        if core === self.core { return self }
-        guard let field = core.layout.field(named: name), field.type == layout.type else {
-            preconditionFailure("field \"\(name)\" belongs to another store than this transaction")
-        }
-        return ArrayField(session: session, core: core, layout: field)
-    }
-
     func checkCount(_ given: Int) throws(SlotStoreError) {
         guard given == count else {
             throw .invalidValue(path: core.path, field: name, detail: "expected exactly \(count) elements, found \(given)")
@@ -169,7 +155,35 @@ public struct ArrayField<Value: SlotScalar>: Sendable {
         let byteOffset = index * Value.scalarType.byteWidth
         let word = byteOffset & ~7
         try core.recordUndo(offset: layout.payloadOffset + word, length: 8, sequenceOffset: layout.sequenceOffset)
-        elements.advanced(by: byteOffset).storeScalar(value)
-        elementWrites.atomic(UInt64.self).pointee.wrappingAdd(1, ordering: .releasing)
+        ArrayField.store(value, at: index, elements: elements, writes: elementWrites)
+    }
+}
+
+extension MappedAddress {
+    /// The one element write, for every path (a handle's lock-free store, a
+    /// transaction's, a by-name `setValue(_:for:at:)`): counts the write in the
+    /// array's element-write counter, then stores the element.
+    ///
+    /// Counted first, with a read-modify-write that is a barrier both ways:
+    /// the store can't become visible before the count, so a snapshot (which
+    /// reads the counter before and after its copy, see
+    /// `StoreCore.readConsistently`) that copied this element's new value sees
+    /// the counter moved and retries. Counted after the store, a writer
+    /// preempted between the two left a stored but uncounted element that a
+    /// snapshot could combine with a later element's newer value.
+    @inlinable @inline(__always)
+    static func writeElement(_ bits: UInt64, width: Int, at element: MappedAddress, counting writes: MappedAddress) {
+        writes.atomic(UInt64.self).pointee.wrappingAdd(1, ordering: .acquiringAndReleasing)
+        #if DEBUG
+        // A preemption between the two halves, for tests (see `FaultPoint.elementWrite`).
+        if _slowPath(FaultInjection.enabled) { FaultInjection.trigger(.elementWrite) }
+        #endif
+        // Releasing: a snapshot whose copy reads this value also sees the count above.
+        switch width {
+        case 8: element.atomic(UInt64.self).pointee.store(bits, ordering: .releasing)
+        case 4: element.atomic(UInt32.self).pointee.store(UInt32(truncatingIfNeeded: bits), ordering: .releasing)
+        case 2: element.atomic(UInt16.self).pointee.store(UInt16(truncatingIfNeeded: bits), ordering: .releasing)
+        default: element.atomic(UInt8.self).pointee.store(UInt8(truncatingIfNeeded: bits), ordering: .releasing)
+        }
     }
 }

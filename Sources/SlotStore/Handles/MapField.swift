@@ -10,8 +10,8 @@
 /// and removals take the store's lock and are journaled, so a process killed
 /// in the middle of one leaves the map as it was before it. Removal leaves a
 /// tombstone that a later insert on the same probe path reuses.
-public struct MapField<Key: SlotMapKey, Value: SlotMapValue>: Sendable {
-    @usableFromInline let session: StoreSession
+public struct MapField<Key: SlotMapKey, Value: SlotMapValue>: Sendable, FieldHandle {
+    @usableFromInline let session: StoreSession?
     @usableFromInline let gate: LockFreeGate
     @usableFromInline let table: MapTable
     /// The lookup state as plain values, which is all `get` captures.
@@ -20,14 +20,20 @@ public struct MapField<Key: SlotMapKey, Value: SlotMapValue>: Sendable {
     @usableFromInline let valueAreaBytes: Int
     @usableFromInline let keyCapacity: Int
 
-    init(session: StoreSession, table: MapTable) {
-        self.session = session
+    @usableFromInline
+    init(reference: FieldReference) {
+        let table = MapTable(core: reference.core, field: reference.layout)
+        self.session = reference.session
         self.gate = table.core.gate
         self.table = table
         self.valueType = table.geometry.value
         self.valueAreaBytes = table.geometry.valueBytes
         self.keyCapacity = table.geometry.keyCapacity
     }
+
+    /// The store, file and field this handle was resolved in (see ``FieldReference``);
+    /// built on demand, as the table already holds the file and field.
+    @usableFromInline var reference: FieldReference { FieldReference(session: session, core: table.core, layout: table.field) }
 
     /// The field's name.
     public var name: String { table.field.name }
@@ -44,13 +50,6 @@ public struct MapField<Key: SlotMapKey, Value: SlotMapValue>: Sendable {
 
     private var core: StoreCore { table.core }
 
-    /// This handle on the live file, after an in-place compaction retired this one's.
-    @usableFromInline
-    func rebound() throws(SlotStoreError) -> MapField {
-        let (core, field) = try session.liveField(table.core, table.field.index)
-        return MapField(session: session, table: MapTable(core: core, field: field))
-    }
-
     // The retired paths stay out of line: an inlinable method that calls
     // itself is not inlined, and these run once per handle per compaction.
 
@@ -65,16 +64,6 @@ public struct MapField<Key: SlotMapKey, Value: SlotMapValue>: Sendable {
 
     @usableFromInline @inline(never)
     func removeRetired(_ key: Key) throws(SlotStoreError) -> Bool { try rebound().remove(key) }
-
-    /// This handle on `core`, which must be the same store's (see ``ScalarField``).
-    func bound(to core: StoreCore, in session: StoreSession) -> MapField {
-        precondition(session === self.session, "\"\(name)\" belongs to another store than this transaction")
-        if core === table.core { return self }
-        guard let field = core.layout.field(named: name), table.field.type.acceptsLiveSwitch(to: field.type) else {
-            preconditionFailure("map \"\(name)\" belongs to another store than this transaction")
-        }
-        return MapField(session: session, table: MapTable(core: core, field: field))
-    }
 
     /// Lends the key's bytes, refusing a key longer than the key capacity.
     func withKey<R>(_ key: Key, _ body: (UnsafeRawBufferPointer) throws(SlotStoreError) -> R) throws(SlotStoreError) -> R {
@@ -289,7 +278,7 @@ extension SlotStore {
               Value._isCompatible(with: valueType) else {
             throw .wrongFieldType(path: path, name: name, expected: "map<\(Key.self), \(Value.self)>", found: field.type.description)
         }
-        return MapField(session: session, table: MapTable(core: core, field: field))
+        return MapField(reference: FieldReference(session: session, core: core, layout: field))
     }
 }
 

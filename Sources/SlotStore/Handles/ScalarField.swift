@@ -13,34 +13,37 @@ import Synchronization
 ///
 /// If another process compacts the store in place, the handle's next call
 /// carries on in the new file (see ``SlotStore/refresh()``).
-public struct ScalarField<Value: SlotScalar>: Sendable {
-    @usableFromInline let session: StoreSession
-    @usableFromInline let core: StoreCore
+public struct ScalarField<Value: SlotScalar>: Sendable, FieldHandle {
     @usableFromInline let gate: LockFreeGate
     @usableFromInline let word: MappedAddress
     /// The slot's file offset, for the transaction's undo record.
     @usableFromInline let offset: Int
-    @usableFromInline let fieldIndex: Int
-    let layout: FieldLayout
 
-    init(session: StoreSession, core: StoreCore, layout: FieldLayout) {
-        self.session = session
-        self.core = core
-        self.gate = core.gate
-        self.layout = layout
-        self.word = core.address(layout.offset)
-        self.offset = layout.offset
-        self.fieldIndex = layout.index
+    /// The field's number in its file, for the slow paths.
+    @usableFromInline let fieldIndex: Int
+    /// The store, file and field this handle was resolved in (see ``FieldReference``).
+    /// Last: the words the inlined operations use come first, as before it existed.
+    @usableFromInline let reference: FieldReference
+
+    @usableFromInline
+    init(reference: FieldReference) {
+        self.reference = reference
+        self.fieldIndex = reference.layout.index
+        self.gate = reference.core.gate
+        self.word = reference.core.address(reference.layout.offset)
+        self.offset = reference.layout.offset
     }
 
+    @usableFromInline var core: StoreCore { reference.core }
+
     /// The field's name.
-    public var name: String { layout.name }
+    public var name: String { reference.layout.name }
 
     /// The current value.
     @inlinable @inline(__always)
     public func load() -> Value {
         if _fastPath(!gate.isRetired) { return word.loadScalar(Value.self) }
-        return session.readLockFree(core, field: fieldIndex) { words in words.payload.loadScalar(Value.self) }
+        return FieldReference.readLockFree(reference.session, reference.core, field: fieldIndex) { words in words.payload.loadScalar(Value.self) }
     }
 
     /// Replaces the value.
@@ -50,7 +53,7 @@ public struct ScalarField<Value: SlotScalar>: Sendable {
             word.storeScalar(value)
             return gate.leave(marker)
         }
-        session.writeLockFree(core, field: fieldIndex) { words in words.payload.storeScalar(value) }
+        FieldReference.writeLockFree(reference.session, reference.core, field: fieldIndex) { words in words.payload.storeScalar(value) }
     }
 
     /// Replaces the value and returns the one it replaced.
@@ -60,7 +63,7 @@ public struct ScalarField<Value: SlotScalar>: Sendable {
             defer { gate.leave(marker) }
             return word.exchangeScalar(value)
         }
-        return session.writeLockFree(core, field: fieldIndex) { words in words.payload.exchangeScalar(value) }
+        return FieldReference.writeLockFree(reference.session, reference.core, field: fieldIndex) { words in words.payload.exchangeScalar(value) }
     }
 
     /// Stores `desired` if the value is still `expected`.
@@ -72,21 +75,9 @@ public struct ScalarField<Value: SlotScalar>: Sendable {
             defer { gate.leave(marker) }
             return word.compareExchangeScalar(expected: expected, desired: desired)
         }
-        return session.writeLockFree(core, field: fieldIndex) { words in
+        return FieldReference.writeLockFree(reference.session, reference.core, field: fieldIndex) { words in
             words.payload.compareExchangeScalar(expected: expected, desired: desired)
         }
-    }
-
-    /// This handle on `core`, which must be the same store's: transactions
-    /// use it for a handle resolved before a switch to a compacted file.
-    @usableFromInline
-    func bound(to core: StoreCore, in session: StoreSession) -> ScalarField {
-        precondition(session === self.session, "\"\(name)\" belongs to another store than this transaction")
-        if core === self.core { return self }
-        guard let field = core.layout.field(named: name), field.type == layout.type else {
-            preconditionFailure("field \"\(name)\" belongs to another store than this transaction")
-        }
-        return ScalarField(session: session, core: core, layout: field)
     }
 }
 
@@ -98,7 +89,7 @@ extension ScalarField where Value: SlotInteger {
             defer { gate.leave(marker) }
             return word.addScalar(delta)
         }
-        return session.writeLockFree(core, field: fieldIndex) { words in words.payload.addScalar(delta) }
+        return FieldReference.writeLockFree(reference.session, reference.core, field: fieldIndex) { words in words.payload.addScalar(delta) }
     }
 }
 
@@ -110,7 +101,7 @@ extension ScalarField where Value: BinaryFloatingPoint {
             defer { gate.leave(marker) }
             return ScalarField.add(delta, to: word)
         }
-        return session.writeLockFree(core, field: fieldIndex) { words in ScalarField.add(delta, to: words.payload) }
+        return FieldReference.writeLockFree(reference.session, reference.core, field: fieldIndex) { words in ScalarField.add(delta, to: words.payload) }
     }
 
     @inlinable @inline(__always)

@@ -3,27 +3,45 @@ import Synchronization
 /// The shared machinery of string and bytes fields: a seqlock-protected
 /// length and payload. Readers never take the lock; writers do.
 @usableFromInline
-struct VariableField: Sendable {
-    /// Nil for the engine's own reads and writes of a file it has locked.
-    @usableFromInline let session: StoreSession?
-    @usableFromInline let core: StoreCore
+struct VariableField: Sendable, FieldHandle {
     @usableFromInline let gate: LockFreeGate
-    let layout: FieldLayout
     @usableFromInline let lengthWord: MappedAddress
     @usableFromInline let payload: MappedAddress
     @usableFromInline let sequence: MappedAddress
     /// Stored: computing it from the layout walks the field type on every read.
+    /// This file's; ``liveCapacity`` is the live file's.
     @usableFromInline let capacity: Int
 
-    init(session: StoreSession?, core: StoreCore, layout: FieldLayout) {
-        self.session = session
-        self.core = core
+    /// The store, file and field this handle was resolved in (see ``FieldReference``).
+    /// Last: the words the inlined operations use come first, as before it existed.
+    @usableFromInline let reference: FieldReference
+
+    @usableFromInline
+    init(reference: FieldReference) {
+        let (core, layout) = (reference.core, reference.layout)
+        self.reference = reference
         self.gate = core.gate
-        self.layout = layout
         self.lengthWord = core.address(layout.secondWordOffset)
         self.payload = core.address(layout.payloadOffset)
         self.sequence = core.address(layout.sequenceOffset)
         self.capacity = layout.payloadCapacity
+    }
+
+    /// A field of `core` for the engine's own reads and writes (by-name calls), which follow no compaction.
+    init(core: StoreCore, layout: FieldLayout) {
+        self.init(reference: FieldReference(session: nil, core: core, layout: layout))
+    }
+
+    @usableFromInline var core: StoreCore { reference.core }
+    var layout: FieldLayout { reference.layout }
+
+    /// The capacity in the live file: a compaction in place (by another
+    /// process or another store object) may have grown it since this handle
+    /// was resolved. Falls back to this file's when the live file has no such
+    /// field, whose calls then throw the reason.
+    var liveCapacity: Int {
+        if _slowPath(gate.isRetired), let live = try? rebound() { return live.capacity }
+        return capacity
     }
 
     /// The current length, clamped so damaged bytes can't make a reader overrun.
@@ -127,24 +145,6 @@ struct VariableField: Sendable {
                       detail: "the buffer holds \(size) bytes, less than the field's capacity of \(capacity); pass a buffer of at least `capacity` bytes")
     }
 
-    /// This field on the live file, after an in-place compaction retired this one's.
-    @usableFromInline
-    func rebound() throws(SlotStoreError) -> VariableField {
-        guard let session else { throw .storeRetired(path: core.path) }
-        let (core, field) = try session.liveField(core, layout.index)
-        return VariableField(session: session, core: core, layout: field)
-    }
-
-    /// This field on `core`, which must be the same store's (see ``ScalarField``).
-    func bound(to core: StoreCore, in session: StoreSession) -> VariableField {
-        precondition(session === self.session, "\"\(layout.name)\" belongs to another store than this transaction")
-        if core === self.core { return self }
-        guard let field = core.layout.field(named: layout.name), layout.type.acceptsLiveSwitch(to: field.type) else {
-            preconditionFailure("field \"\(layout.name)\" belongs to another store than this transaction")
-        }
-        return VariableField(session: session, core: core, layout: field)
-    }
-
     /// Replaces the value in its own transaction, on the live file.
     func store(_ bytes: some Collection<UInt8>) throws(SlotStoreError) {
         let direct = bytes.withContiguousStorageIfAvailable { buffer in
@@ -195,7 +195,7 @@ public struct StringField: Sendable {
     /// The field's name.
     public var name: String { field.layout.name }
     /// The most UTF-8 bytes the field holds.
-    public var capacity: Int { field.capacity }
+    public var capacity: Int { field.liveCapacity }
 
     /// The current value.
     public func load() throws(SlotStoreError) -> String {
@@ -254,7 +254,7 @@ public struct BytesField: Sendable {
     /// The field's name.
     public var name: String { field.layout.name }
     /// The most bytes the field holds.
-    public var capacity: Int { field.capacity }
+    public var capacity: Int { field.liveCapacity }
 
     /// The current value.
     public func load() throws(SlotStoreError) -> [UInt8] { try field.read() }

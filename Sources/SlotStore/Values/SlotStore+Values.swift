@@ -38,8 +38,8 @@ extension SlotStore {
             let (element, offset) = try core.elementAddress(field, index: index)
             let converted = try value.converted(to: .scalar(element), field: "\(name)[\(index)]", path: path)
             try core.recordUndo(offset: offset & ~7, length: 8, sequenceOffset: field.sequenceOffset)
-            core.address(offset).storeBits(element.bits(of: converted), width: element.byteWidth)
-            core.address(field.secondWordOffset).atomic(UInt64.self).pointee.wrappingAdd(1, ordering: .releasing)
+            MappedAddress.writeElement(element.bits(of: converted), width: element.byteWidth,
+                                       at: core.address(offset), counting: core.address(field.secondWordOffset))
         }
     }
 
@@ -149,7 +149,7 @@ extension StoreCore {
             }
             return locked ? read() : try readConsistently(field, checkingElementWrites: true, read)
         case .string, .bytes:
-            let variable = VariableField(session: nil, core: self, layout: field)
+            let variable = VariableField(core: self, layout: field)
             let bytes = locked ? variable.readLocked() : try variable.read()
             if case .string = field.type { return .string(String(decoding: bytes, as: UTF8.self)) }
             return .bytes(bytes)
@@ -187,9 +187,9 @@ extension StoreCore {
             endSeqlockWrite(sequence)
             fault(.afterWrite)
         case (.string, .string(let text)):
-            try VariableField(session: nil, core: self, layout: field).write(text.utf8)
+            try VariableField(core: self, layout: field).write(text.utf8)
         case (.bytes, .bytes(let bytes)):
-            try VariableField(session: nil, core: self, layout: field).write(bytes)
+            try VariableField(core: self, layout: field).write(bytes)
         case (.map(let keyType, let valueType, _), .map(let entries)):
             let table = MapTable(core: self, field: field)
             try table.removeAll()

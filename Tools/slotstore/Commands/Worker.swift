@@ -18,6 +18,7 @@ enum WorkerCommand: Command {
       read-arrays PATH FIELD COUNT         snapshot arrays, exit 1 on a mixed one
       set-string PATH FIELD VALUE          one locked string write (for fault points)
       set-array PATH FIELD VALUE           one whole-array write of VALUE everywhere
+      set-element PATH FIELD INDEX VALUE   one lock-free int64 element store (for the elementWrite fault point)
       transfer-once PATH FROM TO AMOUNT    one transaction moving AMOUNT
       hold-lock PATH                       take the lock, print SLOTSTORE-HOLDING, wait to be killed
       lock-rounds PATH ID TIMEOUT-MS       while "round" is odd: add 1 to "n" in a transaction (2 IDs in 3
@@ -115,6 +116,14 @@ enum WorkerCommand: Command {
             let field = try store.array(try arguments.positional("field"), of: Int64.self)
             let value = Int64(try number(arguments.positional("value")))
             try field.store([Int64](repeating: value, count: field.count))
+            Output.out("done")
+        case "set-element":
+            let store = try SlotStore(path: path)
+            let field = try store.array(try arguments.positional("field"), of: Int64.self)
+            let index = try number(arguments.positional("index"))
+            let value = Int64(try number(arguments.positional("value")))
+            guard index < field.count else { throw UsageError("index \(index) is out of range 0..<\(field.count)") }
+            field.store(value, at: index)
             Output.out("done")
         case "transfer-once":
             let store = try SlotStore(path: path)
