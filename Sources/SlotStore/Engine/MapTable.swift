@@ -169,13 +169,11 @@ struct MapTable: Sendable {
         var keyBuffer = [UInt8](repeating: 0, count: geometry.keyBytes)
         for index in 0..<geometry.bucketCount {
             let bucket = self.bucket(index)
-            let sequence = bucket.atomic(UInt64.self)
-            var attempts = 0
-            var started: UInt64 = 0
+            let sequence = SequenceWord(bucket)
+            var retry = ReadRetry()
             while true {
-                let before = sequence.pointee.load(ordering: .acquiring)
-                if before & 1 == 1 && !locked {
-                    try waitForOddBucket(&attempts, since: &started)
+                guard let before = locked ? sequence.current : sequence.beginRead() else {
+                    try retry.wait(core: core, field: field.name, stalled: true)
                     continue
                 }
                 let meta = bucket.advanced(by: 8).atomic(UInt64.self).pointee.load(ordering: .relaxed)
@@ -188,8 +186,7 @@ struct MapTable: Sendable {
                 let value = bucket.advanced(by: MapGeometry.bucketPrefixBytes + geometry.keyBytes)
                 // Copy the value bytes too, so `body` works on a stable image.
                 copied = value.bytes(count: geometry.valueBytes)
-                atomicMemoryFence(ordering: .acquiring)
-                guard sequence.pointee.load(ordering: .relaxed) == before else { continue }
+                guard sequence.endRead(before) else { continue }
                 try copied!.withUnsafeMutableBytes { image in
                     try keyBuffer.withUnsafeBytes { keyBytes in
                         try body(UnsafeRawBufferPointer(rebasing: keyBytes[0..<length]), MappedAddress(image.baseAddress!))
@@ -205,30 +202,9 @@ struct MapTable: Sendable {
     func settleOddBuckets() -> Int {
         var settled = 0
         for index in 0..<geometry.bucketCount {
-            let sequence = bucket(index).atomic(UInt64.self)
-            let value = sequence.pointee.load(ordering: .relaxed)
-            if value & 1 == 1 {
-                sequence.pointee.store(value &+ 1, ordering: .releasing)
-                settled += 1
-            }
+            if SequenceWord(bucket(index)).settle() { settled += 1 }
         }
         return settled
-    }
-
-    /// A reader's wait for a bucket that is being written (odd word) or was
-    /// changed under it: yield, take the lock once in a while (which recovers
-    /// a dead writer), give up after the lock timeout.
-    @inline(never)
-    func waitForOddBucket(_ attempts: inout Int, since started: inout UInt64) throws(SlotStoreError) {
-        attempts += 1
-        if attempts > 64 { sched_yield() }
-        if attempts & 4095 == 0 {
-            try core.settleStalledWriter()
-            if started == 0 { started = StoreCore.monotonicNanoseconds() }
-            else if Double(StoreCore.monotonicNanoseconds() - started) / 1e9 > core.lockTimeout {
-                throw .readTimeout(path: core.path, field: field.name, seconds: core.lockTimeout)
-            }
-        }
     }
 
     // MARK: Locked writes (call with the store's lock held)
@@ -252,7 +228,7 @@ struct MapTable: Sendable {
         bucket.advanced(by: 8).atomic(UInt64.self).pointee.store(
             MapTable.meta(state: MapTable.tombstone, keyLength: 0, epoch: epoch), ordering: .relaxed)
         core.fault(.midWrite)
-        core.endSeqlockWrite(sequence)
+        sequence.endWrite()
         count.pointee.store(count.pointee.load(ordering: .relaxed) &- 1, ordering: .relaxed)
         tombstones.pointee.store(tombstones.pointee.load(ordering: .relaxed) &+ 1, ordering: .relaxed)
         core.fault(.afterWrite)
@@ -371,10 +347,9 @@ struct MapCursor: @unchecked Sendable {
     func valueArea(_ bucket: MappedAddress) -> MappedAddress { bucket.advanced(by: MapGeometry.bucketPrefixBytes + keyBytes) }
 
     @inline(__always)
-    static func beginWrite(_ bucket: MappedAddress) -> UnsafeMutablePointer<Atomic<UInt64>> {
-        let sequence = bucket.atomic(UInt64.self)
-        sequence.pointee.store(sequence.pointee.load(ordering: .relaxed) | 1, ordering: .relaxed)
-        atomicMemoryFence(ordering: .releasing)
+    static func beginWrite(_ bucket: MappedAddress) -> SequenceWord {
+        let sequence = SequenceWord(bucket)
+        sequence.beginWrite()
         return sequence
     }
 
@@ -441,7 +416,7 @@ struct MapCursor: @unchecked Sendable {
         let sequence = MapCursor.beginWrite(bucket)
         writeValue(valueArea(bucket))
         core.fault(.midWrite)
-        core.endSeqlockWrite(sequence)
+        sequence.endWrite()
         core.fault(.afterWrite)
     }
 
@@ -468,7 +443,7 @@ struct MapCursor: @unchecked Sendable {
         core.fault(.midWrite)
         bucket.advanced(by: 8).atomic(UInt64.self).pointee.store(
             MapTable.meta(state: MapTable.full, keyLength: key.count, epoch: epoch), ordering: .relaxed)
-        core.endSeqlockWrite(sequence)
+        sequence.endWrite()
         count.pointee.store(UInt64(live + 1), ordering: .relaxed)
         if reusesTombstone {
             tombstones.pointee.store(tombstones.pointee.load(ordering: .relaxed) &- 1, ordering: .relaxed)
@@ -543,24 +518,20 @@ struct MapCursor: @unchecked Sendable {
         var index = Int(truncatingIfNeeded: hash) & mask
         for _ in 0..<bucketCount {
             let bucket = self.bucket(index)
-            let sequence = bucket.atomic(UInt64.self)
-            let before = sequence.pointee.load(ordering: .acquiring)
-            if before & 1 == 1 { return .contended }
+            let sequence = SequenceWord(bucket)
+            guard let before = sequence.beginRead() else { return .contended }
             let meta = bucket.advanced(by: 8).atomic(UInt64.self).pointee.load(ordering: .relaxed)
             let state = meta & 3
             if meta >> 32 != epoch || state == MapTable.empty {
-                atomicMemoryFence(ordering: .acquiring)
-                guard sequence.pointee.load(ordering: .relaxed) == before, self.epoch == epoch else { return .contended }
+                guard sequence.endRead(before), self.epoch == epoch else { return .contended }
                 return .absent
             }
             if state == MapTable.full && Int((meta >> 8) & 0xFF_FFFF) == keyLength && MapTable.keyMatches(bucket, key) {
                 let word = bucket.advanced(by: MapGeometry.bucketPrefixBytes + keyBytes).atomic(UInt64.self).pointee.load(ordering: .relaxed)
-                atomicMemoryFence(ordering: .acquiring)
-                guard sequence.pointee.load(ordering: .relaxed) == before else { return .contended }
+                guard sequence.endRead(before) else { return .contended }
                 return .found(word)
             }
-            atomicMemoryFence(ordering: .acquiring)
-            guard sequence.pointee.load(ordering: .relaxed) == before else { return .contended }
+            guard sequence.endRead(before) else { return .contended }
             index = (index &+ 1) & mask
         }
         return self.epoch == epoch ? .absent : .contended
@@ -568,42 +539,37 @@ struct MapCursor: @unchecked Sendable {
 
     func lookup<R>(_ key: UnsafeRawBufferPointer, _ read: (MappedAddress) -> R) throws(SlotStoreError) -> R? {
         let home = Int(truncatingIfNeeded: MapTable.hash(key, seed: seed)) & mask
-        var attempts = 0
-        var started: UInt64 = 0
+        var retry = ReadRetry()
         search: while true {
             let epoch = self.epoch
             var index = home
             for _ in 0..<bucketCount {
                 let bucket = self.bucket(index)
-                let sequence = bucket.atomic(UInt64.self)
+                let sequence = SequenceWord(bucket)
                 while true {
-                    let before = sequence.pointee.load(ordering: .acquiring)
-                    if before & 1 == 1 {
-                        try table.waitForOddBucket(&attempts, since: &started)
+                    guard let before = sequence.beginRead() else {
+                        try retry.wait(core: engine.takeUnretainedValue(), field: table.field.name, stalled: true)
                         continue
                     }
                     let meta = bucket.advanced(by: 8).atomic(UInt64.self).pointee.load(ordering: .relaxed)
                     let state = meta & 3
                     let live = meta >> 32 == epoch
                     if !live || state == MapTable.empty {
-                        atomicMemoryFence(ordering: .acquiring)
-                        guard sequence.pointee.load(ordering: .relaxed) == before else { continue }
+                        guard sequence.endRead(before) else { continue }
                         // Recheck the epoch: a removeAll during the probe restarts it.
                         if self.epoch != epoch { continue search }
                         return nil
                     }
                     if state == MapTable.full && Int((meta >> 8) & 0xFF_FFFF) == key.count && MapTable.keyMatches(bucket, key) {
                         let result = read(bucket.advanced(by: MapGeometry.bucketPrefixBytes + keyBytes))
-                        atomicMemoryFence(ordering: .acquiring)
-                        guard sequence.pointee.load(ordering: .relaxed) == before else {
-                            try table.waitForOddBucket(&attempts, since: &started)
+                        guard sequence.endRead(before) else {
+                            try retry.wait(core: engine.takeUnretainedValue(), field: table.field.name, stalled: sequence.isOdd)
                             continue
                         }
                         return result
                     }
-                    atomicMemoryFence(ordering: .acquiring)
-                    guard sequence.pointee.load(ordering: .relaxed) == before else {
-                        try table.waitForOddBucket(&attempts, since: &started)
+                    guard sequence.endRead(before) else {
+                        try retry.wait(core: engine.takeUnretainedValue(), field: table.field.name, stalled: sequence.isOdd)
                         continue
                     }
                     break

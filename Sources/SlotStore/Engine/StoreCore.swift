@@ -162,9 +162,7 @@ final class StoreCore: @unchecked Sendable {
     func repairDataAfterInterruptedWrite() {
         rollBackJournal()
         for field in layout.fields where field.hasSequence {
-            let sequence = address(field.sequenceOffset).atomic(UInt64.self)
-            let value = sequence.pointee.load(ordering: .relaxed)
-            if value & 1 == 1 { sequence.pointee.store(value &+ 1, ordering: .releasing) }
+            SequenceWord(address(field.sequenceOffset)).settle()
         }
         // Map buckets too: every bucket write is journaled, so an odd bucket
         // here is only possible after a power loss without flushOnCommit.
@@ -295,20 +293,12 @@ final class StoreCore: @unchecked Sendable {
         fault(.afterJournal)
     }
 
-    /// Makes the field's sequence word odd: readers retry until `endSeqlockWrite`.
+    /// Makes the field's sequence word odd: readers retry until its `endWrite()`.
     @inline(__always)
-    func beginSeqlockWrite(_ field: FieldLayout) -> UnsafeMutablePointer<Atomic<UInt64>> {
-        let sequence = address(field.sequenceOffset).atomic(UInt64.self)
-        let value = sequence.pointee.load(ordering: .relaxed)
-        sequence.pointee.store(value | 1, ordering: .relaxed)
-        atomicMemoryFence(ordering: .releasing)
+    func beginSeqlockWrite(_ field: FieldLayout) -> SequenceWord {
+        let sequence = SequenceWord(address(field.sequenceOffset))
+        sequence.beginWrite()
         return sequence
-    }
-
-    @inline(__always)
-    func endSeqlockWrite(_ sequence: UnsafeMutablePointer<Atomic<UInt64>>) {
-        let value = sequence.pointee.load(ordering: .relaxed)
-        sequence.pointee.store((value | 1) &+ 1, ordering: .releasing)
     }
 
     /// Replaces a string or bytes field's value in its own transaction.
@@ -346,7 +336,7 @@ final class StoreCore: @unchecked Sendable {
             fault(.midWrite)
         }
         lengthWord.pointee.store(UInt64(source.count), ordering: .relaxed)
-        endSeqlockWrite(sequence)
+        sequence.endWrite()
         fault(.afterWrite)
     }
 
@@ -369,33 +359,18 @@ final class StoreCore: @unchecked Sendable {
     @inline(__always)
     func readConsistently<R>(sequence sequenceWord: MappedAddress, writes writesWord: MappedAddress?, field index: Int,
                              _ copy: () -> R) throws(SlotStoreError) -> R {
-        let sequence = sequenceWord.atomic(UInt64.self)
-        let checkingElementWrites = writesWord != nil
-        let writes = (writesWord ?? sequenceWord).atomic(UInt64.self)
-        var attempts = 0
-        var started: UInt64 = 0
+        let sequence = SequenceWord(sequenceWord)
+        let writes = writesWord.map(ElementWriteCounter.init)
+        var retry = ReadRetry()
         while true {
-            let before = sequence.pointee.load(ordering: .acquiring)
-            let writesBefore = checkingElementWrites ? writes.pointee.load(ordering: .acquiring) : 0
-            if before & 1 == 0 {
+            if let before = sequence.beginRead() {
+                let writesBefore = writes?.beginRead() ?? 0
                 let result = copy()
-                atomicMemoryFence(ordering: .acquiring)
-                let writesAfter = checkingElementWrites ? writes.pointee.load(ordering: .relaxed) : 0
-                if sequence.pointee.load(ordering: .relaxed) == before && writesAfter == writesBefore { return result }
+                if sequence.endRead(before) && writes?.endRead(writesBefore) ?? true { return result }
             }
-            attempts += 1
-            if attempts > 64 { sched_yield() }
-            if attempts & 4095 == 0 {
-                // An odd word that stays odd may be a dead writer's: taking the
-                // lock once recovers it. A word that keeps changing is live
-                // traffic (element stores take no lock): give up after the
-                // lock timeout rather than spin forever.
-                if sequence.pointee.load(ordering: .relaxed) & 1 == 1 { try settleStalledWriter() }
-                if started == 0 { started = StoreCore.monotonicNanoseconds() }
-                else if Double(StoreCore.monotonicNanoseconds() - started) / 1e9 > lockTimeout {
-                    throw .readTimeout(path: path, field: layout.fields[index].name, seconds: lockTimeout)
-                }
-            }
+            // An odd word that stays odd may be a dead writer's (taking the
+            // lock recovers it); one that keeps changing is live traffic.
+            try retry.wait(core: self, field: layout.fields[index].name, stalled: sequence.isOdd)
         }
     }
 
@@ -435,7 +410,7 @@ final class StoreCore: @unchecked Sendable {
         MappedAddress.storeElements(from: source, to: destination, width: width, range: 0..<half, byteMask: byteMask)
         fault(.midWrite)
         MappedAddress.storeElements(from: source, to: destination, width: width, range: half..<count, byteMask: byteMask)
-        endSeqlockWrite(sequence)
+        sequence.endWrite()
         fault(.afterWrite)
     }
 

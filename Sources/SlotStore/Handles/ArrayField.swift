@@ -90,15 +90,12 @@ public struct ArrayField<Value: SlotScalar>: Sendable, FieldHandle {
             // The uncontended attempt, inlined: both words unchanged around one copy.
             // Bool takes the out-of-line path, which also normalizes its bytes.
             if Value.self != Bool.self {
-                let sequence = sequenceWord.atomic(UInt64.self)
-                let writes = elementWrites.atomic(UInt64.self)
-                let before = sequence.pointee.load(ordering: .acquiring)
-                let writesBefore = writes.pointee.load(ordering: .acquiring)
-                if before & 1 == 0 {
+                let sequence = SequenceWord(sequenceWord)
+                let writes = ElementWriteCounter(elementWrites)
+                if let before = sequence.beginRead() {
+                    let writesBefore = writes.beginRead()
                     elements.copyBytes(to: base, count: bytes)
-                    atomicMemoryFence(ordering: .acquiring)
-                    if writes.pointee.load(ordering: .relaxed) == writesBefore
-                        && sequence.pointee.load(ordering: .relaxed) == before { return Result<Void, SlotStoreError>.success(()) }
+                    if sequence.endRead(before) && writes.endRead(writesBefore) { return Result<Void, SlotStoreError>.success(()) }
                 }
             }
             return Result { () throws(SlotStoreError) in try core.readArraySnapshot(field: fieldIndex, into: base) }
@@ -156,34 +153,5 @@ public struct ArrayField<Value: SlotScalar>: Sendable, FieldHandle {
         let word = byteOffset & ~7
         try core.recordUndo(offset: layout.payloadOffset + word, length: 8, sequenceOffset: layout.sequenceOffset)
         ArrayField.store(value, at: index, elements: elements, writes: elementWrites)
-    }
-}
-
-extension MappedAddress {
-    /// The one element write, for every path (a handle's lock-free store, a
-    /// transaction's, a by-name `setValue(_:for:at:)`): counts the write in the
-    /// array's element-write counter, then stores the element.
-    ///
-    /// Counted first, with a read-modify-write that is a barrier both ways:
-    /// the store can't become visible before the count, so a snapshot (which
-    /// reads the counter before and after its copy, see
-    /// `StoreCore.readConsistently`) that copied this element's new value sees
-    /// the counter moved and retries. Counted after the store, a writer
-    /// preempted between the two left a stored but uncounted element that a
-    /// snapshot could combine with a later element's newer value.
-    @inlinable @inline(__always)
-    static func writeElement(_ bits: UInt64, width: Int, at element: MappedAddress, counting writes: MappedAddress) {
-        writes.atomic(UInt64.self).pointee.wrappingAdd(1, ordering: .acquiringAndReleasing)
-        #if DEBUG
-        // A preemption between the two halves, for tests (see `FaultPoint.elementWrite`).
-        if _slowPath(FaultInjection.enabled) { FaultInjection.trigger(.elementWrite) }
-        #endif
-        // Releasing: a snapshot whose copy reads this value also sees the count above.
-        switch width {
-        case 8: element.atomic(UInt64.self).pointee.store(bits, ordering: .releasing)
-        case 4: element.atomic(UInt32.self).pointee.store(UInt32(truncatingIfNeeded: bits), ordering: .releasing)
-        case 2: element.atomic(UInt16.self).pointee.store(UInt16(truncatingIfNeeded: bits), ordering: .releasing)
-        default: element.atomic(UInt8.self).pointee.store(UInt8(truncatingIfNeeded: bits), ordering: .releasing)
-        }
     }
 }

@@ -63,13 +63,11 @@ struct VariableField: Sendable, FieldHandle {
     @inlinable @inline(__always)
     static func readOnce(sequence: MappedAddress, lengthWord: MappedAddress, payload: MappedAddress, capacity: Int,
                          into base: UnsafeMutableRawPointer) -> Int {
-        let sequenceWord = sequence.atomic(UInt64.self)
-        let before = sequenceWord.pointee.load(ordering: .acquiring)
-        guard before & 1 == 0 else { return -1 }
+        let sequenceWord = SequenceWord(sequence)
+        guard let before = sequenceWord.beginRead() else { return -1 }
         let length = Int(min(lengthWord.atomic(UInt64.self).pointee.load(ordering: .relaxed), UInt64(capacity)))
         payload.copyShortBytes(to: base, count: length)
-        atomicMemoryFence(ordering: .acquiring)
-        return sequenceWord.pointee.load(ordering: .relaxed) == before ? length : -1
+        return sequenceWord.endRead(before) ? length : -1
     }
 
     @usableFromInline @inline(never)

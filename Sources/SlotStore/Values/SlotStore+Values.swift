@@ -142,7 +142,7 @@ extension StoreCore {
         case .scalar(let type):
             return type.value(fromBits: address(field.offset).loadBits(width: type.byteWidth))
         case .array(let element, let count):
-            let read = {
+            func read() -> FieldValue {
                 FieldValue.array((0..<count).map { index in
                     element.value(fromBits: self.address(field.payloadOffset + index * element.byteWidth).loadBits(width: element.byteWidth))
                 })
@@ -184,7 +184,7 @@ extension StoreCore {
                 if index == count / 2 { fault(.midWrite) }
                 address(field.payloadOffset + index * element.byteWidth).storeBits(element.bits(of: item), width: element.byteWidth)
             }
-            endSeqlockWrite(sequence)
+            sequence.endWrite()
             fault(.afterWrite)
         case (.string, .string(let text)):
             try VariableField(core: self, layout: field).write(text.utf8)
