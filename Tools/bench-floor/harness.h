@@ -44,7 +44,7 @@ static void bench_fail(const char *format, ...) {
 }
 
 /* A failed call, with errno's text: the bench has nothing sensible to carry on with. */
-static void bench_fail_errno(const char *what) { bench_fail("%s: %s", what, strerror(errno)); }
+__attribute__((unused)) static void bench_fail_errno(const char *what) { bench_fail("%s: %s", what, strerror(errno)); }
 
 static inline uint64_t bench_now(void) {
     struct timespec now;
