@@ -3,13 +3,20 @@ import SlotStore
 
 enum BenchCommand {
     static let usage = """
-        usage: slotstore-bench [bench] [--json] [--quick] [--dir DIR] [--floor]
+        usage: slotstore-bench [bench] [--json] [--quick] [--dir DIR] [--floor] [--only PATTERN]...
 
           --quick   short repetitions and a 125K-entry map instead of 1M (finishes in under a minute)
           --json    print the results as JSON instead of a table (progress still goes to stderr)
           --dir DIR disk-backed folder for the sync() and durable-commit rows (default /var/tmp)
-          --floor   also run ../shared/bench-floor/run in this invocation and print each row
+          --floor   also build and run the repository's C floor (Tools/bench-floor/floor.c, with
+                    the system C compiler `cc`, or $CC) in this invocation, and print each row
                     beside the floor row doing the same (or the nearest) work, with the ratio
+          --only PATTERN
+                    run only the rows whose name matches PATTERN: a case-insensitive substring
+                    ("map 1K", "string[64] store"), or a glob when it has * or ? ("int64 *",
+                    "map 1M: get*"). Repeat it to run rows matching any of the patterns. The
+                    rows a pattern skips cost nothing (their setup is skipped too); --floor
+                    still runs the whole floor.
 
         Build with -c release. Every row: median ns/op over 7 timed repetitions (5 with --quick),
         min and max, and heap allocations per operation.
@@ -27,12 +34,19 @@ enum BenchCommand {
             case "--dir":
                 guard let value = remaining.popFirst(), !value.isEmpty else { return fail("--dir needs a folder") }
                 settings.diskDirectory = value
+            case "--only":
+                guard let value = remaining.popFirst(), !value.isEmpty else {
+                    return fail("--only needs a pattern, such as --only 'map 1M' or --only 'int64 *'")
+                }
+                settings.only.append(value)
             case "-h", "--help":
                 print(usage)
                 return 0
             default:
                 if argument.hasPrefix("--dir=") {
                     settings.diskDirectory = String(argument.dropFirst(6))
+                } else if argument.hasPrefix("--only="), argument.count > 7 {
+                    settings.only.append(String(argument.dropFirst(7)))
                 } else {
                     return fail("unknown argument \(argument) (try --help)")
                 }
@@ -65,8 +79,8 @@ enum BenchCommand {
         // The floor's shared-memory runs go first; its disk run goes right before
         // the SlotStore disk rows, since a shared disk's speed drifts within seconds.
         if settings.floor {
-            var located = Floor(script: try Floor.locate())
-            note("running the C floor: \(located.script)")
+            var located = try Floor.build(workspace: workspace)
+            note("running the C floor: \(located.source)")
             try located.run([.main, .small], settings: settings, workspace: workspace, bigEntries: bigEntries, bigBuckets: bigBuckets)
             floor = located
         }
@@ -95,6 +109,10 @@ enum BenchCommand {
             note("SlotStore disk rows")
         }
         try SystemBenchmarks.runDisk(bench, workspace)
+        if bench.rows.isEmpty {
+            throw BenchFailure("--only \(settings.only.joined(separator: " --only ")) matched no row; the rows are:\n  " +
+                               bench.skipped.joined(separator: "\n  "))
+        }
         note("SlotStore rows done in \(Format.fixed(Double(monotonicNanoseconds() - started) / 1e9, 1)) s")
 
         if let floor { bench.attachFloor { floor.row($0)?.median } }

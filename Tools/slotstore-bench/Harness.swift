@@ -77,6 +77,8 @@ struct Settings {
     var floor = false
     var diskDirectory = "/var/tmp"
     var shmDirectory = "/dev/shm"
+    /// `--only` patterns: run only the rows matching one of them (all rows when empty).
+    var only: [String] = []
 
     /// Timed repetitions per row.
     var repetitions: Int { quick ? 5 : 7 }
@@ -97,9 +99,42 @@ final class Bench {
     private(set) var rows: [Row] = []
     let countAllocations: Bool
 
+    /// Rows `--only` left out, in the order met (listed when no row matched).
+    private(set) var skipped: [String] = []
+
     init(settings: Settings, countAllocations: Bool) {
         self.settings = settings
         self.countAllocations = countAllocations
+    }
+
+    /// Whether `--only` lets row `op` run (remembering it as skipped if not).
+    func selects(_ op: String) -> Bool {
+        if Bench.matches(op, settings.only) { return true }
+        if !skipped.contains(op) { skipped.append(op) }
+        return false
+    }
+
+    /// Whether any of `ops` runs: a group of rows that share an expensive setup
+    /// (keys, a filled map, a second process) skips it when none does.
+    func selectsAny(_ ops: [String]) -> Bool {
+        var any = false
+        for op in ops where selects(op) { any = true }
+        return any
+    }
+
+    /// Case-insensitive: a pattern with `*` or `?` is a glob over the whole
+    /// name (fnmatch, so `[` works too), any other pattern a substring.
+    static func matches(_ op: String, _ patterns: [String]) -> Bool {
+        if patterns.isEmpty { return true }
+        let name = op.lowercased()
+        for pattern in patterns.map({ $0.lowercased() }) {
+            if pattern.contains("*") || pattern.contains("?") {
+                if fnmatch(pattern, name, 0) == 0 { return true }
+            } else if name.contains(pattern) {
+                return true
+            }
+        }
+        return false
     }
 
     func progress(_ message: String) {
@@ -109,11 +144,11 @@ final class Bench {
     /// Times `body(n)`, which performs `n` operations, in batches sized to the
     /// target repetition length: a calibration, one untimed warm-up batch, then
     /// the timed repetitions. Allocations (and msync calls) are counted over the
-    /// timed repetitions only.
+    /// timed repetitions only. Returns nil, running nothing, for a row `--only` leaves out.
     @discardableResult
     func measure(_ op: String, medium: String, floor: FloorReference? = nil, note: String? = nil,
                  maxOps: Int = 1 << 40, countFlushes: Bool = false,
-                 _ body: (Int) throws -> Void) throws -> Row {
+                 _ body: (Int) throws -> Void) throws -> Row? {
         try measureSelfTimed(op, medium: medium, floor: floor, note: note, maxOps: maxOps, countFlushes: countFlushes) { n in
             let start = monotonicNanoseconds()
             try body(n)
@@ -126,7 +161,8 @@ final class Bench {
     @discardableResult
     func measureSelfTimed(_ op: String, medium: String, floor: FloorReference? = nil, note: String? = nil,
                           maxOps: Int = 1 << 40, countFlushes: Bool = false,
-                          _ body: (Int) throws -> UInt64) throws -> Row {
+                          _ body: (Int) throws -> UInt64) throws -> Row? {
+        guard selects(op) else { return nil }
         let target = settings.targetNanoseconds
         var n = 1
         var perOp = 0.0

@@ -81,6 +81,10 @@ enum MapBenchmarks {
     }
 
     static func run(_ bench: Bench, _ workspace: Workspace, entries: Int, label: String, floorRun: FloorRun) throws {
+        let fillRow = "map \(label): fill empty map (insert)"
+        let rows = ["get hit", "get miss", "set (replace)", "add (existing key)", "insert then remove (pair)"]
+        // Without one selected row, skip the keys and the fill, which take seconds at 1M.
+        guard bench.selectsAny([fillRow] + rows.map { "map \(label): \($0)" }) else { return }
         let capacity = capacity(entries: entries)
         let buckets = bucketCount(capacity: capacity)
         let medium = workspace.shmMedium
@@ -97,9 +101,11 @@ enum MapBenchmarks {
 
         // Fill: the first fill faults the file's pages in and is not timed;
         // removeAll (one journaled header write) empties the map between fills.
+        // When --only leaves the fill row out, the other rows still need one fill.
+        let timeFill = bench.selects(fillRow)
         var samples: [Double] = []
         var allocations: UInt64 = 0
-        for repetition in -1..<bench.settings.repetitions {
+        for repetition in -1..<(timeFill ? bench.settings.repetitions : 0) {
             try map.removeAll()
             let before = CallCounters.allocations
             let start = monotonicNanoseconds()
@@ -111,10 +117,11 @@ enum MapBenchmarks {
             }
         }
         guard map.count == entries else { throw BenchFailure("the \(label) map holds \(map.count) entries after filling, not \(entries)") }
-        bench.record(Row(op: "map \(label): fill empty map (insert)", medium: medium, samples: samples,
-                         opsPerRepetition: entries,
-                         allocationsPerOp: Double(allocations) / Double(entries * bench.settings.repetitions),
-                         floor: .nearest(FloorOp.mapInsert, floorRun), note: "journaled inserts; \(shape)"))
+        if timeFill {
+            bench.record(Row(op: fillRow, medium: medium, samples: samples, opsPerRepetition: entries,
+                             allocationsPerOp: Double(allocations) / Double(entries * bench.settings.repetitions),
+                             floor: .same(FloorOp.mapInsert, floorRun), note: "journaled inserts; \(shape)"))
+        }
 
         var cursor = 0
         try bench.measure("map \(label): get hit", medium: medium, floor: .same(FloorOp.mapGet, floorRun), note: shape) { n in
@@ -144,7 +151,7 @@ enum MapBenchmarks {
             guard hits == 0 else { throw BenchFailure("get found \(hits) keys that are not in the map") }
         }
 
-        try bench.measure("map \(label): set (replace)", medium: medium, floor: .same(FloorOp.mapPut, floorRun), note: shape) { n in
+        try bench.measure("map \(label): set (replace)", medium: medium, floor: .same(FloorOp.mapSet, floorRun), note: shape) { n in
             try keys.probe.withUnsafeBufferPointer { probe in
                 for index in 0..<n {
                     try map.set(Int64(index), for: probe[cursor])
@@ -154,7 +161,7 @@ enum MapBenchmarks {
             }
         }
 
-        try bench.measure("map \(label): add (existing key)", medium: medium, floor: .nearest(FloorOp.mapPut, floorRun),
+        try bench.measure("map \(label): add (existing key)", medium: medium, floor: .nearest(FloorOp.mapSet, floorRun),
                           note: "locked read-modify-write; \(shape)") { n in
             var sum: Int64 = 0
             try keys.probe.withUnsafeBufferPointer { probe in

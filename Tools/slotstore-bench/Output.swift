@@ -58,7 +58,7 @@ enum Report {
         if let allocationNote { out += "allocation counter: \(allocationNote)\n" }
         if let warning = workspace.diskWarning { out += "warning: \(warning)\n" }
         if let floor {
-            out += "floor: \(floor.script), run in this invocation (shared-memory sections before the SlotStore rows, " +
+            out += "floor: \(floor.source), built and run in this invocation (shared-memory sections before the SlotStore rows, " +
                 "disk sections just before the disk rows); ratio = SlotStore median / floor median; " +
                 "\"~\" marks the nearest floor row where the floor does less or different work (see the note)\n"
         }
@@ -133,7 +133,7 @@ enum Report {
             "\"quick\":\(settings.quick)",
             "\"repetitions\":\(settings.repetitions)",
             "\"allocations\":\(quote(allocationsExplained + (allocationNote.map { " " + $0 } ?? "")))",
-            "\"floor\":\(floor.map { quote($0.script) } ?? "null")",
+            "\"floor\":\(floor.map { quote($0.source) } ?? "null")",
         ]
         if let warning = workspace.diskWarning { top.append("\"warning\":\(quote(warning))") }
         return "{" + top.joined(separator: ",\n") + "}\n"

@@ -45,7 +45,7 @@ enum ProcessBenchmarks {
         let pinned = CPU.online >= 2 ? "processes pinned to CPUs 0 and 1" : "one CPU online: processes time-share"
 
         // A reader while a writer process writes the same field nonstop.
-        do {
+        if bench.selects("string[64] read(into:) while a writer process writes") {
             control.reset()
             let child = try Spawn.start(executable, ["--child", "string-writer", path, "0", "1"])
             CPU.pin(0)
@@ -87,21 +87,21 @@ enum ProcessBenchmarks {
             bench.record(Row(op: "string[64] read(into:) while a writer process writes", medium: medium, samples: samples,
                              opsPerRepetition: reads / settings.repetitions,
                              allocationsPerOp: Double(allocations) / Double(reads),
-                             floor: .nearest(FloorOp.seqlockReadContended),
-                             note: "the writer process made \(Format.grouped(Int(writes))) locked journaled stores (\(rate) M/s); " +
-                                "the floor's writer is a bare seqlock writer, no lock or journal, so its field is odd far more often; \(pinned)"))
+                             floor: .same(FloorOp.seqlockReadContended),
+                             note: "the writer process made \(Format.grouped(Int(writes))) locked journaled stores (\(rate) M/s), " +
+                                "as the floor's writer does; \(pinned)"))
         }
 
         // Two processes adding to one counter.
         let addsPerProcess = max(20_000, Int(Double(settings.contentionNanoseconds) / (8 * max(baselines.add, 1))))
         let before = control.counter.load()
-        try contend(bench, control, executable: executable, path: path, role: "add", perProcess: addsPerProcess,
+        let added = try contend(bench, control, executable: executable, path: path, role: "add", perProcess: addsPerProcess,
                     op: "2 processes: int64 add on one counter (aggregate)", medium: medium,
                     floor: .same(FloorOp.contendedAdd), note: pinned) { n in
             for _ in 0..<n { control.counter.add(1) }
         }
         let expected = Int64(2 * addsPerProcess * (settings.repetitions + 1))
-        guard control.counter.load() &- before == expected else {
+        guard !added || control.counter.load() &- before == expected else {
             throw BenchFailure("the contended counter lost adds: expected \(expected), found \(control.counter.load() &- before)")
         }
 
@@ -109,7 +109,7 @@ enum ProcessBenchmarks {
         let writesPerProcess = max(5_000, Int(Double(settings.contentionNanoseconds) / (8 * max(baselines.stringWrite, 1))))
         try contend(bench, control, executable: executable, path: path, role: "string-write", perProcess: writesPerProcess,
                     op: "2 processes: string[64] store 64 B (aggregate)", medium: medium,
-                    floor: .nearest(FloorOp.contendedWrite), note: "lock + journal + seqlock; \(pinned)") { n in
+                    floor: .same(FloorOp.contendedWrite), note: "lock + journal + seqlock; \(pinned)") { n in
             for index in 0..<n { try control.text.store(ScalarBenchmarks.text64[index & 1]) }
         }
     }
@@ -117,9 +117,12 @@ enum ProcessBenchmarks {
     /// One child per repetition (plus a warm-up), each doing `perProcess`
     /// operations while this process does as many; the row is the time from
     /// the start word to the later of the two ends, over both processes' operations.
+    /// Returns false, running nothing, for a row `--only` leaves out.
+    @discardableResult
     private static func contend(_ bench: Bench, _ control: Control, executable: String, path: String, role: String,
                                 perProcess: Int, op: String, medium: String, floor: FloorReference, note: String,
-                                _ body: (Int) throws -> Void) throws {
+                                _ body: (Int) throws -> Void) throws -> Bool {
+        guard bench.selects(op) else { return false }
         var samples: [Double] = []
         var allocations: UInt64 = 0
         CPU.pin(0)
@@ -151,6 +154,7 @@ enum ProcessBenchmarks {
         bench.record(Row(op: op, medium: medium, samples: samples, opsPerRepetition: 2 * perProcess,
                          allocationsPerOp: Double(allocations) / Double(perProcess * bench.settings.repetitions),
                          floor: floor, note: note))
+        return true
     }
 
     /// Spins until `count` children have announced themselves in `ready`; fails

@@ -69,14 +69,15 @@ enum SystemBenchmarks {
         let b = try store.scalar("b", as: Int64.self)
         try store.sync()
         try bench.measure("durable transaction, one int64 field", medium: workspace.diskMedium,
-                          floor: .nearest(FloorOp.durablePut, .disk), note: "durability .flushOnCommit",
+                          floor: .nearest(FloorOp.durableWrite, .disk),
+                          note: "durability .flushOnCommit; the floor's plain undo journal flushes 3 times",
                           countFlushes: true) { n in
             for index in 0..<n {
                 try store.transaction { tx in try tx.store(Int64(index), to: a) }
             }
         }
         try bench.measure("durable transaction, two int64 fields", medium: workspace.diskMedium,
-                          floor: .nearest(FloorOp.durablePut, .disk), note: "durability .flushOnCommit",
+                          floor: .nearest(FloorOp.durableWrite, .disk), note: "durability .flushOnCommit; the floor writes one field",
                           countFlushes: true) { n in
             for index in 0..<n {
                 try store.transaction { tx in

@@ -51,6 +51,20 @@ final class Workspace {
         created.removeAll()
     }
 
+    /// A new private folder under `$TMPDIR` (or /tmp), removed with the workspace.
+    /// Not under the shared-memory folder: containers often mount /dev/shm noexec,
+    /// and the floor's binary goes here.
+    func temporaryDirectory() throws(BenchFailure) -> String {
+        let root = getenv("TMPDIR").flatMap { String(validatingCString: $0) }.flatMap { $0.isEmpty ? nil : $0 } ?? "/tmp"
+        var template = Array((root + "/slotstore-bench-floor.XXXXXX").utf8CString)
+        guard let made = template.withUnsafeMutableBufferPointer({ mkdtemp($0.baseAddress!) }) else {
+            throw BenchFailure("cannot create a temporary folder in \(root): \(errorText(errno)); set TMPDIR to a writable folder")
+        }
+        let path = String(cString: made)
+        created.append(path)
+        return path
+    }
+
     private func makeDirectory(_ path: String) throws(BenchFailure) {
         guard mkdir(path, 0o700) == 0 else {
             throw BenchFailure("cannot create \(path): \(errorText(errno))")
