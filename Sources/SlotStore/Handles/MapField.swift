@@ -126,7 +126,7 @@ public struct MapField<Key: SlotMapKey, Value: SlotMapValue>: Sendable, FieldHan
             return try withUnsafeTemporaryAllocation(byteCount: cursor.valueBytes, alignment: 8) { area in
                 Result { () throws(SlotStoreError) -> Value? in
                     guard try cursor.copyValue(forKey: keyBytes, into: area.baseAddress!) else { return nil }
-                    return Value._read(from: area.baseAddress!, type: valueType)
+                    return Value._read(from: SlotMapValueArea(area.baseAddress!), type: valueType)
                 }
             }.get()
         }
@@ -175,7 +175,7 @@ public struct MapField<Key: SlotMapKey, Value: SlotMapValue>: Sendable, FieldHan
             guard keyBytes.count <= keyCapacity else { throw table.keyTooLarge(keyBytes.count) }
             try withUnsafeTemporaryAllocation(byteCount: valueAreaBytes, alignment: 8) { area in
                 area.initializeMemory(as: UInt8.self, repeating: 0)
-                value._write(to: area.baseAddress!, type: valueType)
+                value._write(to: SlotMapValueArea(area.baseAddress!), type: valueType)
                 return Result { () throws(SlotStoreError) in
                     try table.store(valueImage: UnsafeRawBufferPointer(area), forKey: keyBytes)
                 }
@@ -212,7 +212,7 @@ public struct MapField<Key: SlotMapKey, Value: SlotMapValue>: Sendable, FieldHan
     public func forEach(_ body: (Key, Value) throws -> Void) throws {
         if gate.isRetired { return try rebound().forEach(body) }
         try table.forEach { key, value in
-            try body(Key(_keyBytes: key), Value._read(from: value.pointer, type: valueType))
+            try body(Key(_keyBytes: key), Value._read(from: SlotMapValueArea(value.pointer), type: valueType))
         }
     }
 
@@ -226,14 +226,14 @@ public struct MapField<Key: SlotMapKey, Value: SlotMapValue>: Sendable, FieldHan
     func getLocked(_ key: Key) throws(SlotStoreError) -> Value? {
         try withKey(key) { bytes throws(SlotStoreError) in
             guard let index = table.locate(bytes).found else { return nil }
-            return Value._read(from: table.bucket(index).pointer + MapGeometry.bucketPrefixBytes + table.geometry.keyBytes, type: valueType)
+            return Value._read(from: SlotMapValueArea(table.bucket(index).pointer + MapGeometry.bucketPrefixBytes + table.geometry.keyBytes), type: valueType)
         }
     }
 
     func setLocked(_ value: Value, for key: Key) throws(SlotStoreError) {
         try checkValue(value)
         try withKey(key) { bytes throws(SlotStoreError) in
-            _ = try table.set(bytes) { value._write(to: $0.pointer, type: valueType) }
+            _ = try table.set(bytes) { value._write(to: SlotMapValueArea($0.pointer), type: valueType) }
         }
     }
 

@@ -6,7 +6,8 @@ public protocol SlotMapKey: Sendable, Hashable {
     /// Lends the key's stored bytes. Implementation detail. Generic over the
     /// error so a lookup that cannot fail pays for no error plumbing.
     func _withKeyBytes<R, E: Error>(_ body: (UnsafeRawBufferPointer) throws(E) -> R) throws(E) -> R
-    /// Rebuilds a key from its stored bytes. Implementation detail.
+    /// Rebuilds a key from its stored bytes. Implementation detail. The
+    /// bytes are always a copy in process memory, never the store's mapping.
     init(_keyBytes bytes: UnsafeRawBufferPointer)
 }
 
@@ -18,10 +19,12 @@ public protocol SlotMapValue: Sendable {
     static func _isCompatible(with type: FieldType) -> Bool
     /// The value's size in bytes when it exceeds what `type` holds, else nil. Implementation detail.
     func _excessSize(for type: FieldType) -> Int?
-    /// Writes the value into a bucket's value area. Implementation detail.
-    func _write(to area: UnsafeMutableRawPointer, type: FieldType)
-    /// Reads a value from a bucket's value area. Implementation detail.
-    static func _read(from area: UnsafeRawPointer, type: FieldType) -> Self
+    /// Writes the value into a bucket's value area. Implementation detail:
+    /// the area is opaque outside SlotStore, so only the library's own
+    /// conformances can write through it.
+    func _write(to area: SlotMapValueArea, type: FieldType)
+    /// Reads a value from a bucket's value area. Implementation detail (see ``_write(to:type:)``).
+    static func _read(from area: SlotMapValueArea, type: FieldType) -> Self
     /// Whether the value is one scalar stored in the area's first 8-byte word,
     /// which lookups then read without a buffer. Implementation detail.
     static var _isWord: Bool { get }
@@ -29,6 +32,16 @@ public protocol SlotMapValue: Sendable {
     static func _fromWord(_ bits: UInt64) -> Self
     /// The value as that word (only when `_isWord`). Implementation detail.
     var _word: UInt64 { get }
+}
+
+/// A map value's bytes, lent to the library's own ``SlotMapValue``
+/// conformances. Opaque outside SlotStore: a type conformed elsewhere can't
+/// read or write a store's file through it (it may point into the mapping).
+public struct SlotMapValueArea {
+    @usableFromInline let pointer: UnsafeMutableRawPointer
+
+    @usableFromInline
+    init(_ pointer: UnsafeMutableRawPointer) { self.pointer = pointer }
 }
 
 extension SlotMapValue {
@@ -41,7 +54,7 @@ extension SlotMapValue {
     /// Unused for values that are not a single word.
     @inlinable
     public static func _fromWord(_ bits: UInt64) -> Self {
-        withUnsafeBytes(of: bits) { _read(from: $0.baseAddress!, type: .scalar(.uint64)) }
+        withUnsafeBytes(of: bits) { _read(from: SlotMapValueArea(UnsafeMutableRawPointer(mutating: $0.baseAddress!)), type: .scalar(.uint64)) }
     }
 }
 
@@ -67,13 +80,14 @@ extension String: SlotMapKey, SlotMapValue {
         return utf8.count
     }
     /// Length, then bytes.
-    public func _write(to area: UnsafeMutableRawPointer, type: FieldType) {
+    public func _write(to value: SlotMapValueArea, type: FieldType) {
+        let area = value.pointer
         var copy = self
         copy.withUTF8 { bytes in MapCodecRaw.writeVariable(UnsafeRawBufferPointer(bytes), to: area) }
     }
     /// Length, then bytes.
-    public static func _read(from area: UnsafeRawPointer, type: FieldType) -> String {
-        MapCodecRaw.readVariable(from: area, type: type) { String(decoding: $0, as: UTF8.self) }
+    public static func _read(from value: SlotMapValueArea, type: FieldType) -> String {
+        MapCodecRaw.readVariable(from: UnsafeRawPointer(value.pointer), type: type) { String(decoding: $0, as: UTF8.self) }
     }
 }
 
@@ -110,7 +124,8 @@ extension Array: SlotMapValue where Element: SlotScalar {
         }
     }
     /// Elements at their width, or length and bytes.
-    public func _write(to area: UnsafeMutableRawPointer, type: FieldType) {
+    public func _write(to value: SlotMapValueArea, type: FieldType) {
+        let area = value.pointer
         if case .bytes = type {
             withUnsafeBytes { MapCodecRaw.writeVariable($0, to: area) }
             return
@@ -121,7 +136,8 @@ extension Array: SlotMapValue where Element: SlotScalar {
         }
     }
     /// Elements at their width, or length and bytes.
-    public static func _read(from area: UnsafeRawPointer, type: FieldType) -> [Element] {
+    public static func _read(from value: SlotMapValueArea, type: FieldType) -> [Element] {
+        let area = UnsafeRawPointer(value.pointer)
         if case .bytes = type {
             return MapCodecRaw.readVariable(from: area, type: type) { bytes in bytes.map { Element(_slotBits: UInt64($0)) } }
         }
@@ -156,13 +172,14 @@ extension SlotMapValue where Self: SlotScalar {
     public func _excessSize(for type: FieldType) -> Int? { nil }
     /// One atomic 8-byte word.
     @inlinable
-    public func _write(to area: UnsafeMutableRawPointer, type: FieldType) {
+    public func _write(to value: SlotMapValueArea, type: FieldType) {
+        let area = value.pointer
         MappedAddress(area).storeBits(_slotBits, width: 8)
     }
     /// One atomic load of the type's width.
     @inlinable
-    public static func _read(from area: UnsafeRawPointer, type: FieldType) -> Self {
-        Self(_slotBits: MappedAddress(UnsafeMutableRawPointer(mutating: area)).loadBits(width: Self.scalarType.byteWidth))
+    public static func _read(from value: SlotMapValueArea, type: FieldType) -> Self {
+        Self(_slotBits: MappedAddress(value.pointer).loadBits(width: Self.scalarType.byteWidth))
     }
     /// A scalar is one word.
     @inlinable
