@@ -68,14 +68,20 @@ final class LockUsers: @unchecked Sendable {
     /// Refuses new lock users, then waits until none of this process's threads is one.
     func close() {
         closing.store(true, ordering: .sequentiallyConsistent)
+        // The calling thread is no lock user (close() inside a transaction is
+        // refused before this). A thread that registers after this read does
+        // so under the same mutex, so it sees `closing`: with no other thread
+        // registered, there is nobody to wait for and no barrier to pay.
+        let me = UInt(pthread_self())
+        let others = flags.withLock { flags in flags.compactMap { $0.key == me ? nil : $0.value } }
+        guard !others.isEmpty else { return }
         if asymmetric && slotstore_membarrier_private() != 0 {
             // Not registered in this process (a forked child, if the kernel
             // didn't carry the registration over): register and try again.
             _ = slotstore_membarrier_register_private()
             _ = slotstore_membarrier_private()
         }
-        let all = flags.withLock { Array($0.values) }
-        for flag in all {
+        for flag in others {
             while flag.pointee.load(ordering: .acquiring) != 0 { sched_yield() }
         }
     }

@@ -115,11 +115,17 @@ extension StoreCore {
         }
         var ownsDescriptor = true
         defer { if ownsDescriptor { Glibc.close(fd) } }
-        if !options.allowOtherOwner, case .success(let info) = Syscall.size(of: fd), info.owner != geteuid() {
+        // One fstat for the owner check and validation (an open is a handful of system calls; each counts).
+        let info: (kind: FileKind, size: Int, owner: uid_t)
+        switch Syscall.size(of: fd) {
+        case .success(let value): info = value
+        case .failure(let code): throw Syscall.fileError(code, path: path, call: "fstat", operation: "examine the file")
+        }
+        if !options.allowOtherOwner, info.owner != geteuid() {
             throw .ownedByAnotherUser(path: path, owner: info.owner, user: geteuid())
         }
 
-        let (header, storedSchema) = try readValidated(fd: fd, path: path)
+        let (header, storedSchema) = try readValidated(fd: fd, path: path, kind: info.kind, size: info.size)
         if let schema {
             let differences = storedSchema.differences(to: schema)
             guard differences.isEmpty else { throw .schemaMismatch(path: path, differences: differences) }
@@ -158,11 +164,14 @@ extension StoreCore {
     /// Reads and checks the header and the stored schema with `pread`, never
     /// through a mapping, so a truncated file gives an error rather than SIGBUS.
     static func readValidated(fd: Int32, path: String) throws(SlotStoreError) -> (FileHeader, Schema) {
-        let (kind, size, _): (FileKind, Int, uid_t)
         switch Syscall.size(of: fd) {
-        case .success(let info): (kind, size, _) = info
+        case .success(let info): return try readValidated(fd: fd, path: path, kind: info.kind, size: info.size)
         case .failure(let code): throw Syscall.fileError(code, path: path, call: "fstat", operation: "examine the file")
         }
+    }
+
+    /// ``readValidated(fd:path:)`` given what `fstat` already said of the file.
+    static func readValidated(fd: Int32, path: String, kind: FileKind, size: Int) throws(SlotStoreError) -> (FileHeader, Schema) {
         guard kind == .regular else { throw .notARegularFile(path: path, found: kind.name) }
         guard size > 0 else { throw .emptyFile(path: path) }
         let headerBytes: [UInt8]
@@ -190,7 +199,7 @@ extension StoreCore {
         }
         let schema: Schema
         do {
-            schema = try Schema(json: schemaBytes, source: "the stored schema")
+            schema = try Schema.decodingStored(schemaBytes, source: "the stored schema")
         } catch {
             throw .corruptSchema(path: path, detail: error.description)
         }

@@ -1,3 +1,4 @@
+import Synchronization
 import Foundation
 
 // The JSON form: {"name":"latency","type":"array","of":"double","count":64},
@@ -121,6 +122,30 @@ extension Schema: Codable {
         }
         try decoded.validate()
         self = decoded
+    }
+
+    /// The stored schema of a file, decoded once per process for each
+    /// distinct JSON: decoding is most of the work of an open (a service's
+    /// workers, and tools, open the same store again and again). Only valid
+    /// schemas are kept, at most 64 (the oldest half is dropped when full).
+    static func decodingStored(_ json: [UInt8], source: String) throws(SlotStoreError) -> Schema {
+        if let known = storedSchemas.withLock({ $0.schemas[json] }) { return known }
+        let schema = try Schema(json: json, source: source)
+        storedSchemas.withLock { cache in
+            if cache.order.count >= 64 {
+                for old in cache.order.prefix(32) { cache.schemas[old] = nil }
+                cache.order.removeFirst(32)
+            }
+            if cache.schemas.updateValue(schema, forKey: json) == nil { cache.order.append(json) }
+        }
+        return schema
+    }
+
+    private static let storedSchemas = Mutex(StoredSchemas())
+
+    private struct StoredSchemas {
+        var schemas: [[UInt8]: Schema] = [:]
+        var order: [[UInt8]] = []
     }
 
     /// The schema as compact JSON with sorted keys, the form stored in the file.
