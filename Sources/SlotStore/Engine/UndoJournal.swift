@@ -34,8 +34,16 @@ import Synchronization
 /// and the data together. Recovery then redoes a journal whose every record
 /// is sealed (the transaction committed, whatever part of the data reached the
 /// disk) and undoes any other. So a durable one-field commit costs two
-/// flushes. A record the journal has no room to seal falls back to flushing
-/// the data, then the cleared journal.
+/// flushes. Seals take only the room beyond every field once, and a record
+/// without room for its seal makes the commit flush the data, then the cleared
+/// journal.
+///
+/// The cleared header after a sealed commit is not flushed, so the disk may
+/// still hold that sealed journal, "used". The next durable transaction must
+/// not break it on disk while that header could still count it: its first
+/// flush either changes only the region's first 512-byte sector (written
+/// whole) or comes after a flush of the cleared header. CrashRecovery.md
+/// ("Power loss") has the whole argument.
 struct UndoJournal: @unchecked Sendable {
     static let headerBytes = 64
     /// The unit a disk writes whole: a power loss leaves each 512-byte sector
