@@ -85,10 +85,9 @@ struct PowerLossExplorer {
         let points = PowerLossExplorer.crashPoints(history)
         let images = selectImages(history, points)
         var recoveryJobs: [(Job, String)] = []
-        try check(images, history, points) { job, output, index in
+        try check(images, history, points) { job, output in
             guard job.recordRecovery, let state = output.state else { return }
             recoveryJobs.append((job, state))
-            _ = index
         }
         for (job, state) in recoveryJobs {
             try cutRecovery(of: job, state: state, history, points)
@@ -248,7 +247,7 @@ struct PowerLossExplorer {
 
     /// Checks `images` in up to `settings.jobs` fresh processes at a time.
     mutating func check(_ images: [(CrashImage, Int)], _ history: PowerLossHistory, _ points: [CrashPoint],
-                        recovered: (Job, CheckOutput, Int) -> Void) throws {
+                        recovered: (Job, CheckOutput) -> Void) throws {
         let jobs = images.enumerated().map { index, item in
             Job(image: item.0, point: item.1,
                 recordRecovery: settings.recoveryEvery > 0 && index % settings.recoveryEvery == 0, parentState: nil)
@@ -297,14 +296,14 @@ struct PowerLossExplorer {
         }
         let jobs = subImages.map { Job(image: $0.0, point: $0.1, recordRecovery: false, parentState: state) }
         let before = checked
-        try runJobs(jobs, recovery, subPoints, base: job, recovered: { _, _, _ in })
+        try runJobs(jobs, recovery, subPoints, base: job, recovered: { _, _ in })
         recoveryChecked += checked - before
         checked = before
     }
 
     private mutating func runJobs(_ jobs: [Job], _ history: PowerLossHistory, _ points: [CrashPoint], base: Job?,
-                                  recovered: (Job, CheckOutput, Int) -> Void) throws {
-        var running: [pid_t: (Job, Int, String)] = [:]
+                                  recovered: (Job, CheckOutput) -> Void) throws {
+        var running: [pid_t: (Job, String)] = [:]
         var next = 0
         while next < jobs.count || !running.isEmpty {
             while next < jobs.count && running.count < max(1, settings.jobs) {
@@ -312,7 +311,7 @@ struct PowerLossExplorer {
                 let imagePath = path(for: job, index: next) + (base == nil ? "" : "-r")
                 try Data(job.image.bytes(history, durable: points[job.point].durable)).write(to: URL(fileURLWithPath: imagePath))
                 let pid = try spawn([executable, "_power-loss", "check", imagePath], output: imagePath + ".out", log: nil)
-                running[pid] = (job, next, imagePath)
+                running[pid] = (job, imagePath)
                 next += 1
             }
             var status: Int32 = 0
@@ -321,7 +320,7 @@ struct PowerLossExplorer {
                 if errno == EINTR { continue }
                 throw InputError("waitpid failed (errno \(errno)) with \(running.count) checks running")
             }
-            guard let (job, index, imagePath) = running.removeValue(forKey: pid) else { continue }
+            guard let (job, imagePath) = running.removeValue(forKey: pid) else { continue }
             checked += 1
             var output = parse(read(imagePath + ".out"))
             if !(status & 0x7F == 0 && (status >> 8) & 0xFF == 0) {
@@ -340,7 +339,7 @@ struct PowerLossExplorer {
                 }
                 failures.append(Failure(description: description, imagePath: settings.keep == nil ? "(pass --keep DIR to keep it)" : kept))
             } else {
-                recovered(job, output, index)
+                recovered(job, output)
             }
             for suffix in ["", ".out", ".err"] { unlink(imagePath + suffix) }
         }
