@@ -43,6 +43,7 @@ final class MappedFile: @unchecked Sendable {
         let start = offset & ~(page - 1)
         let end = min(size, offset + (count ?? size))
         guard end > start else { return }
+        if _slowPath(FlushRecorder.enabled) { FlushRecorder.willFlush(self, start: start, end: end, pageSize: page) }
         if msync(base.pointer + start, end - start, MS_SYNC) != 0 {
             throw Syscall.fileError(Errno(errno), path: path, call: "msync", operation: "flush the store to disk")
         }

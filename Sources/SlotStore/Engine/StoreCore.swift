@@ -214,12 +214,32 @@ final class StoreCore: @unchecked Sendable {
     /// data reaches the disk before the cleared journal does.
     func rollBackJournal() {
         journal.rollBack(beforeClearing: durable ? { try? self.file.flush(offset: self.layout.dataOffset, count: self.layout.dataSize) } : nil)
-        if durable { try? file.flush(offset: layout.journalOffset, count: UndoJournal.headerBytes) }
+        if durable { flushClearedHeader() }
+    }
+
+    /// Flushes the cleared journal header; once that returned, no journal is
+    /// left on disk for the next transaction to step around. Throws what the flush threw.
+    @discardableResult
+    private func flushClearedHeader() -> SlotStoreError? {
+        do {
+            try file.flush(offset: layout.journalOffset, count: UndoJournal.headerBytes)
+        } catch {
+            return error
+        }
+        journal.forgetTransaction()
+        return nil
     }
 
     /// Commits (clearing the journal is the commit point) and unlocks. A flush
     /// that fails before the commit point rolls back; one that fails after it
     /// reports that the transaction is committed but its durability in doubt.
+    ///
+    /// A durable commit of sealed records costs one flush (the seals and the
+    /// data together) and leaves the cleared header unflushed: on disk the
+    /// sealed journal stays "used" until the kernel, a `sync()` or the next
+    /// durable transaction writes the header, and recovering it writes the same
+    /// values again. The next durable transaction keeps it whole until then
+    /// (see `UndoJournal.record`).
     @usableFromInline
     func commitAndRelease() throws(SlotStoreError) {
         if durable && journal.isDirty && journal.seal() {
@@ -248,9 +268,7 @@ final class StoreCore: @unchecked Sendable {
                 throw error
             }
             journal.clear()
-            do {
-                try file.flush(offset: layout.journalOffset, count: UndoJournal.headerBytes)
-            } catch {
+            if let error = flushClearedHeader() {
                 fault(.beforeUnlock)
                 releaseLock()
                 throw .committedButNotFlushed(path: path, detail: error.description)
@@ -283,8 +301,16 @@ final class StoreCore: @unchecked Sendable {
         if durable {
             // The record and the size that publishes it reach the disk in one
             // flush before the data changes; its checksum covers the order.
+            let allowance = journal.coverage.sealAllowance ?? {
+                let computed = UndoJournal.sealAllowance(journalSize: layout.journalSize, schema: schema)
+                journal.coverage.sealAllowance = computed
+                return computed
+            }()
             if let end = try journal.record(dataOffset: offset, length: length, sequenceOffset: sequenceOffset,
-                                            pid: pid, path: path, durable: true) {
+                                            pid: pid, path: path, durable: true, sealAllowance: allowance,
+                                            retireSealedJournal: { () throws(SlotStoreError) in
+                                                try file.flush(offset: layout.journalOffset, count: UndoJournal.headerBytes)
+                                            }) {
                 try file.flush(offset: journal.journalOffset, count: end)
             }
         } else {

@@ -34,10 +34,21 @@ import Synchronization
 /// and the data together. Recovery then redoes a journal whose every record
 /// is sealed (the transaction committed, whatever part of the data reached the
 /// disk) and undoes any other. So a durable one-field commit costs two
-/// flushes. A record the journal has no room to seal falls back to flushing
-/// the data, then the cleared journal.
+/// flushes. Seals take only the room beyond every field once, and a record
+/// without room for its seal makes the commit flush the data, then the cleared
+/// journal.
+///
+/// The cleared header after a sealed commit is not flushed, so the disk may
+/// still hold that sealed journal, "used". The next durable transaction must
+/// not break it on disk while that header could still count it: its first
+/// flush either changes only the region's first 512-byte sector (written
+/// whole) or comes after a flush of the cleared header. CrashRecovery.md
+/// ("Power loss") has the whole argument.
 struct UndoJournal: @unchecked Sendable {
     static let headerBytes = 64
+    /// The unit a disk writes whole: a power loss leaves each 512-byte sector
+    /// of a page old or new, never mixed (the model in CrashRecovery.md).
+    static let sectorBytes = 512
     static let recordHeaderBytes = 32
     static let transactionOffset = 16
     /// The high half of a durable record's check word: without room for the
@@ -51,6 +62,8 @@ struct UndoJournal: @unchecked Sendable {
     /// The data region, so records pointing elsewhere (damage) are never applied.
     let dataRange: Range<Int>
     let fileBase: MappedAddress
+    /// This process's index of the current transaction's records (process memory).
+    let coverage = JournalCoverage()
 
     var usedBytes: UnsafeMutablePointer<Atomic<UInt64>> { base.atomic(UInt64.self) }
     var writerPID: UnsafeMutablePointer<Atomic<Int32>> { base.advanced(by: 8).atomic(Int32.self) }
@@ -111,13 +124,24 @@ struct UndoJournal: @unchecked Sendable {
     }
 
     /// Records the current bytes at `dataOffset..<dataOffset+length` unless
-    /// a record of this transaction already covers that range.
+    /// records of this transaction already cover that range.
     ///
+    /// A durable record gets room for its seal and new value only while the
+    /// seals of this transaction fit in `sealAllowance`: the journal room beyond
+    /// what every field once without seals needs. So a transaction that writes
+    /// each field once always fits, and a record that got no room makes the
+    /// commit take the path without seals.
+    ///
+    /// - Parameter retireSealedJournal: called before the first record of a
+    ///   durable transaction when that record would change journal bytes past
+    ///   the first sector and the disk may still hold the previous transaction's
+    ///   sealed journal (see ``clear()``); it must flush the cleared header.
     /// - Returns: for a durable record, the journal bytes (from the region's
     ///   start) that one flush must write before the data changes; nil otherwise.
     @inline(__always)
     func record(dataOffset: Int, length: Int, sequenceOffset: Int, pid: Int32, path: String,
-                durable: Bool = false) throws(SlotStoreError) -> Int? {
+                durable: Bool = false, sealAllowance: Int = 0,
+                retireSealedJournal: () throws(SlotStoreError) -> Void = {}) throws(SlotStoreError) -> Int? {
         let used = Int(clamping: usedBytes.pointee.load(ordering: .relaxed))
         // Only this transaction wrote the journal since the lock was taken (a
         // dead holder's records were rolled back then), so a size past the
@@ -125,21 +149,18 @@ struct UndoJournal: @unchecked Sendable {
         guard used <= capacity - UndoJournal.headerBytes else {
             throw .corruptHeader(path: path, detail: "the undo journal claims \(used) bytes but holds \(capacity - UndoJournal.headerBytes)")
         }
-        var cursor = UndoJournal.headerBytes
         let end = UndoJournal.headerBytes + used
-        while cursor < end {
-            let offset = Int(clamping: word(cursor))
-            let recordedLength = Int(clamping: word(cursor + 8))
-            // Already covered: an earlier record of this transaction holds an
-            // older image of every byte of the range (rollback runs newest
-            // first; a seal copies the final bytes of the whole range).
-            if offset <= dataOffset && length <= recordedLength && dataOffset - offset <= recordedLength - length { return nil }
-            let payload = UndoJournal.payloadBytes(length: recordedLength, check: word(cursor + 24))
-            guard recordedLength <= end - cursor, payload <= end - cursor else { break }
-            cursor += UndoJournal.recordHeaderBytes + payload
+        if used == 0 {
+            coverage.begin(at: end)
+        } else if coverage.indexedEnd < end {
+            indexUnindexedRecords(upTo: end)
         }
-        var sealable = durable
-        var needed = UndoJournal.recordHeaderBytes + length + (sealable ? length + 8 : 0)
+        // Already covered: earlier records of this transaction hold an older
+        // image of every byte of the range (see `JournalCoverage`).
+        if coverage.covers(offset: dataOffset, length: length) { return nil }
+        let sealRoom = length + 8
+        var sealable = durable && coverage.sealBytes <= sealAllowance - sealRoom
+        var needed = UndoJournal.recordHeaderBytes + length + (sealable ? sealRoom : 0)
         if sealable && end + needed > capacity {
             sealable = false
             needed = UndoJournal.recordHeaderBytes + length
@@ -148,6 +169,17 @@ struct UndoJournal: @unchecked Sendable {
             throw .transactionTooLarge(path: path, neededBytes: used + needed, journalBytes: capacity - UndoJournal.headerBytes)
         }
         if used == 0 {
+            // After a sealed commit the disk may still hold that journal behind a
+            // header saying "used" (the commit does not flush the cleared
+            // header). This first record's flush may reach the disk in any part:
+            // confined to the first sector (which a disk writes whole), it
+            // leaves either the old header with the old records intact (redone:
+            // the same values again) or the new header; past it, it could break
+            // an old seal while the old header stays, and recovery would roll a
+            // committed transaction back. So the cleared header goes first.
+            if durable && transaction.pointee.load(ordering: .relaxed) != 0 && end + needed > UndoJournal.sectorBytes {
+                try retireSealedJournal()
+            }
             writerPID.pointee.store(pid, ordering: .relaxed)
             // A random number per durable transaction (not a counter, which a
             // power loss could set back): an earlier transaction's record left
@@ -174,7 +206,32 @@ struct UndoJournal: @unchecked Sendable {
         // Publishing the size is what makes the record count: a death before
         // this store leaves the data untouched and the record ignored.
         usedBytes.pointee.store(UInt64(used + needed), ordering: .releasing)
+        coverage.add(offset: dataOffset, length: length, recordEnd: end + needed)
+        if sealable { coverage.sealBytes += sealRoom }
         return durable ? end + needed : nil
+    }
+
+    /// Adds to the coverage index the records written since it was last
+    /// updated: those of the inlined first-record path, which does not touch it.
+    @inline(never)
+    private func indexUnindexedRecords(upTo end: Int) {
+        var cursor = max(coverage.indexedEnd, UndoJournal.headerBytes)
+        while cursor + UndoJournal.recordHeaderBytes <= end {
+            let offset = Int(clamping: word(cursor))
+            let length = Int(clamping: word(cursor + 8))
+            let payload = UndoJournal.payloadBytes(length: length, check: word(cursor + 24))
+            guard payload <= end - cursor - UndoJournal.recordHeaderBytes else { break }
+            cursor += UndoJournal.recordHeaderBytes + payload
+            coverage.add(offset: offset, length: length, recordEnd: cursor)
+        }
+    }
+
+    /// The journal room seals may take in a store with this layout: the
+    /// region's record room beyond what a transaction writing every field
+    /// once, without seals, needs (`Layout.journalRecordBytes`). Giving seals
+    /// only that room keeps the promise that such a transaction fits.
+    static func sealAllowance(journalSize: Int, schema: Schema) -> Int {
+        max(0, journalSize - headerBytes - Layout.journalRecordBytes(for: schema))
     }
 
     /// Seals every durable record with the current (new) value of its bytes.
@@ -222,9 +279,23 @@ struct UndoJournal: @unchecked Sendable {
         }
     }
 
-    /// Marks the transaction committed.
+    /// Marks the transaction committed (or rolled back): stores 0 as the used
+    /// size, and forgets this process's index of its records.
+    ///
+    /// The transaction number stays: after a sealed commit, whose cleared
+    /// header is not flushed, a nonzero number beside 0 used bytes says that the
+    /// disk may still hold that sealed journal, which the next durable
+    /// transaction must not overwrite before the cleared header is on disk
+    /// (see `record`). Whoever flushes the cleared header calls
+    /// ``forgetTransaction()`` once that flush returned.
     @inline(__always)
-    func clear() { usedBytes.pointee.store(0, ordering: .releasing) }
+    func clear() {
+        usedBytes.pointee.store(0, ordering: .releasing)
+        coverage.transactionEnded()
+    }
+
+    /// The cleared header is on disk: no sealed journal is left to protect.
+    func forgetTransaction() { transaction.pointee.store(0, ordering: .relaxed) }
 
     /// Parses the published records, stopping at the first one that does not
     /// fit the journal or points outside the data region.

@@ -190,7 +190,13 @@ struct Layout: Sendable {
     /// so transactions touching many entries fit, without doubling the file
     /// for a large map.
     static func journalBytes(for schema: Schema, pageSize: Int) -> Int {
-        let allFields = schema.fields.reduce(0) { total, field in
+        roundUp(max(minimumJournalBytes, UndoJournal.headerBytes + journalRecordBytes(for: schema)), to: pageSize)
+    }
+
+    /// The record bytes (without seals) of a transaction that writes every
+    /// field once: what the journal is sized for.
+    static func journalRecordBytes(for schema: Schema) -> Int {
+        schema.fields.reduce(0) { total, field in
             if case .map(let key, let value, let capacity) = field.type {
                 // Every bucket once (with its record header) up to 1 MiB, so a
                 // small map can be rewritten whole in one transaction.
@@ -200,7 +206,6 @@ struct Layout: Sendable {
             }
             return total + UndoJournal.recordHeaderBytes + FieldLayout.slotSize(of: field.type)
         }
-        return roundUp(max(minimumJournalBytes, UndoJournal.headerBytes + allFields), to: pageSize)
     }
 
     /// The layout of a new store.

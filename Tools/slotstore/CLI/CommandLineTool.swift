@@ -20,6 +20,7 @@ enum CommandLineTool {
         RepairCommand.self,
         TortureCommand.self,
         WorkerCommand.self,
+        PowerLossCommand.self,
     ]
 
     static func run(_ words: [String]) -> Int32 {
