@@ -200,9 +200,9 @@ extension ArrayField where Value: SlotInteger {
     /// buckets.add(1, at: bucket(for: latency))
     /// ```
     ///
-    /// Like ``ScalarField/add(_:)``, the add wraps around on overflow
+    /// Like `ScalarField`'s integer `add(_:)`, the add wraps around on overflow
     /// (`UInt8.max + 1` is `0`, `Int64.max + 1` is `Int64.min`); the by-name
-    /// ``SlotStore/add(_:to:)`` is the one that refuses instead. Integer
+    /// ``SlotStore/SlotStore/add(_:to:)`` is the one that refuses instead. Integer
     /// elements only: `Bool`, `Float` and `Double` arrays have no `add`
     /// (for a floating-point sum, loop on ``compareExchange(expected:desired:at:)``).
     /// The add is counted like an element store, so ``snapshot()`` stays one

@@ -4,7 +4,7 @@ import SlotStore
 /// `slotstore metrics PATH [--prefix P] [--output FILE]`
 enum MetricsCommand: Command {
     static let name = "metrics"
-    static let abstract = "print the values in the Prometheus text format (for node_exporter's textfile collector)"
+    static let abstract = "print the values in the Prometheus text format"
     static let usage = """
     usage: slotstore metrics PATH [--prefix P] [--output FILE]
       Prints every field in the Prometheus text exposition format 0.0.4, each
