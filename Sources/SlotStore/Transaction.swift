@@ -120,6 +120,23 @@ public struct Transaction: ~Copyable {
         try field.bound(to: core, in: session).writeElement(value, at: index)
     }
 
+    /// Adds `delta` to one element of an integer array field (wrapping, like
+    /// ``ArrayField/add(_:at:)``) and returns the element's new value.
+    ///
+    /// Rolled back with the transaction. A lock-free add to the same 8-byte
+    /// word from outside the transaction, made while it runs, is rolled back
+    /// with it, as for every transaction write (see CrashRecovery.md).
+    ///
+    /// - Throws: ``SlotStoreError/invalidValue(path:field:detail:)`` when
+    ///   `index` is outside `0..<field.count`;
+    ///   ``SlotStoreError/wrongFieldType(path:name:expected:found:)`` or
+    ///   ``SlotStoreError/unknownField(path:name:available:)`` when a compaction
+    ///   in place changed or dropped the field since the handle was looked up.
+    @discardableResult
+    public func add<Value: SlotInteger>(_ delta: Value, at index: Int, of field: ArrayField<Value>) throws(SlotStoreError) -> Value {
+        try field.bound(to: core, in: session).addElement(delta, at: index)
+    }
+
     // MARK: Stale handles
 
     /// `handle` bound to this transaction's file for a load, which can't

@@ -6,7 +6,7 @@ import SlotStore
 enum ScalarBenchmarks {
     static let schema = Schema(version: 1, fields: [
         .int64("counter"), .int64("cas"), .double("real"), .int64("a"), .int64("b"),
-        .array("samples", of: .double, count: 64), .string("text", capacity: 64),
+        .array("samples", of: .double, count: 64), .array("buckets", of: .uint64, count: 64), .string("text", capacity: 64),
     ])
 
     /// Two different 64-byte ASCII values, so consecutive writes change the bytes.
@@ -64,6 +64,13 @@ enum ScalarBenchmarks {
         try bench.measure("array<double>[64] element store", medium: medium, floor: .nearest(FloorOp.fetchAdd),
                           note: "store + atomic add to the element-write counter") { n in
             for index in 0..<n { samples.store(Double(index), at: index & 63) }
+        }
+        let buckets = try store.array("buckets", of: UInt64.self)
+        try bench.measure("array<uint64>[64] element add", medium: medium, floor: .nearest(FloorOp.fetchAdd),
+                          note: "atomic add to the element-write counter + atomic add to the element") { n in
+            var sum: UInt64 = 0
+            for index in 0..<n { sum &+= buckets.add(1, at: index & 63) }
+            consume(sum)
         }
         try bench.measure("array<double>[64] snapshot read(into:)", medium: medium, floor: .nearest(FloorOp.seqlockRead512),
                           note: "the floor checks only a seqlock; an array also checks its element-write counter") { n in

@@ -68,6 +68,37 @@ public struct ArrayField<Value: SlotScalar>: Sendable, FieldHandle {
                                    at: elements.advanced(by: index &* Value.scalarType.byteWidth), counting: writes)
     }
 
+    /// Stores `desired` at `index` if the element there is still `expected`,
+    /// without a lock. `index` must be in `0..<count`.
+    ///
+    /// One atomic compare-exchange of the element's width, counted like an
+    /// element store so ``snapshot()`` stays one moment. Floating-point
+    /// elements compare bit patterns (a NaN can be exchanged; `0.0` and
+    /// `-0.0` differ), which lets a loop add to a `Double` element:
+    ///
+    /// ```swift
+    /// var current = sums.load(at: bucket)
+    /// while case (false, let found) = sums.compareExchange(expected: current, desired: current + seconds, at: bucket) {
+    ///     current = found
+    /// }
+    /// ```
+    ///
+    /// - Returns: whether it stored, and the element found (which is `expected` when it stored).
+    @inlinable @inline(__always)
+    public func compareExchange(expected: Value, desired: Value, at index: Int) -> (exchanged: Bool, original: Value) {
+        precondition(index >= 0 && index < count, "index \(index) out of range 0..<\(count)")
+        let offset = index &* Value.scalarType.byteWidth
+        if let marker = gate.enter() {
+            defer { gate.leave(marker) }
+            return MappedAddress.compareExchangeElement(expected: expected, desired: desired,
+                                                        at: elements.advanced(by: offset), counting: elementWrites)
+        }
+        return FieldReference.writeLockFree(reference.session, reference.core, field: fieldIndex) { words in
+            MappedAddress.compareExchangeElement(expected: expected, desired: desired,
+                                                 at: words.payload.advanced(by: offset), counting: words.elementWrites)
+        }
+    }
+
     /// All elements as of one moment.
     @inlinable
     public func snapshot() throws(SlotStoreError) -> [Value] {
@@ -153,5 +184,50 @@ public struct ArrayField<Value: SlotScalar>: Sendable, FieldHandle {
         let word = byteOffset & ~7
         try core.recordUndo(offset: layout.payloadOffset + word, length: 8, sequenceOffset: layout.sequenceOffset)
         ArrayField.store(value, at: index, elements: elements, writes: elementWrites)
+    }
+}
+
+extension ArrayField where Value: SlotInteger {
+    /// Adds `delta` to the element at `index`, without a lock, and returns the
+    /// element's new value. `index` must be in `0..<count`.
+    ///
+    /// One atomic add of the element's width (`lock xadd`), so concurrent adds
+    /// from any number of threads and processes all count: a histogram's
+    /// buckets can be shared instead of kept per worker.
+    ///
+    /// ```swift
+    /// let buckets = try store.array("latency_buckets", of: UInt64.self)
+    /// buckets.add(1, at: bucket(for: latency))
+    /// ```
+    ///
+    /// Like `ScalarField`'s integer `add(_:)`, the add wraps around on overflow
+    /// (`UInt8.max + 1` is `0`, `Int64.max + 1` is `Int64.min`); the by-name
+    /// ``SlotStore/SlotStore/add(_:to:)`` is the one that refuses instead. Integer
+    /// elements only: `Bool`, `Float` and `Double` arrays have no `add`
+    /// (for a floating-point sum, loop on ``compareExchange(expected:desired:at:)``).
+    /// The add is counted like an element store, so ``snapshot()`` stays one
+    /// moment, and it follows an in-place compaction like every handle call.
+    @inlinable @inline(__always) @discardableResult
+    public func add(_ delta: Value, at index: Int) -> Value {
+        precondition(index >= 0 && index < count, "index \(index) out of range 0..<\(count)")
+        let offset = index &* Value.scalarType.byteWidth
+        if let marker = gate.enter() {
+            defer { gate.leave(marker) }
+            return MappedAddress.addElement(delta, at: elements.advanced(by: offset), counting: elementWrites)
+        }
+        return FieldReference.writeLockFree(reference.session, reference.core, field: fieldIndex) { words in
+            MappedAddress.addElement(delta, at: words.payload.advanced(by: offset), counting: words.elementWrites)
+        }
+    }
+
+    /// The locked single-element add of a transaction; call with the lock held.
+    func addElement(_ delta: Value, at index: Int) throws(SlotStoreError) -> Value {
+        guard index >= 0 && index < count else {
+            throw .invalidValue(path: core.path, field: name, detail: "index \(index) is out of range 0..<\(count)")
+        }
+        let byteOffset = index * Value.scalarType.byteWidth
+        try core.recordUndo(offset: layout.payloadOffset + (byteOffset & ~7), length: 8, sequenceOffset: layout.sequenceOffset)
+        // Atomic even under the lock: lock-free adds from other processes take no lock.
+        return MappedAddress.addElement(delta, at: elements.advanced(by: byteOffset), counting: elementWrites)
     }
 }

@@ -14,6 +14,7 @@ enum CommandLineTool {
         SetCommand.self,
         AddCommand.self,
         DumpCommand.self,
+        MetricsCommand.self,
         LoadCommand.self,
         CompactCommand.self,
         VerifyCommand.self,

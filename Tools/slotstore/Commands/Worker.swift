@@ -19,6 +19,10 @@ enum WorkerCommand: Command {
       set-string PATH FIELD VALUE          one locked string write (for fault points)
       set-array PATH FIELD VALUE           one whole-array write of VALUE everywhere
       set-element PATH FIELD INDEX VALUE   one lock-free int64 element store (for the elementWrite fault point)
+      add-element PATH FIELD INDEX DELTA   one lock-free int64 element add (for the elementWrite fault point)
+      add-elements PATH FIELD COUNT        add 1 to element i % count of an int64 array for i in 0..<COUNT
+                                           (COUNT 0: until the bool "stop" is set); print the number of
+                                           adds and the generation
       transfer-once PATH FROM TO AMOUNT    one transaction moving AMOUNT
       hold-lock PATH                       take the lock, print SLOTSTORE-HOLDING, wait to be killed
       lock-rounds PATH ID TIMEOUT-MS       while "round" is odd: add 1 to "n" in a transaction (2 IDs in 3
@@ -125,6 +129,24 @@ enum WorkerCommand: Command {
             guard index < field.count else { throw UsageError("index \(index) is out of range 0..<\(field.count)") }
             field.store(value, at: index)
             Output.out("done")
+        case "add-element":
+            let store = try SlotStore(path: path)
+            let field = try store.array(try arguments.positional("field"), of: Int64.self)
+            let index = try number(arguments.positional("index"))
+            let delta = Int64(try number(arguments.positional("delta")))
+            guard index < field.count else { throw UsageError("index \(index) is out of range 0..<\(field.count)") }
+            Output.out("done \(field.add(delta, at: index))")
+        case "add-elements":
+            let store = try SlotStore(path: path)
+            let field = try store.array(try arguments.positional("field"), of: Int64.self)
+            let count = try number(arguments.positional("count"))
+            let stop = count == 0 ? try store.scalar("stop", as: Bool.self) : nil
+            var done = 0
+            while count == 0 ? !(stop?.load() ?? true) : done < count {
+                field.add(1, at: done % field.count)  // lock-free
+                done += 1
+            }
+            Output.out("done \(done) generation \(store.generation)")
         case "transfer-once":
             let store = try SlotStore(path: path)
             let from = try store.scalar(try arguments.positional("from"), as: Int64.self)

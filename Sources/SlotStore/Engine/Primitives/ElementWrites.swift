@@ -62,3 +62,33 @@ extension MappedAddress {
         }
     }
 }
+
+// The element read-modify-writes: the same protocol as `writeElement`, with an
+// atomic read-modify-write in place of the store. Counted first for the same
+// reason; the RMW's release half orders the count before the new value, as
+// the store's release does.
+extension MappedAddress {
+    /// Counts the write, then adds `delta` to the element (wrapping); returns the new value.
+    @inlinable @inline(__always)
+    static func addElement<Value: SlotInteger>(_ delta: Value, at element: MappedAddress, counting writes: MappedAddress) -> Value {
+        writes.atomic(UInt64.self).pointee.wrappingAdd(1, ordering: .acquiringAndReleasing)
+        #if DEBUG
+        if _slowPath(FaultInjection.enabled) { FaultInjection.trigger(.elementWrite) }
+        #endif
+        return element.addScalar(delta)
+    }
+
+    /// Counts the write, then stores `desired` in the element if it holds
+    /// `expected`. A failed exchange is counted too (it costs a concurrent
+    /// snapshot one retry): counting only after the comparison would leave the
+    /// window `writeElement` closes.
+    @inlinable @inline(__always)
+    static func compareExchangeElement<Value: SlotScalar>(expected: Value, desired: Value, at element: MappedAddress,
+                                                         counting writes: MappedAddress) -> (exchanged: Bool, original: Value) {
+        writes.atomic(UInt64.self).pointee.wrappingAdd(1, ordering: .acquiringAndReleasing)
+        #if DEBUG
+        if _slowPath(FaultInjection.enabled) { FaultInjection.trigger(.elementWrite) }
+        #endif
+        return element.compareExchangeScalar(expected: expected, desired: desired)
+    }
+}
