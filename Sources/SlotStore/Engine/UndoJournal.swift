@@ -105,8 +105,7 @@ struct UndoJournal: @unchecked Sendable {
         transaction.pointee.store(0, ordering: .relaxed)
         writeRecord(at: end, dataOffset: dataOffset, length: length, sequenceOffset: sequenceOffset)
         setWord(end &+ 24, 0)
-        // Publishing the size makes the record count (see `record`).
-        usedBytes.pointee.store(UInt64(UndoJournal.recordHeaderBytes &+ length), ordering: .releasing)
+        publish(usedBytes: UndoJournal.recordHeaderBytes &+ length)
         return true
     }
 
@@ -203,9 +202,7 @@ struct UndoJournal: @unchecked Sendable {
         } else {
             setWord(end + 24, 0)
         }
-        // Publishing the size is what makes the record count: a death before
-        // this store leaves the data untouched and the record ignored.
-        usedBytes.pointee.store(UInt64(used + needed), ordering: .releasing)
+        publish(usedBytes: used + needed)
         coverage.add(offset: dataOffset, length: length, recordEnd: end + needed)
         if sealable { coverage.sealBytes += sealRoom }
         return durable ? end + needed : nil
@@ -366,17 +363,28 @@ struct UndoJournal: @unchecked Sendable {
     /// and then advanced to a new even value, so a seqlock reader that started
     /// before the dead writer can't accept a mix of new and restored bytes.
     /// - Returns: the number of records restored or redone.
+    /// Makes the records up to `usedBytes` count: the one publish of the protocol.
+    ///
+    /// Publishing the size is what makes a record count: a death before this
+    /// store leaves the data untouched and the record ignored. The release
+    /// store orders the record before the size; the release fence after it
+    /// orders the size before every later store, the data writes the record
+    /// protects, so no other process (or the compiler) can see changed data
+    /// without the record that undoes it. (On x86 both cost nothing: stores
+    /// stay in order, so they only stop the compiler.)
+    @inline(__always)
+    func publish(usedBytes size: Int) {
+        usedBytes.pointee.store(UInt64(size), ordering: .releasing)
+        atomicMemoryFence(ordering: .releasing)
+    }
+
     @discardableResult
     func rollBack(redoingSealed: Bool = true, beforeClearing: (() -> Void)? = nil) -> Int {
         let (parsed, _) = records()
         let redo = redoingSealed && isSealed(parsed)
         for record in redo ? parsed : parsed.reversed() {
-            let sequence = record.sequenceOffset == 0 ? nil : fileBase.advanced(by: record.sequenceOffset).atomic(UInt64.self)
-            if let sequence {
-                let value = sequence.pointee.load(ordering: .relaxed)
-                if value & 1 == 0 { sequence.pointee.store(value &+ 1, ordering: .relaxed) }
-                atomicMemoryFence(ordering: .releasing)
-            }
+            let sequence = record.sequenceOffset == 0 ? nil : SequenceWord(fileBase.advanced(by: record.sequenceOffset))
+            sequence?.beginWrite()
             // Word by word with atomic stores: lock-free readers of scalars and
             // array elements see each word either old or restored, never torn.
             let image = redo ? (record.sealOffset ?? 0) + 8 : record.imageOffset
@@ -384,10 +392,7 @@ struct UndoJournal: @unchecked Sendable {
                 let value = base.advanced(by: image + word).atomic(UInt64.self).pointee.load(ordering: .relaxed)
                 fileBase.advanced(by: record.dataOffset + word).atomic(UInt64.self).pointee.store(value, ordering: .relaxed)
             }
-            if let sequence {
-                let value = sequence.pointee.load(ordering: .relaxed)
-                sequence.pointee.store((value | 1) &+ 1, ordering: .releasing)
-            }
+            sequence?.endWrite()
         }
         beforeClearing?()
         clear()
