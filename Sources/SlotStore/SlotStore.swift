@@ -192,8 +192,8 @@ public final class SlotStore: Sendable {
     /// Unmaps the store and releases this process's hold on it.
     ///
     /// It waits for other threads' transactions and locked writes to finish
-    /// (later ones, and every other throwing call on the store and its
-    /// handles, fail with ``SlotStoreError/storeClosed(path:)``), because
+    /// (later ones, and every other call that takes the lock or looks up a
+    /// field, fail with ``SlotStoreError/storeClosed(path:)``), because
     /// unmapping a held lock would leave it stuck for every process. Calling it
     /// inside a transaction is a programming error. Lock-free handle calls
     /// (scalar and element loads and stores) must not race with `close()`:

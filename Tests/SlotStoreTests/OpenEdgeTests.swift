@@ -1,3 +1,4 @@
+import Foundation
 import Glibc
 import Testing
 @testable import SlotStore
@@ -63,5 +64,22 @@ struct OpenEdgeTests {
         holding = false
         let store = try SlotStore(path: path, options: OpenOptions(mode: .open))
         store.close()
+    }
+}
+
+extension OpenEdgeTests {
+    @Test("create(at:) refuses what is at the path by what it is: a directory is not a store that exists")
+    func createAtNonFile() throws {
+        let directory = TemporaryDirectory()
+        let path = directory.file("adir")
+        try FileManager.default.createDirectory(atPath: path, withIntermediateDirectories: false)
+        #expect(throws: SlotStoreError.notARegularFile(path: path, found: "directory")) {
+            try SlotStore.create(at: path, schema: OpenEdgeTests.schema, values: [:])
+        }
+        let file = directory.file("existing.slots")
+        try SlotStore(path: file, schema: OpenEdgeTests.schema).close()
+        #expect(throws: SlotStoreError.alreadyExists(path: file)) {
+            try SlotStore.create(at: file, schema: OpenEdgeTests.schema, values: [:])
+        }
     }
 }

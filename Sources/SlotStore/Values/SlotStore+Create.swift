@@ -25,6 +25,14 @@ extension SlotStore {
 
     private static func build(at path: String, through temporary: String, schema: Schema, values: [String: FieldValue],
                               options: OpenOptions) throws(SlotStoreError) {
+        // Refused before any work, and by what is there: a directory is not "a file that exists".
+        switch Syscall.kind(at: path) {
+        case .success(nil): break
+        case .success(.some(.regular)): throw .alreadyExists(path: path)
+        case .success(.some(.symbolicLink)): throw .symbolicLink(path: path)
+        case .success(let kind?): throw .notARegularFile(path: path, found: kind.name)
+        case .failure(let code): throw Syscall.fileError(code, path: path, call: "lstat", operation: "look up the path")
+        }
         try schema.validate()
         var converted: [(String, FieldValue)] = []
         for (name, value) in values.sorted(by: { $0.key < $1.key }) {
