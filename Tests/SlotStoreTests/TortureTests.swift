@@ -52,7 +52,10 @@ struct TortureTests {
 
     @Test("a seed replays its kill schedule: two runs to the same operation count make the same scheduled kills")
     func replayableSchedule() throws {
-        let arguments = ["--operations", "20000", "--kill-every", "2000", "--seed", "7"]
+        // Ended by the operation count, never by the clock (the default 10 s
+        // bound can cut a run short when the whole suite, or a sanitizer, is
+        // loading the machine, and a shorter run makes fewer kills).
+        let arguments = ["--operations", "20000", "--kill-every", "2000", "--seed", "7", "--seconds", "150"]
         guard let first = try Self.summary(of: arguments, operations: 15_000, kills: 5),
               let second = try Self.summary(of: arguments, operations: 15_000, kills: 5) else { return }
         func schedule(_ line: Substring) -> Substring? {
