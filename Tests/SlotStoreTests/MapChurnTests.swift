@@ -53,6 +53,15 @@ struct MapChurnTests {
         return result
     }
 
+    /// Every entry as `key=value`, sorted: a key listed twice shows as a difference, not a trap.
+    static func listing(_ map: MapField<String, Int64>) throws -> [String] {
+        try map.entries().map { "\($0.key)=\($0.value)" }.sorted()
+    }
+
+    static func listing(_ model: [String: Int64]) -> [String] {
+        model.map { "\($0.key)=\($0.value)" }.sorted()
+    }
+
     static func home(_ map: MapField<String, Int64>, _ key: String) -> Int {
         Array(key.utf8).withUnsafeBytes { Int(truncatingIfNeeded: MapTable.hash($0, seed: map.table.seed)) & map.table.mask }
     }
@@ -89,8 +98,7 @@ struct MapChurnTests {
         #expect(churned.missProbeLengths.max <= 12, "\(churned.missProbeLengths)")
         #expect(churned.probeLengths.max <= 12, "\(churned.probeLengths)")
 
-        let entries = Dictionary(uniqueKeysWithValues: try map.entries().map { ($0.key, $0.value) })
-        #expect(entries == Dictionary(uniqueKeysWithValues: ((distinct - live)..<distinct).map { ("session-\($0)", Int64($0)) }))
+        #expect(try Self.listing(map) == Self.listing(Dictionary(uniqueKeysWithValues: ((distinct - live)..<distinct).map { ("session-\($0)", Int64($0)) })))
         let report = try SlotStore.verify(at: path)
         #expect(report.ok, "\(report.findings)")
     }
@@ -148,7 +156,7 @@ struct MapChurnTests {
                     "step \(step): \(buckets.tombstones) tombstones, unreachable \(buckets.unreachable)")
             if buckets.tombstones != 0 || !buckets.unreachable.isEmpty { break }
             if step % 500 == 0 {
-                #expect(Dictionary(uniqueKeysWithValues: try map.entries().map { ($0.key, $0.value) }) == model)
+                #expect(try Self.listing(map) == Self.listing(model))
             }
         }
         let report = try SlotStore.verify(at: store.path)
@@ -184,7 +192,7 @@ struct MapChurnTests {
         }
         #expect(Self.buckets(map).tombstones == 0)
         #expect(try SlotStore.inspect(at: path).fields.first { $0.name == "sessions" }?.map?.tombstones == 0)
-        #expect(Dictionary(uniqueKeysWithValues: try map.entries().map { ($0.key, $0.value) }) == model)
+        #expect(try Self.listing(map) == Self.listing(model))
         #expect(try SlotStore.verify(at: path).ok)
     }
 
@@ -265,7 +273,7 @@ struct MapChurnTests {
         #expect(result.killedBySIGKILL, "\(result)")
         #expect(try store.status.lockNeedsRecovery)
         try store.transaction { _ in }  // the next lock holder rolls the shift back
-        #expect(Dictionary(uniqueKeysWithValues: try map.entries().map { ($0.key, $0.value) }) == model)
+        #expect(try Self.listing(map) == Self.listing(model))
         for (key, value) in model { #expect(try map.get(key) == value) }
         #expect(try map.get("absent") == nil)
         #expect(map.table.moveSequence.word.pointee.load(ordering: .relaxed) & 1 == 0)
