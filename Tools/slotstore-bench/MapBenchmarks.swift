@@ -192,3 +192,74 @@ enum MapBenchmarks {
         guard map.count == entries else { throw BenchFailure("the \(label) map holds \(map.count) entries at the end, not \(entries)") }
     }
 }
+
+extension MapBenchmarks {
+    static let churnRow = "map churn: get miss after 1M distinct keys through 100 live"
+    static let freshRow = "map churn: get miss, fresh map"
+
+    /// Churn: a map of capacity 1,000 (2,048 buckets) that holds 100 live
+    /// keys at a time while 1M distinct keys pass through it (insert the
+    /// next key, remove the one 100 before), then lookups of absent keys.
+    /// Beside it the same 100 keys inserted into a fresh map, with the same
+    /// absent keys: a table that decays under churn (tombstones filling
+    /// the buckets) makes the first row many times the second.
+    static func runChurn(_ bench: Bench, _ workspace: Workspace) throws {
+        guard bench.selectsAny([freshRow, churnRow]) else { return }
+        let live = 100
+        let distinct = 1_000_000
+        let capacity = 1_000
+        let buckets = bucketCount(capacity: capacity)
+        let medium = workspace.shmMedium
+        let schema = Schema(version: 1, fields: [
+            .map("map", key: .string(capacity: 32), value: .scalar(.int64), capacity: capacity),
+        ])
+        // Absent keys: never inserted in either map.
+        let missing = (0..<4096).map { key(UInt64(2 * distinct + $0)) }
+        func measureMisses(_ op: String, _ map: MapField<String, Int64>, note: String) throws {
+            var cursor = 0
+            try bench.measure(op, medium: medium, note: note) { n in
+                var hits = 0
+                try missing.withUnsafeBufferPointer { missing in
+                    for _ in 0..<n {
+                        if try map.get(missing[cursor]) != nil { hits += 1 }
+                        cursor += 1
+                        if cursor == missing.count { cursor = 0 }
+                    }
+                }
+                guard hits == 0 else { throw BenchFailure("get found \(hits) keys that are not in the map") }
+            }
+        }
+
+        if bench.selects(freshRow) {
+            let path = workspace.path("map-churn-fresh.slots")
+            let store = try SlotStore(path: path, schema: schema, options: OpenOptions(mode: .create))
+            defer { store.close(); workspace.remove(path) }
+            let map = try store.map("map", key: String.self, value: Int64.self)
+            // The same live keys the churned map ends with.
+            for index in (distinct - live)..<distinct { try map.set(Int64(index), for: key(UInt64(index))) }
+            try measureMisses(freshRow, map, note: "\(live) keys inserted into \(Format.grouped(buckets)) empty buckets")
+        }
+
+        if bench.selects(churnRow) {
+            let path = workspace.path("map-churn.slots")
+            let store = try SlotStore(path: path, schema: schema, options: OpenOptions(mode: .create))
+            defer { store.close(); workspace.remove(path) }
+            let map = try store.map("map", key: String.self, value: Int64.self)
+            bench.progress("churning \(Format.grouped(distinct)) distinct keys through \(live) live")
+            let start = monotonicNanoseconds()
+            for index in 0..<distinct {
+                try map.set(Int64(index), for: key(UInt64(index)))
+                if index >= live {
+                    guard try map.remove(key(UInt64(index - live))) else {
+                        throw BenchFailure("churn: key \(index - live) was not in the map")
+                    }
+                }
+            }
+            let churnSeconds = Double(monotonicNanoseconds() - start) / 1e9
+            guard map.count == live else { throw BenchFailure("the churned map holds \(map.count) entries, not \(live)") }
+            let statistics = try SlotStore.inspect(at: path).fields.first?.map
+            let shape = statistics.map { "\($0.tombstones) tombstones in \(Format.grouped($0.buckets)) buckets" } ?? "?"
+            try measureMisses(churnRow, map, note: "\(shape) after the churn (\(Format.fixed(churnSeconds, 1)) s)")
+        }
+    }
+}

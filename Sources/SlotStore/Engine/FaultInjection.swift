@@ -18,6 +18,9 @@ enum FaultPoint: String, CaseIterable, Sendable {
     case midWrite
     /// The new value is written; the journal is not yet cleared.
     case afterWrite
+    /// A map removal moved an entry back into the hole and may move more:
+    /// the map's move sequence word is odd (once per entry moved).
+    case midShift
     /// The journal is cleared (committed); the lock is still held.
     case beforeUnlock
     /// Compaction in place while others have the store open: the new file is

@@ -8,9 +8,19 @@ import Synchronization
 /// a key and value and accepts them only if the bucket's sequence word did
 /// not move. Writes hold the store's lock and journal the bucket (and the
 /// header words) before changing them, like every multi-word write, so a
-/// crash mid-insert or mid-remove rolls back to the previous entry. Keys never
-/// move once written: removal leaves a tombstone, and inserts reuse the first
-/// tombstone on a key's probe path.
+/// crash mid-insert or mid-remove rolls back to the previous entry.
+///
+/// Removal is backward-shift deletion: the entries after the removed one in
+/// its run move back into the hole when their probe path allows it, and the
+/// last hole becomes empty, so removing never leaves a bucket that slows later
+/// lookups down (tombstones, which earlier builds left, are still read,
+/// reused by inserts and emptied when a removal ends next to them). A move
+/// takes an entry from bucket j to an earlier bucket i on its path, which a
+/// lock-free reader that already passed i would miss at j; so every removal
+/// (and every rollback) holds the map's *move sequence word* odd while it
+/// moves entries, and a reader accepts a miss only when that word was even
+/// and unchanged around its whole probe. Hits need no such check: every copy
+/// of an entry a reader can meet during a move holds its current value.
 @usableFromInline
 struct MapTable: Sendable {
     static let empty: UInt64 = 0
@@ -46,6 +56,7 @@ struct MapTable: Sendable {
 
     var count: UnsafeMutablePointer<Atomic<UInt64>> { cursor.count }
     var tombstones: UnsafeMutablePointer<Atomic<UInt64>> { cursor.tombstones }
+    var moveSequence: SequenceWord { cursor.moveSequence }
     var epochWord: UnsafeMutablePointer<Atomic<UInt64>> { base.advanced(by: MapGeometry.epochOffset).atomic(UInt64.self) }
 
     @inline(__always)
@@ -164,9 +175,63 @@ struct MapTable: Sendable {
     /// Calls `body` with each live entry's key bytes and value address, each read
     /// consistently. `locked`: the caller holds the lock, so no writer can be
     /// mid-bucket and an odd word is a stale one to ignore.
+    ///
+    /// Without the lock, a removal may move an entry from a bucket the walk
+    /// has not reached to one it has passed, which would skip it (or, across
+    /// the table's wrap, visit it twice). So the walk copies every entry
+    /// first, and hands them to `body` only when the move sequence word was
+    /// even and unchanged around the whole copy; otherwise it copies again,
+    /// and after a few tries takes the lock for one copy.
     func forEach(locked: Bool = false, _ body: (UnsafeRawBufferPointer, MappedAddress) throws -> Void) throws {
+        let stride = 8 + geometry.keyBytes + geometry.valueBytes
+        var images: [UInt8] = []
+        if locked {
+            try collect(into: &images, locked: true)
+        } else {
+            var retry = ReadRetry()
+            var attempts = 0
+            while true {
+                let moves = moveSequence
+                if let begun = moves.beginRead() {
+                    try collect(into: &images, locked: false)
+                    if moves.endRead(begun) { break }
+                    attempts += 1
+                } else {
+                    try retry.wait(core: core, field: field.name, stalled: true, settle: settleStalledMoves)
+                    continue
+                }
+                guard attempts >= 4 else { continue }
+                // Removals keep moving entries under the walk: one copy under the lock.
+                do {
+                    try core.transaction { () throws(SlotStoreError) in
+                        do { try collect(into: &images, locked: true) } catch let error as SlotStoreError { throw error } catch {
+                            throw .invalidValue(path: core.path, field: field.name, detail: "\(error)")
+                        }
+                    }
+                } catch .nestedTransaction {
+                    // This thread holds the lock already: nothing moves under it.
+                    try collect(into: &images, locked: true)
+                }
+                break
+            }
+        }
+        try images.withUnsafeMutableBytes { all in
+            var offset = 0
+            while offset < all.count {
+                let length = Int(all.load(fromByteOffset: offset, as: UInt64.self))
+                let key = UnsafeRawBufferPointer(start: all.baseAddress! + offset + 8, count: length)
+                try body(key, MappedAddress(all.baseAddress! + offset + 8 + geometry.keyBytes))
+                offset += stride
+            }
+        }
+    }
+
+    /// Appends each live entry as its key length (u64), key area and value
+    /// area to `images` (emptied first), each bucket copied while stable.
+    private func collect(into images: inout [UInt8], locked: Bool) throws {
+        images.removeAll(keepingCapacity: true)
         let epoch = self.epoch
-        var keyBuffer = [UInt8](repeating: 0, count: geometry.keyBytes)
+        let stride = 8 + geometry.keyBytes + geometry.valueBytes
         for index in 0..<geometry.bucketCount {
             let bucket = self.bucket(index)
             let sequence = SequenceWord(bucket)
@@ -179,32 +244,69 @@ struct MapTable: Sendable {
                 let meta = bucket.advanced(by: 8).atomic(UInt64.self).pointee.load(ordering: .relaxed)
                 guard meta & 3 == MapTable.full, meta >> 32 == epoch else { break }
                 let length = min(Int((meta >> 8) & 0xFF_FFFF), geometry.keyCapacity)
-                keyBuffer.withUnsafeMutableBytes { destination in
-                    bucket.advanced(by: MapGeometry.bucketPrefixBytes).copyBytes(to: destination.baseAddress!, count: length)
+                let start = images.count
+                images.append(contentsOf: repeatElement(0, count: stride))
+                images.withUnsafeMutableBytes { all in
+                    all.storeBytes(of: UInt64(length), toByteOffset: start, as: UInt64.self)
+                    // Key and value areas in one copy: they are adjacent in the bucket.
+                    bucket.advanced(by: MapGeometry.bucketPrefixBytes)
+                        .copyBytes(to: all.baseAddress! + start + 8, count: stride - 8)
                 }
-                var copied: [UInt8]? = nil
-                let value = bucket.advanced(by: MapGeometry.bucketPrefixBytes + geometry.keyBytes)
-                // Copy the value bytes too, so `body` works on a stable image.
-                copied = value.bytes(count: geometry.valueBytes)
-                guard sequence.endRead(before) else { continue }
-                try copied!.withUnsafeMutableBytes { image in
-                    try keyBuffer.withUnsafeBytes { keyBytes in
-                        try body(UnsafeRawBufferPointer(rebasing: keyBytes[0..<length]), MappedAddress(image.baseAddress!))
-                    }
+                guard locked || sequence.endRead(before) else {
+                    images.removeLast(stride)
+                    try retry.wait(core: core, field: field.name, stalled: sequence.isOdd)
+                    continue
                 }
                 break
             }
         }
     }
 
-    /// Makes every odd bucket sequence word even. Call with the lock held or no other opener.
+    /// Makes every odd bucket sequence word, and an odd move sequence word,
+    /// even. Call with the lock held or no other opener.
     @discardableResult
     func settleOddBuckets() -> Int {
         var settled = 0
         for index in 0..<geometry.bucketCount {
             if SequenceWord(bucket(index)).settle() { settled += 1 }
         }
+        if moveSequence.settle() { settled += 1 }
         return settled
+    }
+
+    /// For a reader that keeps finding the move sequence word odd: takes the
+    /// lock once. That recovers a writer that died mid-removal; and with the
+    /// lock held no removal can be moving entries, so a word still odd is
+    /// stale (left by a power loss, or by a process of an earlier build that
+    /// rolled back such a removal without knowing the word) and is settled.
+    func settleStalledMoves() throws(SlotStoreError) {
+        do {
+            try core.transaction { () throws(SlotStoreError) in _ = moveSequence.settle() }
+        } catch .storeRetired {
+            return  // the lock was taken and released: a dead writer is rolled back
+        } catch .nestedTransaction {
+            _ = moveSequence.settle()  // this thread holds the lock, between writes
+        }
+    }
+
+    /// Makes the move sequence word of every map in `core` odd, for a
+    /// rollback: undoing a removal moves entries back to later buckets, which
+    /// a lock-free reader could miss as it could miss a forward one. Pass the
+    /// result to ``endRollback(_:)`` once the journal is restored.
+    static func beginRollback(in core: StoreCore) -> [SequenceWord] {
+        var words: [SequenceWord] = []
+        for field in core.layout.fields where field.type.isMap {
+            let word = SequenceWord(core.address(field.offset + MapGeometry.moveSequenceOffset))
+            word.beginWrite()
+            words.append(word)
+        }
+        return words
+    }
+
+    /// Ends ``beginRollback(in:)``: each word advances to a new even value,
+    /// so every reader whose probe overlapped the rollback retries a miss.
+    static func endRollback(_ words: [SequenceWord]) {
+        for word in words { word.endWrite() }
     }
 
     // MARK: Locked writes (call with the store's lock held)
@@ -218,21 +320,24 @@ struct MapTable: Sendable {
         try cursor.set(key, in: core, writeValue)
     }
 
-    /// Removes `key`, leaving a tombstone. Returns whether it was present.
+    /// Removes `key` by backward-shift deletion (see ``MapCursor/removeEntry(at:in:)``).
+    /// Returns whether it was present.
     func remove(_ key: UnsafeRawBufferPointer) throws(SlotStoreError) -> Bool {
         guard let found = locate(key).found else { return false }
-        try cursor.journalHeader(core)
-        try cursor.journalBucket(found, core)
-        let bucket = self.bucket(found)
-        let sequence = MapCursor.beginWrite(bucket)
-        bucket.advanced(by: 8).atomic(UInt64.self).pointee.store(
-            MapTable.meta(state: MapTable.tombstone, keyLength: 0, epoch: epoch), ordering: .relaxed)
-        core.fault(.midWrite)
-        sequence.endWrite()
-        count.pointee.store(count.pointee.load(ordering: .relaxed) &- 1, ordering: .relaxed)
-        tombstones.pointee.store(tombstones.pointee.load(ordering: .relaxed) &+ 1, ordering: .relaxed)
-        core.fault(.afterWrite)
+        try cursor.removeEntry(at: found, in: core)
         return true
+    }
+
+    /// Removes `key` as earlier builds did, leaving a tombstone, in its own
+    /// transaction: for tests of files those builds wrote.
+    func removeLeavingTombstone(_ key: String) throws(SlotStoreError) -> Bool {
+        try MapTable.withBytes(of: Array(key.utf8)) { bytes throws(SlotStoreError) -> Bool in
+            try core.transaction { () throws(SlotStoreError) -> Bool in
+                guard let found = locate(bytes).found else { return false }
+                try cursor.removeLeavingTombstone(at: found, in: core)
+                return true
+            }
+        }
     }
 
     /// Empties the map in one journaled header write: every bucket of the old epoch becomes empty.
@@ -342,6 +447,9 @@ struct MapCursor: @unchecked Sendable {
     var count: UnsafeMutablePointer<Atomic<UInt64>> { base.advanced(by: MapGeometry.countOffset).atomic(UInt64.self) }
     @inline(__always)
     var tombstones: UnsafeMutablePointer<Atomic<UInt64>> { base.advanced(by: MapGeometry.tombstonesOffset).atomic(UInt64.self) }
+    /// Odd while a removal or a rollback moves entries between buckets; see ``MapTable``.
+    @inline(__always)
+    var moveSequence: SequenceWord { SequenceWord(base.advanced(by: MapGeometry.moveSequenceOffset)) }
 
     @inline(__always)
     func valueArea(_ bucket: MappedAddress) -> MappedAddress { bucket.advanced(by: MapGeometry.bucketPrefixBytes + keyBytes) }
@@ -451,6 +559,133 @@ struct MapCursor: @unchecked Sendable {
         core.fault(.afterWrite)
     }
 
+    // MARK: Removal
+
+    /// Removes the entry in bucket `start` by backward-shift deletion, with the lock held.
+    ///
+    /// The hole starts at `start`. Walking the run after it up to the first
+    /// empty bucket, each entry whose home is not between the hole and itself
+    /// (so whose probe path crosses the hole) moves back into the hole, and its
+    /// bucket becomes the hole. The last hole becomes empty, then any
+    /// tombstones right before it (no probe path crosses them now). Entries
+    /// stay on their probe paths and no path crosses an empty bucket, which is
+    /// what `verify` checks; and no bucket is left that slows lookups down.
+    ///
+    /// Every bucket is journaled before it changes, and the move sequence
+    /// word is odd from the first change to the last, so lock-free readers
+    /// retry a miss that overlapped it. When the journal has no room for
+    /// every bucket of the run (a very long run in a large transaction), the
+    /// removal leaves a tombstone instead, as earlier builds did: correct,
+    /// only slower, and reclaimed by a later insert or removal.
+    func removeEntry(at start: Int, in core: StoreCore) throws(SlotStoreError) {
+        let epoch = self.epoch
+        // The buckets this removal may change: the run from `start` to the
+        // first empty bucket, and the tombstones right before `start`.
+        var run = 1
+        while run < bucketCount && isOccupied(bucket((start &+ run) & mask), epoch: epoch) { run += 1 }
+        var before = 0
+        while before < bucketCount - run && isTombstone(bucket((start &- before &- 1) & mask), epoch: epoch) { before += 1 }
+        let recordBytes = UndoJournal.recordHeaderBytes + bucketBytes - 8
+        let needed = UndoJournal.recordHeaderBytes + 24 + (run + before) * recordBytes
+        guard run < bucketCount, needed <= journalRoom(core) else {
+            try removeLeavingTombstone(at: start, in: core)
+            return
+        }
+
+        try journalHeader(core)
+        try journalBucket(start, core)
+        let moves = moveSequence
+        moves.beginWrite()
+        var hole = start
+        var wroteFirst = false
+        var index = (start &+ 1) & mask
+        while true {
+            let source = bucket(index)
+            let meta = source.advanced(by: 8).atomic(UInt64.self).pointee.load(ordering: .relaxed)
+            let state = meta & 3
+            if meta >> 32 != epoch || state == MapTable.empty { break }
+            if state == MapTable.full {
+                let length = min(Int((meta >> 8) & 0xFF_FFFF), keyCapacity)
+                let key = UnsafeRawBufferPointer(start: source.pointer + MapGeometry.bucketPrefixBytes, count: length)
+                let home = Int(truncatingIfNeeded: MapTable.hash(key, seed: seed)) & mask
+                // Its path crosses the hole unless its home lies in (hole, index].
+                let homeDistance = (home &- hole) & mask
+                if homeDistance == 0 || homeDistance > (index &- hole) & mask {
+                    try journalBucket(index, core)
+                    let target = bucket(hole)
+                    let sequence = MapCursor.beginWrite(target)
+                    target.advanced(by: 8).copyBytes(from: UnsafeRawPointer(source.pointer + 8), count: bucketBytes - 8)
+                    if !wroteFirst { core.fault(.midWrite); wroteFirst = true }
+                    sequence.endWrite()
+                    core.fault(.midShift)
+                    hole = index
+                }
+            }
+            index = (index &+ 1) & mask
+        }
+        emptyBucket(hole)
+        if !wroteFirst { core.fault(.midWrite) }
+        // Tombstones right before the new empty bucket: no path crosses them any more.
+        var reclaimed: UInt64 = 0
+        var previous = (hole &- 1) & mask
+        while reclaimed < UInt64(bucketCount) && isTombstone(bucket(previous), epoch: epoch) {
+            try journalBucket(previous, core)
+            emptyBucket(previous)
+            reclaimed += 1
+            previous = (previous &- 1) & mask
+        }
+        moves.endWrite()
+        count.pointee.store(count.pointee.load(ordering: .relaxed) &- 1, ordering: .relaxed)
+        if reclaimed > 0 { tombstones.pointee.store(tombstones.pointee.load(ordering: .relaxed) &- reclaimed, ordering: .relaxed) }
+        core.fault(.afterWrite)
+    }
+
+    /// The removal of earlier builds: the bucket becomes a tombstone, which
+    /// lookups probe past and inserts reuse. Only when a shift does not fit
+    /// the journal (and in tests, to make a file as earlier builds left it).
+    func removeLeavingTombstone(at index: Int, in core: StoreCore) throws(SlotStoreError) {
+        try journalHeader(core)
+        try journalBucket(index, core)
+        let bucket = self.bucket(index)
+        let sequence = MapCursor.beginWrite(bucket)
+        bucket.advanced(by: 8).atomic(UInt64.self).pointee.store(
+            MapTable.meta(state: MapTable.tombstone, keyLength: 0, epoch: epoch), ordering: .relaxed)
+        core.fault(.midWrite)
+        sequence.endWrite()
+        count.pointee.store(count.pointee.load(ordering: .relaxed) &- 1, ordering: .relaxed)
+        tombstones.pointee.store(tombstones.pointee.load(ordering: .relaxed) &+ 1, ordering: .relaxed)
+        core.fault(.afterWrite)
+    }
+
+    /// Empties `index` (already journaled) under its seqlock.
+    @inline(__always)
+    private func emptyBucket(_ index: Int) {
+        let target = bucket(index)
+        let sequence = MapCursor.beginWrite(target)
+        target.advanced(by: 8).atomic(UInt64.self).pointee.store(MapTable.empty, ordering: .relaxed)
+        sequence.endWrite()
+    }
+
+    @inline(__always)
+    private func isOccupied(_ bucket: MappedAddress, epoch: UInt64) -> Bool {
+        let meta = bucket.advanced(by: 8).atomic(UInt64.self).pointee.load(ordering: .relaxed)
+        return meta >> 32 == epoch && meta & 3 != MapTable.empty
+    }
+
+    @inline(__always)
+    private func isTombstone(_ bucket: MappedAddress, epoch: UInt64) -> Bool {
+        let meta = bucket.advanced(by: 8).atomic(UInt64.self).pointee.load(ordering: .relaxed)
+        return meta >> 32 == epoch && meta & 3 == MapTable.tombstone
+    }
+
+    /// The journal bytes this transaction can still use (unbounded when the
+    /// store writes without a journal, as a new file being filled does).
+    private func journalRoom(_ core: StoreCore) -> Int {
+        guard core.journaling else { return .max }
+        let used = Int(clamping: core.journal.usedBytes.pointee.load(ordering: .relaxed))
+        return core.journal.capacity - UndoJournal.headerBytes - used
+    }
+
     /// Stores `bits` as the value word of `key` (inserting it when absent) in
     /// its own transaction, for maps whose values are one scalar. The engine
     /// is borrowed, not retained: the handle that owns this cursor holds it.
@@ -513,6 +748,9 @@ struct MapCursor: @unchecked Sendable {
     @usableFromInline
     func probeWord(forKey key: UnsafeRawBufferPointer) -> WordProbe {
         let hash = MapTable.hash(key, seed: seed)
+        // Read before any bucket, to tell a miss from an entry moved past the probe.
+        let moves = moveSequence
+        let movesBegun = moves.word.pointee.load(ordering: .acquiring)
         let epoch = self.epoch
         let keyLength = key.count
         var index = Int(truncatingIfNeeded: hash) & mask
@@ -523,7 +761,8 @@ struct MapCursor: @unchecked Sendable {
             let meta = bucket.advanced(by: 8).atomic(UInt64.self).pointee.load(ordering: .relaxed)
             let state = meta & 3
             if meta >> 32 != epoch || state == MapTable.empty {
-                guard sequence.endRead(before), self.epoch == epoch else { return .contended }
+                guard sequence.endRead(before), self.epoch == epoch,
+                      movesBegun & 1 == 0, moves.endRead(movesBegun) else { return .contended }
                 return .absent
             }
             if state == MapTable.full && Int((meta >> 8) & 0xFF_FFFF) == keyLength && MapTable.keyMatches(bucket, key) {
@@ -534,13 +773,17 @@ struct MapCursor: @unchecked Sendable {
             guard sequence.endRead(before) else { return .contended }
             index = (index &+ 1) & mask
         }
-        return self.epoch == epoch ? .absent : .contended
+        return self.epoch == epoch && movesBegun & 1 == 0 && moves.endRead(movesBegun) ? .absent : .contended
     }
 
     func lookup<R>(_ key: UnsafeRawBufferPointer, _ read: (MappedAddress) -> R) throws(SlotStoreError) -> R? {
         let home = Int(truncatingIfNeeded: MapTable.hash(key, seed: seed)) & mask
+        let moves = moveSequence
         var retry = ReadRetry()
         search: while true {
+            // A miss counts only if no removal moved entries during the probe
+            // (the word even and unchanged); a hit is good either way.
+            let movesBegun = moves.word.pointee.load(ordering: .acquiring)
             let epoch = self.epoch
             var index = home
             for _ in 0..<bucketCount {
@@ -558,6 +801,11 @@ struct MapCursor: @unchecked Sendable {
                         guard sequence.endRead(before) else { continue }
                         // Recheck the epoch: a removeAll during the probe restarts it.
                         if self.epoch != epoch { continue search }
+                        guard movesBegun & 1 == 0, moves.endRead(movesBegun) else {
+                            try retry.wait(core: engine.takeUnretainedValue(), field: table.field.name, stalled: moves.isOdd,
+                                           settle: table.settleStalledMoves)
+                            continue search
+                        }
                         return nil
                     }
                     if state == MapTable.full && Int((meta >> 8) & 0xFF_FFFF) == key.count && MapTable.keyMatches(bucket, key) {
@@ -577,6 +825,11 @@ struct MapCursor: @unchecked Sendable {
                 index = (index + 1) & mask
             }
             if self.epoch != epoch { continue search }
+            guard movesBegun & 1 == 0, moves.endRead(movesBegun) else {
+                try retry.wait(core: engine.takeUnretainedValue(), field: table.field.name, stalled: moves.isOdd,
+                               settle: table.settleStalledMoves)
+                continue search
+            }
             return nil
         }
     }

@@ -213,6 +213,9 @@ final class StoreCore: @unchecked Sendable {
     /// Restores the journal's before-images; in durable mode the restored
     /// data reaches the disk before the cleared journal does.
     func rollBackJournal() {
+        // Undoing a map removal moves entries: readers retry misses meanwhile.
+        let moving = journal.isDirty ? MapTable.beginRollback(in: self) : []
+        defer { MapTable.endRollback(moving) }
         journal.rollBack(beforeClearing: durable ? { try? self.file.flush(offset: self.layout.dataOffset, count: self.layout.dataSize) } : nil)
         if durable { flushClearedHeader() }
     }

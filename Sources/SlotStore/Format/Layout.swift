@@ -81,7 +81,7 @@ struct FieldLayout: Sendable, Hashable {
 /// The shape of a map field's slot:
 ///
 /// ```
-/// header (64 bytes)  count u64, tombstones u64, epoch u64
+/// header (64 bytes)  count u64, tombstones u64, epoch u64, move sequence u64
 /// buckets            bucketCount × bucket
 /// bucket             sequence u64, meta u64, key, value
 /// meta               bits 0-1 state (0 empty, 1 full, 2 tombstone),
@@ -99,6 +99,9 @@ struct MapGeometry: Sendable, Hashable {
     static let countOffset = 0
     static let tombstonesOffset = 8
     static let epochOffset = 16
+    /// The move sequence word (reserved zero bytes in files of earlier builds): odd while a
+    /// removal or a rollback moves entries between buckets.
+    static let moveSequenceOffset = 24
     static let bucketPrefixBytes = 16
 
     let key: FieldType

@@ -8,8 +8,10 @@
 ///
 /// Lookups take no lock and never see a torn entry. Inserts, replacements
 /// and removals take the store's lock and are journaled, so a process killed
-/// in the middle of one leaves the map as it was before it. Removal leaves a
-/// tombstone that a later insert on the same probe path reuses.
+/// in the middle of one leaves the map as it was before it. Removal moves the
+/// entries after the removed one back (backward-shift deletion), so churn
+/// through many keys never slows lookups down; a lookup racing such a move
+/// probes again rather than miss a key that is there.
 public struct MapField<Key: SlotMapKey, Value: SlotMapValue>: Sendable, FieldHandle {
     @usableFromInline let session: StoreSession?
     @usableFromInline let gate: LockFreeGate
@@ -205,10 +207,13 @@ public struct MapField<Key: SlotMapKey, Value: SlotMapValue>: Sendable, FieldHan
         }
     }
 
-    /// Calls `body` for every entry; each entry is read consistently. Without
+    /// Calls `body` for every entry; each entry is read consistently, and every
+    /// entry present all through the walk is visited exactly once. Without
     /// the lock the walk is not one snapshot: an entry removed and another
     /// inserted while it runs may both be visited. Iterate inside a
-    /// transaction for one moment's contents.
+    /// transaction for one moment's contents. The entries are copied before
+    /// `body` runs (a removal moving entries meanwhile makes the walk copy
+    /// again, and under the lock after a few tries), so `body` may write the map.
     public func forEach(_ body: (Key, Value) throws -> Void) throws {
         if gate.isRetired { return try rebound().forEach(body) }
         try table.forEach { key, value in

@@ -73,7 +73,7 @@ extension SlotStore {
         let lock = state.lock
         let oddFields = layout.fields.filter { field in
             field.hasSequence ? state.sequence(of: field) & 1 == 1
-                : field.type.isMap && !state.mapScan(field).oddSequences.isEmpty
+                : field.type.isMap && state.mapScan(field).interrupted
         }.map(\.name)
 
         // 2. The lock and the journal.

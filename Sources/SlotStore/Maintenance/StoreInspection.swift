@@ -101,16 +101,32 @@ public struct StoreInspection: Sendable, Codable, Hashable {
     public struct MapStatistics: Sendable, Codable, Hashable {
         /// Live entries.
         public var count: Int
-        /// Removed entries whose buckets are not yet reused.
+        /// Buckets that removals by earlier builds left as tombstones, not yet
+        /// reused (this build's removals leave none: they shift entries back).
         public var tombstones: Int
         /// The most entries the map holds.
         public var capacity: Int
         /// The number of buckets (a power of two, at least capacity × 4/3).
         public var buckets: Int
-        /// Live entries per bucket.
+        /// Used buckets (live entries and tombstones) per bucket: what probes walk through.
         public var loadFactor: Double
         /// The most buckets a lookup of a present key visits.
         public var longestProbe: Int
+        /// Buckets a lookup of each present key visits.
+        public var probeLengths: ProbeLengths
+        /// Buckets a lookup of an absent key visits, over every home bucket
+        /// (the used buckets from there to the first empty one, and that one).
+        public var missProbeLengths: ProbeLengths
+    }
+
+    /// A distribution of probe lengths, in buckets visited (0 for none).
+    public struct ProbeLengths: Sendable, Codable, Hashable {
+        /// The mean.
+        public var mean: Double
+        /// The 99th percentile: 99% of the lookups visit at most this many.
+        public var p99: Int
+        /// The most.
+        public var max: Int
     }
 
     /// The inspected path.
@@ -149,8 +165,9 @@ extension SlotStore {
                 let scan = state.mapScan(field)
                 statistics = .init(count: scan.entries.count, tombstones: scan.tombstones, capacity: scan.geometry.capacity,
                                    buckets: scan.geometry.bucketCount,
-                                   loadFactor: Double(scan.entries.count) / Double(scan.geometry.bucketCount),
-                                   longestProbe: scan.longestProbe)
+                                   loadFactor: Double(scan.entries.count + scan.tombstones) / Double(scan.geometry.bucketCount),
+                                   longestProbe: scan.longestProbe,
+                                   probeLengths: scan.probeLengths, missProbeLengths: scan.missProbeLengths)
             }
             return StoreInspection.FieldInfo(name: field.name, type: field.type.description, offset: field.offset,
                                              size: field.size, value: midWrite ? nil : state.shortValue(of: field),
@@ -280,10 +297,28 @@ struct StoreFileState {
         var entries: [Entry] = []
         var tombstones = 0
         var oddSequences: [Int] = []
+        /// The move sequence word is odd: a removal was moving entries (or died doing so).
+        var midMove = false
         var unreachable: [Int] = []
         var badKeyLengths: [Int] = []
         var duplicateKeys = 0
+        var missProbeLengths = StoreInspection.ProbeLengths(mean: 0, p99: 0, max: 0)
         var longestProbe: Int { entries.map(\.probeDistance).max().map { $0 + 1 } ?? 0 }
+        /// A bucket or the move sequence word was left mid-write.
+        var interrupted: Bool { !oddSequences.isEmpty || midMove }
+
+        var probeLengths: StoreInspection.ProbeLengths {
+            MapScan.distribution(entries.map { $0.probeDistance + 1 })
+        }
+
+        static func distribution(_ lengths: [Int]) -> StoreInspection.ProbeLengths {
+            guard !lengths.isEmpty else { return .init(mean: 0, p99: 0, max: 0) }
+            let sorted = lengths.sorted()
+            let total = sorted.reduce(0, +)
+            // The nearest-rank percentile: the smallest length at least 99% of lookups stay within.
+            let rank = (sorted.count * 99 + 99) / 100
+            return .init(mean: Double(total) / Double(sorted.count), p99: sorted[rank - 1], max: sorted[sorted.count - 1])
+        }
     }
 
     func mapScan(_ field: FieldLayout) -> MapScan {
@@ -319,6 +354,24 @@ struct StoreFileState {
                 scan.tombstones += 1
             default: break
             }
+        }
+        scan.midMove = data.u64(field.offset + MapGeometry.moveSequenceOffset) & 1 == 1
+        // A miss from home bucket b visits every used bucket from b to the
+        // first empty one, and that one: counted backwards from an empty bucket.
+        if let empty = live.firstIndex(of: 0) {
+            var misses = [Int](repeating: 0, count: geometry.bucketCount)
+            var visits = 1
+            misses[empty] = 1
+            var index = (empty - 1) & mask
+            while index != empty {
+                visits = live[index] == 0 ? 1 : visits + 1
+                misses[index] = visits
+                index = (index - 1) & mask
+            }
+            scan.missProbeLengths = MapScan.distribution(misses)
+        } else {
+            let all = geometry.bucketCount
+            scan.missProbeLengths = .init(mean: Double(all), p99: all, max: all)
         }
         // Every entry must be reachable from its home bucket without crossing an empty one.
         for entry in scan.entries where entry.probeDistance > 0 {

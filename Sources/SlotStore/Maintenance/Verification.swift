@@ -93,7 +93,7 @@ extension SlotStore {
             // died mid-write is a problem.
             let interrupted = state.journalUsed != 0
                 || layout.fields.contains { $0.hasSequence && state.sequence(of: $0) & 1 == 1 }
-                || layout.fields.contains { $0.type.isMap && !state.mapScan($0).oddSequences.isEmpty }
+                || layout.fields.contains { $0.type.isMap && state.mapScan($0).interrupted }
             if interrupted {
                 find("lock-owner-dead", "the lock is held by PID \(lock.holderPID.map(String.init) ?? "?"), which died in the middle of a write; the next writer rolls it back, or run `slotstore repair`")
             } else {
@@ -167,6 +167,9 @@ extension SlotStore {
                 }
                 if !scan.oddSequences.isEmpty && !liveWriter {
                     find("field-sequence", "map \"\(field.name)\" has \(scan.oddSequences.count) bucket(s) left mid-write; the next writer or `slotstore repair` settles them")
+                }
+                if scan.midMove && !liveWriter {
+                    find("field-sequence", "map \"\(field.name)\" was left in the middle of a removal moving entries (its move sequence word is odd); the next writer or `slotstore repair` settles it")
                 }
             }
         }

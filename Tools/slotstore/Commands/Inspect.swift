@@ -41,11 +41,22 @@ enum InspectCommand: Command {
             lines.append("    " + pad(field.name, nameWidth) + "  " + pad(field.type, typeWidth) + "  " + left(String(field.offset), 8)
                          + "  " + left(String(field.size), 7) + "  "
                          + (field.midWrite ? "(mid-write; the journal holds the old value)"
-                            : field.map.map { "\($0.count) entries, \($0.tombstones) tombstones, capacity \($0.capacity), \($0.buckets) buckets, load \(String(format: "%.2f", $0.loadFactor)), longest probe \($0.longestProbe)" }
+                            : field.map.map(describe) 
                             ?? field.value?.description ?? "…"))
         }
         Output.out(lines.joined(separator: "\n"))
         return ExitStatus.success
+    }
+
+    /// A map's occupancy on one line: the load counts tombstones (they slow
+    /// probes as entries do), with three decimals so 0.005 shows.
+    static func describe(_ map: StoreInspection.MapStatistics) -> String {
+        func lengths(_ probe: StoreInspection.ProbeLengths) -> String {
+            "mean \(String(format: "%.2f", probe.mean)), p99 \(probe.p99), max \(probe.max)"
+        }
+        return "\(map.count) entries, \(map.tombstones) tombstones, capacity \(map.capacity), \(map.buckets) buckets, "
+            + "load \(String(format: "%.3f", map.loadFactor)) (entries and tombstones); "
+            + "probe length of a hit \(lengths(map.probeLengths)); of a miss \(lengths(map.missProbeLengths))"
     }
 
     static func describe(_ lock: StoreInspection.Lock) -> String {

@@ -33,6 +33,15 @@ enum WorkerCommand: Command {
       map-work PATH FIELD COUNT ID         add 1 to shared keys k0…k9; insert w<ID>-<i>, remove the odd ones
       map-set PATH FIELD KEY VALUE         one map insert or replace (string key, int64 value)
       map-remove PATH FIELD KEY            one map removal
+      map-churn PATH FIELD COUNT ID LIVE   insert c<ID>-<i> (value i) for i < COUNT, removing c<ID>-<i-LIVE>
+                                           after each; int64 "high" is 1 + the last inserted i, and "low" is
+                                           set past an i before c<ID>-<i> is removed; every 8th step a
+                                           transaction removes t<ID>-0…3 and aborts
+      map-read-present PATH FIELD KEYS ID WALK
+                                           until the key "stop" is present: get and contains p0…p<KEYS-1>
+                                           (value its index) and the live c<ID>-<i> between "low" and "high";
+                                           every WALK-th round entries() (each key present all along exactly
+                                           once); exit 1 on a miss of a key present all along; print counts
       live-work PATH ID                    until the bool "stop" is set: add 1 to "hits", store the
                                            count in "slots"[ID], add 1 to "sessions"["w<ID>"], now and
                                            then store "note"; then print the count and the generation
@@ -218,6 +227,116 @@ enum WorkerCommand: Command {
             let store = try SlotStore(path: path)
             let map = try store.map(try arguments.positional("field"), key: String.self, value: Int64.self)
             Output.out(try map.remove(try arguments.positional("key")) ? "removed" : "absent")
+        case "map-churn":
+            let store = try SlotStore(path: path)
+            let map = try store.map(try arguments.positional("field"), key: String.self, value: Int64.self)
+            let count = try number(arguments.positional("count"))
+            let id = try arguments.positional("id")
+            let live = try number(arguments.positional("live"))
+            let low = try store.scalar("low", as: Int64.self)
+            let high = try store.scalar("high", as: Int64.self)
+            // Four more keys, removed in transactions that every 8th step
+            // abort: their rollbacks move the other keys forward again.
+            let tentative = (0..<4).map { "t\(id)-\($0)" }
+            for key in tentative { try map.set(-1, for: key) }
+            struct Abort: Error {}
+            for index in 0..<count {
+                try map.set(Int64(index), for: "c\(id)-\(index)")
+                high.store(Int64(index + 1))
+                if index % 8 == 0 {
+                    do {
+                        try store.transaction { tx in
+                            for key in tentative { _ = try tx.remove(key, from: map) }
+                            throw Abort()
+                        }
+                    } catch is Abort {}
+                }
+                if index >= live {
+                    // Published before the removal: a reader that sees a lower
+                    // "low" after missing a key knows the key was present.
+                    low.store(Int64(index - live + 1))
+                    guard try map.remove("c\(id)-\(index - live)") else {
+                        Output.out("lost c\(id)-\(index - live)")
+                        return ExitStatus.problem
+                    }
+                }
+            }
+            Output.out("done \(count)")
+        case "map-read-present":
+            let store = try SlotStore(path: path)
+            let map = try store.map(try arguments.positional("field"), key: String.self, value: Int64.self)
+            let keys = try number(arguments.positional("keys"))
+            let id = try arguments.positional("id")
+            let walkEvery = max(1, try number(arguments.positional("walk")))
+            let low = try store.scalar("low", as: Int64.self)
+            let high = try store.scalar("high", as: Int64.self)
+            let names = (0..<keys).map { "p\($0)" }
+            // A timer signal every 50 µs whose handler sleeps 20 µs: the
+            // reader stops at random points inside its probes, as a preempted
+            // one would, only far more often, and the writer moves keys meanwhile.
+            signal(SIGALRM) { _ in
+                var pause = timespec(tv_sec: 0, tv_nsec: 20_000)
+                nanosleep(&pause, nil)
+            }
+            var interval = itimerval(it_interval: timeval(tv_sec: 0, tv_usec: 50), it_value: timeval(tv_sec: 0, tv_usec: 50))
+            setitimer(__itimer_which_t(ITIMER_REAL.rawValue), &interval, nil)
+            defer {
+                var off = itimerval()
+                setitimer(__itimer_which_t(ITIMER_REAL.rawValue), &off, nil)
+            }
+            var lookups = 0
+            var churned = 0
+            var walks = 0
+            var round = 0
+            while try !map.contains("stop") {
+                for (index, name) in names.enumerated() {
+                    // get takes the one-word probe, contains the general lookup: both must find it.
+                    guard try map.get(name) == Int64(index), try map.contains(name) else {
+                        Output.out("missed \(name) after \(lookups) lookups")
+                        return ExitStatus.problem
+                    }
+                    lookups += 2
+                }
+                // The churning keys: inserted after others and moved back as
+                // those are removed, so a removal often moves the key a probe is after.
+                for _ in 0..<4 {
+                let from = low.load()
+                let to = high.load()
+                var index = from
+                while index < to {
+                    let name = "c\(id)-\(index)"
+                    let value = try index % 2 == 0 ? map.get(name) : (map.contains(name) ? index : nil)
+                    if value == nil && index >= low.load() {
+                        Output.out("missed \(name), present all along, after \(lookups) lookups")
+                        return ExitStatus.problem
+                    }
+                    if let value, value != index {
+                        Output.out("\(name) holds \(value)")
+                        return ExitStatus.problem
+                    }
+                    lookups += 1
+                    churned += 1
+                    index += 1
+                }
+                }
+                if round % walkEvery == 0 {
+                    // Every key present all through the walk is listed exactly once:
+                    // the p keys, and the c keys inserted before it and removed after it.
+                    let inserted = high.load()
+                    let entries = try map.entries()
+                    let kept = low.load()
+                    var seen: [String: Int] = [:]
+                    for (key, _) in entries { seen[key, default: 0] += 1 }
+                    let expected = names + (kept..<max(kept, inserted)).map { "c\(id)-\($0)" }
+                    if let wrong = expected.first(where: { seen[$0] != 1 }) {
+                        Output.out("entries() listed \(wrong) \(seen[wrong] ?? 0) times")
+                        return ExitStatus.problem
+                    }
+                    walks += 1
+                }
+                round += 1
+            }
+            Output.out("done \(lookups) lookups (\(churned) of churning keys), \(walks) walks")
         case "live-work":
             let id = try number(arguments.positional("id"))
             let store = try SlotStore(path: path)

@@ -88,13 +88,18 @@ struct ReadRetry {
     private var started: UInt64 = 0
 
     /// Call after a failed attempt. `stalled` says whether the word was odd
-    /// (a writer inside, maybe dead); `settle` takes and releases the lock.
+    /// (a writer inside, maybe dead); then every 4,096 attempts `settle` runs,
+    /// by default ``StoreCore/settleStalledWriter()``, which takes and
+    /// releases the lock (recovering a dead writer).
     @inline(never)
-    mutating func wait(core: StoreCore, field: String, stalled: @autoclosure () -> Bool) throws(SlotStoreError) {
+    mutating func wait(core: StoreCore, field: String, stalled: @autoclosure () -> Bool,
+                       settle: (() throws(SlotStoreError) -> Void)? = nil) throws(SlotStoreError) {
         attempts += 1
         if attempts > 64 { sched_yield() }
         guard attempts & 4095 == 0 else { return }
-        if stalled() { try core.settleStalledWriter() }
+        if stalled() {
+            if let settle { try settle() } else { try core.settleStalledWriter() }
+        }
         if started == 0 {
             started = StoreCore.monotonicNanoseconds()
         } else if Double(StoreCore.monotonicNanoseconds() - started) / 1e9 > core.lockTimeout {
