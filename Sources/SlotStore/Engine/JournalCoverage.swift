@@ -17,8 +17,20 @@
 /// at the image of the oldest record that holds it, taken before this
 /// transaction first changed it; and a seal copies the final bytes of every
 /// record's whole range, so a redo writes each covered byte's final value.
+///
+/// Most transactions write a handful of fields, and for those the journal's
+/// own record headers are checked by a scan (`UndoJournal.scanForCover`),
+/// which costs less than hashing; the bitmap is built, from every record so
+/// far, only once a transaction passes ``scanLimit`` records. (The scan finds
+/// a range only inside one earlier record: a missed union costs one more
+/// record, never correctness.)
 final class JournalCoverage: @unchecked Sendable {
     private static let blockBytes = 512
+    /// Records a transaction may have before the bitmap replaces the scan.
+    static let scanLimit = 8
+
+    /// Whether this transaction's records are in the bitmap (past ``scanLimit``).
+    @exclusivity(unchecked) private(set) var indexing = false
 
     /// The journal offset up to which records are in `covered`; 0 while no
     /// record is. Records the inlined first-record path wrote are indexed when
@@ -41,7 +53,19 @@ final class JournalCoverage: @unchecked Sendable {
     func reset() {
         indexedEnd = 0
         sealBytes = 0
-        covered.removeAll(keepingCapacity: covered.count <= 4096)
+        if !covered.isEmpty { covered.removeAll(keepingCapacity: covered.count <= 4096) }
+        indexing = false
+    }
+
+    /// The transaction outgrew the scan: index its records from `start` on.
+    func startIndexing(at start: Int) {
+        indexing = true
+        indexedEnd = start
+    }
+
+    /// Notes a record written while scanning (nothing to index yet).
+    func noteUnindexed(recordEnd: Int) {
+        indexedEnd = recordEnd
     }
 
     /// Starts indexing a transaction whose first record begins at `start`.

@@ -149,14 +149,23 @@ struct UndoJournal: @unchecked Sendable {
             throw .corruptHeader(path: path, detail: "the undo journal claims \(used) bytes but holds \(capacity - UndoJournal.headerBytes)")
         }
         let end = UndoJournal.headerBytes + used
-        if used == 0 {
-            coverage.begin(at: end)
-        } else if coverage.indexedEnd < end {
-            indexUnindexedRecords(upTo: end)
-        }
+        if used == 0 { coverage.begin(at: end) }
         // Already covered: earlier records of this transaction hold an older
-        // image of every byte of the range (see `JournalCoverage`).
-        if coverage.covers(offset: dataOffset, length: length) { return nil }
+        // image of every byte of the range (see `JournalCoverage`). A few
+        // records are scanned; past that, the index answers.
+        if !coverage.indexing {
+            switch scanForCover(upTo: end, offset: dataOffset, length: length) {
+            case .covered: return nil
+            case .notCovered: break
+            case .tooManyRecords:
+                coverage.startIndexing(at: UndoJournal.headerBytes)
+                indexUnindexedRecords(upTo: end)
+                if coverage.covers(offset: dataOffset, length: length) { return nil }
+            }
+        } else {
+            if coverage.indexedEnd < end { indexUnindexedRecords(upTo: end) }
+            if coverage.covers(offset: dataOffset, length: length) { return nil }
+        }
         let sealRoom = length + 8
         var sealable = durable && coverage.sealBytes <= sealAllowance - sealRoom
         var needed = UndoJournal.recordHeaderBytes + length + (sealable ? sealRoom : 0)
@@ -203,9 +212,34 @@ struct UndoJournal: @unchecked Sendable {
             setWord(end + 24, 0)
         }
         publish(usedBytes: used + needed)
-        coverage.add(offset: dataOffset, length: length, recordEnd: end + needed)
+        if coverage.indexing {
+            coverage.add(offset: dataOffset, length: length, recordEnd: end + needed)
+        } else {
+            coverage.noteUnindexed(recordEnd: end + needed)
+        }
         if sealable { coverage.sealBytes += sealRoom }
         return durable ? end + needed : nil
+    }
+
+    enum ScanResult { case covered, notCovered, tooManyRecords }
+
+    /// Whether one of the records before `end` holds all of `offset..<offset+length`,
+    /// reading their headers; `tooManyRecords` past `JournalCoverage.scanLimit`.
+    @inline(__always)
+    private func scanForCover(upTo end: Int, offset: Int, length: Int) -> ScanResult {
+        var cursor = UndoJournal.headerBytes
+        var records = 0
+        while cursor &+ UndoJournal.recordHeaderBytes <= end {
+            records &+= 1
+            if records > JournalCoverage.scanLimit { return .tooManyRecords }
+            let start = Int(clamping: word(cursor))
+            let count = Int(clamping: word(cursor &+ 8))
+            if start <= offset && offset &+ length <= start &+ count { return .covered }
+            let payload = UndoJournal.payloadBytes(length: count, check: word(cursor &+ 24))
+            guard payload <= end &- cursor &- UndoJournal.recordHeaderBytes else { break }
+            cursor &+= UndoJournal.recordHeaderBytes &+ payload
+        }
+        return .notCovered
     }
 
     /// Adds to the coverage index the records written since it was last
