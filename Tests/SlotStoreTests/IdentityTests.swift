@@ -171,8 +171,11 @@ struct PIDNamespaceTests {
         #expect(try leftovers().isEmpty, "a dead builder's temporary file is removed")
         #expect(!FileManager.default.fileExists(atPath: output))
 
-        // The host takes the lock over and carries on.
-        try store.transaction { _ in }
+        // A process that opens now takes the lock over and carries on: its
+        // open must leave the dead holder's slot record for the recovery to report.
+        let late = try SlotStore(path: path, options: OpenOptions(mode: .open))
+        defer { late.close() }
+        try late.transaction { _ in }
         try store.string("motd").store("after")
         let recovered = store.status
         #expect(recovered.recoveries == 1 && recovered.lockHolderPID == nil)

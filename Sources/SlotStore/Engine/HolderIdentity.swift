@@ -97,8 +97,14 @@ extension LockRegion {
     /// Claims the lowest free slot for the attachment of a store just opened
     /// through `fd`: what proves this process alive to tools and lock waiters
     /// while it holds the lock. Nil when every slot is taken.
+    ///
+    /// The slot the holder word names is tried last: if that holder died, its
+    /// record (PID and PID namespace) is what the recovery that follows
+    /// reports, so an opener doesn't overwrite it while others are free.
     func claimAttachmentSlot(fd: Int32, pid: Int32, slotCount: Int) -> Int? {
-        (0..<slotCount).first { claimSlot($0, fd: fd, pid: pid) }
+        let holderSlot = Int(holder.pointee.load(ordering: .relaxed) >> 32) - 1
+        for slot in 0..<slotCount where slot != holderSlot && claimSlot(slot, fd: fd, pid: pid) { return slot }
+        return holderSlot >= 0 && holderSlot < slotCount && claimSlot(holderSlot, fd: fd, pid: pid) ? holderSlot : nil
     }
 
     /// A slot's owner PID and PID namespace, read from the mapping.
