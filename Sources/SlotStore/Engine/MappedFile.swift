@@ -1,3 +1,4 @@
+import CSlotStore
 import Glibc
 import Synchronization
 
@@ -15,6 +16,13 @@ final class MappedFile: @unchecked Sendable {
     @usableFromInline let base: MappedAddress
     private let isClosed = Atomic<Bool>(false)
     private let descriptorOpen = Atomic<Bool>(true)
+    /// The process's fork generation at open, and whether a forked child's
+    /// handler detaches the mapping and closes the descriptor (see
+    /// CSlotStore.h): a child must not keep a dead parent's OFD locks alive
+    /// (a mapping references the open file description as a descriptor
+    /// does), nor close the number again.
+    let forkGeneration: UInt64
+    private let closedInForkedChildren: Bool
 
     init(path: String, fd: Int32, size: Int, writable: Bool) throws(SlotStoreError) {
         let protection = writable ? (PROT_READ | PROT_WRITE) : PROT_READ
@@ -30,6 +38,8 @@ final class MappedFile: @unchecked Sendable {
         self.size = size
         self.writable = writable
         self.base = MappedAddress(address)
+        self.forkGeneration = slotstore_fork_generation()
+        self.closedInForkedChildren = slotstore_fork_register_descriptor(fd, address, UInt64(size), writable ? 1 : 0) == 1
     }
 
     func address(at offset: Int) -> MappedAddress {
@@ -54,6 +64,9 @@ final class MappedFile: @unchecked Sendable {
     /// deterministically rather than reading whatever is mapped there later.
     func close() {
         guard !isClosed.exchange(true, ordering: .acquiringAndReleasing) else { return }
+        // Withdrawn before the mapping goes: a child forked in between must
+        // not map the file over the reservation.
+        if closedInForkedChildren && !closedByForkHandler { slotstore_fork_unregister_descriptor(fd) }
         _ = mmap(base.pointer, size, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED, -1, 0)
         closeDescriptor()
     }
@@ -63,10 +76,16 @@ final class MappedFile: @unchecked Sendable {
     /// but whose descriptor nobody needs, so following many compactions does
     /// not use up descriptors. Callers make sure nothing uses `fd` afterwards.
     func closeDescriptor() {
-        if descriptorOpen.exchange(false, ordering: .acquiringAndReleasing) { Glibc.close(fd) }
+        guard descriptorOpen.exchange(false, ordering: .acquiringAndReleasing), !closedByForkHandler else { return }
+        // Withdrawn first: once closed, the number may name another file.
+        if closedInForkedChildren { slotstore_fork_unregister_descriptor(fd) }
+        Glibc.close(fd)
     }
 
-    var descriptorIsOpen: Bool { descriptorOpen.load(ordering: .acquiring) }
+    var descriptorIsOpen: Bool { descriptorOpen.load(ordering: .acquiring) && !closedByForkHandler }
+
+    /// In a child of `fork()`, the handler closed the inherited descriptor.
+    private var closedByForkHandler: Bool { closedInForkedChildren && forkGeneration != slotstore_fork_generation() }
 
     var closed: Bool { isClosed.load(ordering: .acquiring) }
 

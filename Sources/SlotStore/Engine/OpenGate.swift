@@ -63,6 +63,15 @@ enum OpenGate {
         return fcntl(fd, setLock, &request) == 0
     }
 
+    /// Tries for a write lock over every byte, to infinity, without waiting:
+    /// granted only if no other open file description holds any lock on the
+    /// file. How a leftover temporary file is proven abandoned (see `TemporaryFiles`).
+    static func tryClaimWholeFile(_ fd: Int32) -> Bool {
+        var request = lockRequest(type: Int16(F_WRLCK))
+        request.l_len = 0  // to the end of the file and beyond
+        return fcntl(fd, setLock, &request) == 0
+    }
+
     /// Whether an open file description other than `fd`'s holds a lock on `byte`.
     /// An error reads as "held", which only makes a waiter wait longer.
     static func byteHeldByOthers(_ fd: Int32, _ byte: Int) -> Bool {

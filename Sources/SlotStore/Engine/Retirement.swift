@@ -90,6 +90,8 @@ extension StoreCore {
     /// taken or the store is being retired: write under the lock instead.
     @usableFromInline @inline(never)
     func enterClaimingThreadSlot() -> UnsafeMutablePointer<Atomic<UInt64>>? {
+        // A forked child's cached slots are its parent's: it writes through its own engine.
+        guard isAttachedHere else { return nil }
         let thread = UInt(pthread_self())
         let slot: Int = threadSlots.withLock { slots in
             if let slot = slots.byThread[thread] { return slot }
@@ -97,10 +99,7 @@ extension StoreCore {
             guard file.descriptorIsOpen, !gate.isRetired else { return -1 }
             let count = LockRegion.threadSlotCount(lockSize: layout.lockSize)
             for candidate in 0..<count where !slots.held.contains(candidate) {
-                guard OpenGate.tryClaimByte(file.fd, LockRegion.threadSlotLockBase + candidate) else { continue }
-                // A dead owner may have left its word set; the slot is ours now.
-                lock.inFlight(candidate).pointee.store(0, ordering: .releasing)
-                lock.slotOwner(candidate).pointee.store(pid, ordering: .relaxed)
+                guard lock.claimSlot(candidate, fd: file.fd, pid: pid) else { continue }
                 slots.held.insert(candidate)
                 slots.byThread[thread] = candidate
                 return candidate
@@ -131,8 +130,9 @@ extension StoreCore {
                 if !OpenGate.byteHeldByOthers(file.fd, LockRegion.threadSlotLockBase + slot) { break }
                 if Double(StoreCore.monotonicNanoseconds() - started) / 1e9 > timeout {
                     lock.retirement.pointee.store(Retirement.live, ordering: .releasing)
-                    let owner = lock.slotOwner(slot).pointee.load(ordering: .relaxed)
-                    throw .storeInUse(path: path, operation: "compaction in place (a thread of process \(owner) stayed inside a lock-free write for \(timeout) s; is it stopped?)")
+                    let (owner, namespace) = lock.slotRecord(slot)
+                    let process = HolderIdentity.name(pid: owner, inAnotherPIDNamespace: ProcessIdentity.isOtherPIDNamespace(namespace))
+                    throw .storeInUse(path: path, operation: "compaction in place (a thread of \(process) stayed inside a lock-free write for \(timeout) s; is it stopped?)")
                 }
                 sched_yield()
             }

@@ -51,18 +51,17 @@ extension StoreCore {
             hashSeed: UInt64.random(in: 0...UInt64.max))
 
         TemporaryFiles.removeStale(for: path)
-        let temporary = TemporaryFiles.path(for: path, kind: "creating", unique: String(UInt32.random(in: 0...UInt32.max)))
-        let fd: Int32
-        switch Syscall.open(temporary, flags: O_RDWR | O_CREAT | O_EXCL | O_NOFOLLOW, mode: mode_t(options.fileMode & 0o7777)) {
-        case .success(let opened): fd = opened
+        let (fd, temporary): (Int32, String)
+        switch TemporaryFiles.createClaimed(for: path, mode: mode_t(options.fileMode & 0o7777)) {
+        case .success(let created): (fd, temporary) = created
         case .failure(let code) where code.rawValue == ENOENT || code.rawValue == ENOTDIR:
             throw .directoryNotFound(path: path, directory: TemporaryFiles.directory(of: path))
         case .failure(let code):
             throw Syscall.fileError(code, path: path, call: "open", operation: "create a file in its directory")
         }
         defer {
-            Glibc.close(fd)
-            unlink(temporary)
+            unlink(temporary)  // before the claim ends, so no remover races for the name
+            TemporaryFiles.release(fd)
         }
         // The process umask must not narrow the mode the caller asked for.
         _ = fchmod(fd, mode_t(options.fileMode & 0o7777))
@@ -93,11 +92,7 @@ extension StoreCore {
         if case .failure(let code) = Syscall.retrying({ fsync(fd) }) {
             throw Syscall.fileError(code, path: path, call: "fsync", operation: "write the new store")
         }
-        if link(temporary, path) != 0 {
-            let code = errno
-            if code == EEXIST { return false }
-            throw Syscall.fileError(Errno(code), path: path, call: "link", operation: "put the new store in place")
-        }
+        guard try TemporaryFiles.link(temporary, to: path, operation: "put the new store in place") else { return false }
         TemporaryFiles.syncDirectory(of: path)
         return true
     }
@@ -235,14 +230,14 @@ extension StoreCore {
     /// a PID namespace that is gone) is stale.
     func resetAsOnlyOpener() {
         let journalWasDirty = journal.isDirty
-        let staleHolder = lock.holderPID.pointee.load(ordering: .relaxed)
+        let staleHolder = lock.holder.pointee.load(ordering: .relaxed)
         lock.initializeMutex()
         repairDataAfterInterruptedWrite()
         resolveInterruptedRetirement()
         // Thread slots need no reset: a slot means something only while its
         // OFD lock is held, and claiming one clears it.
         if journalWasDirty {
-            lock.lastRecoveredPID.pointee.store(staleHolder, ordering: .relaxed)
+            recordRecovered(fromHolderWord: staleHolder)
             lock.lastRecoveryTime.pointee.store(StoreCore.nowNanoseconds(), ordering: .relaxed)
             let count = lock.recoveries.pointee.load(ordering: .relaxed)
             lock.recoveries.pointee.store(count &+ 1, ordering: .relaxed)

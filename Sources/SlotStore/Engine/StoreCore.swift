@@ -15,8 +15,16 @@ final class StoreCore: @unchecked Sendable {
     let lockTimeout: Double
     let durable: Bool
     /// Cached: glibc no longer caches `getpid()`, and it is written at every
-    /// lock acquisition. Using a store across `fork()` is not supported.
+    /// lock acquisition. A forked child never locks through its parent's
+    /// engine: it opens its own (see `isAttachedHere`), with its own PID.
     let pid: Int32
+    /// The thread slot this open claimed for itself (see `LockRegion`); nil when all were taken.
+    let attachmentSlot: Int?
+    /// What an acquisition writes at the holder offset: the PID and the attachment slot.
+    let holderWord: UInt64
+    /// The process's fork generation when this engine was opened: a child of
+    /// `fork()` sees another, and re-opens the store instead of using this.
+    let forkGeneration: UInt64
     /// The thread holding the lock through this object, so a nested lock
     /// becomes an error instead of a self-deadlock.
     private let lockingThread = Atomic<UInt>(0)
@@ -34,7 +42,7 @@ final class StoreCore: @unchecked Sendable {
     /// The retirement word and this core's thread-slot cache key, for inlined handle code.
     @usableFromInline let gate: LockFreeGate
     /// This process's thread slots in the file (see `Retirement`).
-    let threadSlots = Mutex(ThreadSlots())
+    let threadSlots: Mutex<ThreadSlots>
     private static let nextNumber = Atomic<UInt64>(1)
     /// The file's device and inode, from open: what "still at the path" compares.
     let identity: (device: UInt64, inode: UInt64)?
@@ -53,6 +61,12 @@ final class StoreCore: @unchecked Sendable {
         self.lockTimeout = options.lockTimeoutSeconds
         self.durable = options.durability == .flushOnCommit
         self.pid = getpid()
+        self.forkGeneration = file.forkGeneration
+        let attachmentSlot = lock.claimAttachmentSlot(fd: file.fd, pid: pid,
+                                                      slotCount: LockRegion.threadSlotCount(lockSize: layout.lockSize))
+        self.attachmentSlot = attachmentSlot
+        self.holderWord = LockRegion.holderWord(pid: pid, attachmentSlot: attachmentSlot)
+        self.threadSlots = Mutex(ThreadSlots(held: attachmentSlot.map { [$0] } ?? []))
         var info = stat()
         self.identity = fstat(file.fd, &info) == 0 ? (UInt64(info.st_dev), UInt64(info.st_ino)) : nil
         let number = StoreCore.nextNumber.wrappingAdd(1, ordering: .relaxed).oldValue
@@ -74,6 +88,8 @@ final class StoreCore: @unchecked Sendable {
 
     @usableFromInline
     func acquireLock() throws(SlotStoreError) {
+        // In a forked child: the session re-opens the store (see `StoreSession.follow`).
+        if _slowPath(!isAttachedHere) { throw .storeRetired(path: path) }
         let me = UInt(pthread_self())
         if lockingThread.load(ordering: .relaxed) == me { throw .nestedTransaction(path: path) }
         // Marked before touching the mutex, so close() never unmaps under it.
@@ -88,7 +104,7 @@ final class StoreCore: @unchecked Sendable {
             }
         }
         lockingThread.store(me, ordering: .relaxed)
-        lock.holderPID.pointee.store(pid, ordering: .relaxed)
+        lock.holder.pointee.store(holderWord, ordering: .relaxed)
         let count = lock.acquisitions.pointee.load(ordering: .relaxed)
         lock.acquisitions.pointee.store(count &+ 1, ordering: .relaxed)
         if _slowPath(lock.retirement.pointee.load(ordering: .relaxed) != Retirement.live) {
@@ -117,8 +133,7 @@ final class StoreCore: @unchecked Sendable {
         case .success(.ownerDied):
             try recoverAfterOwnerDeath()
         case .failure(.timedOut):
-            let holder = lock.holderPID.pointee.load(ordering: .relaxed)
-            throw .lockTimeout(path: path, holderPID: holder, holderAlive: StoreCore.isAlive(holder), seconds: lockTimeout)
+            throw lockTimeoutError()
         case .failure(.unrecoverable):
             throw .lockUnrecoverable(path: path)
         case .failure(.failed(let code)):
@@ -127,7 +142,7 @@ final class StoreCore: @unchecked Sendable {
     }
 
     func releaseLock() {
-        lock.holderPID.pointee.store(0, ordering: .relaxed)
+        lock.holder.pointee.store(0, ordering: .relaxed)
         lockingThread.store(0, ordering: .relaxed)
         lock.unlock()
         lockUsers.leave()
@@ -135,6 +150,8 @@ final class StoreCore: @unchecked Sendable {
 
     /// Refuses new lock users, waits for the current ones, then unmaps.
     func close() {
+        // Inherited through fork(): the threads counted belong to the parent.
+        guard isAttachedHere else { return file.close() }
         precondition(lockingThread.load(ordering: .relaxed) != UInt(pthread_self()),
                      "close() called inside a transaction of the same store")
         lockUsers.close()
@@ -144,10 +161,10 @@ final class StoreCore: @unchecked Sendable {
     /// The one path after `EOWNERDEAD`: roll the dead writer's journal back,
     /// settle every seqlock, count the recovery, then mark the mutex consistent.
     private func recoverAfterOwnerDeath() throws(SlotStoreError) {
-        let deadPID = lock.holderPID.pointee.load(ordering: .relaxed)
+        let deadHolder = lock.holder.pointee.load(ordering: .relaxed)
         repairDataAfterInterruptedWrite()
         resolveInterruptedRetirement()
-        lock.lastRecoveredPID.pointee.store(deadPID, ordering: .relaxed)
+        recordRecovered(fromHolderWord: deadHolder)
         lock.lastRecoveryTime.pointee.store(StoreCore.nowNanoseconds(), ordering: .relaxed)
         let count = lock.recoveries.pointee.load(ordering: .relaxed)
         lock.recoveries.pointee.store(count &+ 1, ordering: .relaxed)
@@ -483,6 +500,8 @@ final class StoreCore: @unchecked Sendable {
 
     // MARK: Helpers
 
+    /// Whether a process of this PID namespace is running: only a fallback
+    /// for holders that recorded no attachment slot (see `HolderIdentity`).
     static func isAlive(_ pid: Int32) -> Bool {
         guard pid > 0 else { return false }
         return kill(pid, 0) == 0 || errno == EPERM

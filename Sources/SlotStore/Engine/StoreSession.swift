@@ -55,11 +55,11 @@ final class StoreSession: Sendable {
     /// `core` if it is live, else the newest engine, switching to the successor at the path if needed.
     func live(after core: StoreCore) throws(SlotStoreError) -> StoreCore {
         try ensureOpen()
-        if _fastPath(!core.gate.isRetired) { return core }
+        if _fastPath(!core.gate.isRetired && core.isAttachedHere) { return core }
         // Handles resolved before a switch come here on every call: no mutex
         // when this process has already switched.
         let newest = current
-        if !newest.gate.isRetired { return newest }
+        if !newest.gate.isRetired && newest.isAttachedHere { return newest }
         return try follow()
     }
 
@@ -68,6 +68,7 @@ final class StoreSession: Sendable {
     func follow() throws(SlotStoreError) -> StoreCore {
         try engines.withLock { engines throws(SlotStoreError) -> StoreCore in
             try ensureOpen()
+            if !engines.current.isAttachedHere { try reattachAfterFork(&engines) }
             while engines.current.gate.isRetired {
                 let old = engines.current
                 do throws(SlotStoreError) {
@@ -98,6 +99,24 @@ final class StoreSession: Sendable {
                 }
             }
             return engines.current
+        }
+    }
+
+    /// In a child of `fork()`: opens the store again, so the child has its own
+    /// descriptor, OFD locks, PID and thread slots. The inherited engine stays
+    /// mapped for handles resolved against it (they come here, as after a
+    /// compaction); the fork handler closed its descriptor (see `MappedFile`),
+    /// and its parent's threads, counted in it, don't exist here.
+    private func reattachAfterFork(_ engines: inout Engines) throws(SlotStoreError) {
+        let inherited = engines.current
+        do throws(SlotStoreError) {
+            let own = try StoreCore.open(path: path, schema: nil, options: options).0
+            engines.retired.append(inherited)
+            engines.current = own
+            newest.store(StoreSession.bits(own), ordering: .releasing)
+        } catch {
+            engines.switchFailure = error
+            throw error
         }
     }
 
@@ -161,7 +180,7 @@ final class StoreSession: Sendable {
         var core = core
         var field = core.layout.fields[index]
         while true {
-            if core.gate.isRetired {
+            if core.gate.isRetired || !core.isAttachedHere {
                 guard let (live, liveField) = try? liveField(core, field.index) else { return write(FieldWords(core, field)) }
                 (core, field) = (live, liveField)
             }

@@ -81,11 +81,11 @@ extension SlotStore {
             // Other processes have the store open: the lock can't be reset under
             // them, but a dead holder's lock is recovered by taking it.
             if lock.state == "held" {
-                report.refused = "PID \(lock.holderPID.map(String.init) ?? "?") is running and holds the lock; nothing was changed. Stop or debug that process, then repair again"
+                report.refused = "\(lock.holderName) is running and holds the lock; nothing was changed. Stop or debug that process, then repair again"
                 return report
             }
             if lock.state == "needs-recovery" || lock.state == "stale" {
-                report.actions.append("recover the lock left by PID \(lock.holderPID.map(String.init) ?? "?") (not running) and roll back its interrupted write (\(state.journalRecords.count) journal record(s))")
+                report.actions.append("recover the lock left by \(lock.holderName) (not running) and roll back its interrupted write (\(state.journalRecords.count) journal record(s))")
                 if !dryRun {
                     image.close()
                     imageOpen = false
@@ -98,7 +98,7 @@ extension SlotStore {
             // Nobody else has it open: whatever the lock word says is stale.
             if lock.state != "free" {
                 let why = lock.state == "stale" ? "left from before a reboot" : lock.state == "held" ? "recorded for a process that no longer has the store open" : "not running"
-                report.actions.append("reset the lock held by PID \(lock.holderPID.map(String.init) ?? "?") (\(why))")
+                report.actions.append("reset the lock held by \(lock.holderName) (\(why))")
             }
             if state.journalUsed != 0 {
                 report.actions.append("roll back the interrupted write in the journal (\(state.journalRecords.count) record(s), \(state.journalUsed) bytes), or complete it if it is a durable commit with every record sealed")

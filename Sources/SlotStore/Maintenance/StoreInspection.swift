@@ -49,10 +49,16 @@ public struct StoreInspection: Sendable, Codable, Hashable {
         /// `free`, `held` (by a running process), `needs-recovery` (its holder
         /// died) or `stale` (left from before a reboot; the next first opener resets it).
         public var state: String
-        /// The PID the holder recorded, when the lock is not free.
+        /// The PID the holder recorded, when the lock is not free: the number
+        /// its own PID namespace gives it (see ``holderInAnotherPIDNamespace``).
         public var holderPID: Int32?
-        /// Whether that process is running.
+        /// Whether that process is running: told by a lock the kernel holds
+        /// for it while it lives, so right across PID namespaces too.
         public var holderAlive: Bool
+        /// Whether the holder's PID namespace is known to differ from the
+        /// inspecting process's (another container sharing the file), so
+        /// its PID names another process here, or none.
+        public var holderInAnotherPIDNamespace: Bool = false
         /// Locks taken since creation.
         public var acquisitions: UInt64
         /// Interrupted writes rolled back since creation.
@@ -61,6 +67,8 @@ public struct StoreInspection: Sendable, Codable, Hashable {
         public var resets: UInt64
         /// The PID whose interrupted write was last rolled back.
         public var lastRecoveredPID: Int32?
+        /// Whether that PID was known to belong to another PID namespace than the inspecting process's.
+        public var lastRecoveredInAnotherPIDNamespace: Bool = false
         /// `live`; `retiring` while a compaction in place copies the store
         /// with other processes attached; `retired` once a new file replaced
         /// it (seen only through an old file, never at the path).
@@ -194,6 +202,13 @@ extension SlotStore {
 }
 
 /// The run-time state of a store as read from a `pread` copy: lock, journal, data.
+extension StoreInspection.Lock {
+    /// "PID 12", "PID 1 in another PID namespace", or "PID ?" when none is recorded.
+    var holderName: String {
+        holderPID.map { HolderIdentity.name(pid: $0, inAnotherPIDNamespace: holderInAnotherPIDNamespace) } ?? "PID ?"
+    }
+}
+
 struct StoreFileState {
     let layout: Layout
     let lockBytes: RegionBytes
@@ -203,11 +218,24 @@ struct StoreFileState {
     let journalRecords: [UndoJournal.Record]
     let journalDamage: String?
     let hashSeed: UInt64
+    /// The lock holder, asked of the kernel through the image's descriptor (see `HolderIdentity`).
+    let holder: HolderIdentity
 
     init(image: FileImage, header: FileHeader, layout: Layout) {
         self.layout = layout
         hashSeed = header.hashSeed
-        lockBytes = RegionBytes(bytes: image.bytes(at: layout.lockOffset, count: LockRegion.bytes), origin: layout.lockOffset)
+        let lockBytes = RegionBytes(bytes: image.bytes(at: layout.lockOffset, count: LockRegion.bytes), origin: layout.lockOffset)
+        self.lockBytes = lockBytes
+        holder = HolderIdentity.identify(
+            word: lockBytes.u64(layout.lockOffset + LockRegion.holderOffset),
+            slotCount: LockRegion.threadSlotCount(lockSize: layout.lockSize),
+            slotRecord: { slot in
+                let offset = layout.lockOffset + LockRegion.threadSlotsOffset + slot * LockRegion.threadSlotBytes + LockRegion.slotOwnerOffset
+                let record = RegionBytes(bytes: image.bytes(at: offset, count: 8), origin: offset)
+                return (Int32(truncatingIfNeeded: record.bits(offset, width: 4)), UInt32(truncatingIfNeeded: record.bits(offset + 4, width: 4)))
+            },
+            // The image's descriptor is its own open file description, so every holder is another one.
+            slotHeld: { OpenGate.byteHeldByOthers(image.fd, LockRegion.threadSlotLockBase + $0) })
         journalBytes = RegionBytes(bytes: image.bytes(at: layout.journalOffset, count: layout.journalSize), origin: layout.journalOffset)
         data = RegionBytes(bytes: image.bytes(at: layout.dataOffset, count: layout.dataSize), origin: layout.dataOffset)
         journalUsed = Int(clamping: journalBytes.u64(layout.journalOffset))
@@ -220,25 +248,27 @@ struct StoreFileState {
     }
 
     var lockWord: UInt32 { UInt32(truncatingIfNeeded: lockBytes.bits(layout.lockOffset, width: 4)) }
-    var holderPID: Int32 { Int32(truncatingIfNeeded: lockBytes.bits(layout.lockOffset + LockRegion.holderOffset, width: 4)) }
+    var holderPID: Int32 { holder.pid }
     var bootID: [UInt8] { lockBytes.slice(layout.lockOffset + LockRegion.bootIDOffset, count: 16) }
     var lockIsHeld: Bool { lockWord & (LockRegion.futexTIDMask | LockRegion.futexOwnerDied) != 0 }
     var lockFromAnotherBoot: Bool { bootID != LockRegion.currentBootID && bootID.contains { $0 != 0 } }
 
     var lock: StoreInspection.Lock {
-        let holder = holderPID
-        let alive = StoreCore.isAlive(holder)
+        let alive = holder.alive
         let state: String
         if !lockIsHeld { state = "free" }
         else if lockFromAnotherBoot { state = "stale" }
         else if lockWord & LockRegion.futexOwnerDied != 0 || !alive { state = "needs-recovery" }
         else { state = "held" }
         let lastRecovered = Int32(truncatingIfNeeded: lockBytes.bits(layout.lockOffset + LockRegion.lastRecoveredPIDOffset, width: 4))
-        return .init(state: state, holderPID: holder != 0 ? holder : nil, holderAlive: holder != 0 && alive,
+        let lastRecoveredNamespace = UInt32(truncatingIfNeeded: lockBytes.bits(layout.lockOffset + LockRegion.lastRecoveredPIDNamespaceOffset, width: 4))
+        return .init(state: state, holderPID: holder.pid != 0 ? holder.pid : nil, holderAlive: holder.pid != 0 && alive,
+                     holderInAnotherPIDNamespace: holder.inAnotherPIDNamespace,
                      acquisitions: lockBytes.u64(layout.lockOffset + LockRegion.acquisitionsOffset),
                      recoveries: lockBytes.u64(layout.lockOffset + LockRegion.recoveriesOffset),
                      resets: lockBytes.u64(layout.lockOffset + LockRegion.resetsOffset),
                      lastRecoveredPID: lastRecovered != 0 ? lastRecovered : nil,
+                     lastRecoveredInAnotherPIDNamespace: lastRecovered != 0 && ProcessIdentity.isOtherPIDNamespace(lastRecoveredNamespace),
                      retirement: retirement)
     }
 

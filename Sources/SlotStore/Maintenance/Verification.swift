@@ -95,12 +95,12 @@ extension SlotStore {
                 || layout.fields.contains { $0.hasSequence && state.sequence(of: $0) & 1 == 1 }
                 || layout.fields.contains { $0.type.isMap && state.mapScan($0).interrupted }
             if interrupted {
-                find("lock-owner-dead", "the lock is held by PID \(lock.holderPID.map(String.init) ?? "?"), which died in the middle of a write; the next writer rolls it back, or run `slotstore repair`")
+                find("lock-owner-dead", "the lock is held by \(lock.holderName), which died in the middle of a write; the next writer rolls it back, or run `slotstore repair`")
             } else {
-                notes.append("the lock is held by PID \(lock.holderPID.map(String.init) ?? "?"), which is no longer running, with nothing to roll back; the next writer takes it over (`slotstore repair` does it now)")
+                notes.append("the lock is held by \(lock.holderName), which is no longer running, with nothing to roll back; the next writer takes it over (`slotstore repair` does it now)")
             }
         case "stale":
-            find("lock-stale", "the lock was left held before a reboot (by PID \(lock.holderPID.map(String.init) ?? "?")); the next first opener resets it, or run `slotstore repair`")
+            find("lock-stale", "the lock was left held before a reboot (by \(lock.holderName)); the next first opener resets it, or run `slotstore repair`")
         default: break
         }
         let liveWriter = lock.state == "held"

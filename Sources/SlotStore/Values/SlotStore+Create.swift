@@ -57,11 +57,11 @@ extension SlotStore {
             store.close()
             throw error
         }
-        store.close()
-        if link(temporary, path) != 0 {
-            let code = errno
-            throw code == EEXIST ? .alreadyExists(path: path)
-                : Syscall.fileError(Errno(code), path: path, call: "link", operation: "put the new store in place")
+        // Linked while still open: the open store is what tells a remover of
+        // leftovers (see `TemporaryFiles`) that its builder is at work.
+        defer { store.close() }
+        guard try TemporaryFiles.link(temporary, to: path, operation: "put the new store in place") else {
+            throw .alreadyExists(path: path)
         }
         TemporaryFiles.syncDirectory(of: path)
     }

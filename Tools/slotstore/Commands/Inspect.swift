@@ -29,7 +29,7 @@ enum InspectCommand: Command {
             "  regions   " + report.regions.map { "\($0.name) \($0.offset)+\($0.size)" }.joined(separator: ", "),
             "  lock      " + describe(report.lock),
             "            acquisitions \(report.lock.acquisitions), recoveries \(report.lock.recoveries), resets \(report.lock.resets)"
-                + (report.lock.lastRecoveredPID.map { ", last recovered from PID \($0)" } ?? "")
+                + (report.lock.lastRecoveredPID.map { ", last recovered from PID \($0)" + (report.lock.lastRecoveredInAnotherPIDNamespace ? " in another PID namespace" : "") } ?? "")
                 + (report.lock.retirement == "live" ? "" : "; \(report.lock.retirement == "retiring" ? "being compacted in place right now" : report.lock.retirement)"),
             "  journal   " + (report.journal.state == "clean" ? "clean" : "dirty: \(report.journal.records) record(s), \(report.journal.bytes) bytes"),
             "  fields",
@@ -60,12 +60,14 @@ enum InspectCommand: Command {
     }
 
     static func describe(_ lock: StoreInspection.Lock) -> String {
-        let pid = lock.holderPID.map(String.init) ?? "?"
+        // A PID from another PID namespace (a container sharing the file)
+        // names another process here, or none: say which namespace it is.
+        let holder = "PID \(lock.holderPID.map(String.init) ?? "?")" + (lock.holderInAnotherPIDNamespace ? " in another PID namespace" : "")
         return switch lock.state {
         case "free": "free"
-        case "held": "held by PID \(pid) (running)"
-        case "stale": "stale: held by PID \(pid) before a reboot; the next first opener resets it"
-        default: "needs recovery: held by PID \(pid), which is not running; the next writer recovers it"
+        case "held": "held by \(holder) (running)"
+        case "stale": "stale: held by \(holder) before a reboot; the next first opener resets it"
+        default: "needs recovery: held by \(holder), which is not running; the next writer recovers it"
         }
     }
 

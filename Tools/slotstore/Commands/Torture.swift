@@ -406,7 +406,7 @@ enum TortureWorker {
     /// naming a live holder, `read` for a read timeout.
     static func timeoutKind(_ error: any Error) -> String {
         switch error as? SlotStoreError {
-        case .lockTimeout(_, let holder, let alive, _)?: holder == 0 || !alive ? "orphaned" : "held"
+        case .lockTimeout(_, let holder, let alive, _, _)?: holder == 0 || !alive ? "orphaned" : "held"
         default: "read"
         }
     }

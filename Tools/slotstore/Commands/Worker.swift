@@ -1,3 +1,4 @@
+import Foundation
 import Glibc
 import SlotStore
 
@@ -45,6 +46,14 @@ enum WorkerCommand: Command {
       live-work PATH ID                    until the bool "stop" is set: add 1 to "hits", store the
                                            count in "slots"[ID], add 1 to "sessions"["w<ID>"], now and
                                            then store "note"; then print the count and the generation
+      fork-use PATH                        (sample schema) write, fork; the child writes through the
+                                           parent's store: prints "child-ready PID holder H" (H: the lock
+                                           holder PID inside its transaction), adds 1 to "requests" until
+                                           "enabled" is true, prints "child-done N generation G"; the
+                                           parent waits for it and exits with its status
+      fork-inherit PATH                    (sample schema) write, fork; the child never uses the store,
+                                           prints "child-ready PID" and exits at end of input; the parent
+                                           prints "parent-ready PID" and waits to be killed
     """
 
     static func run(_ arguments: inout Arguments) throws -> Int32 {
@@ -200,7 +209,7 @@ enum WorkerCommand: Command {
                         try tx.store(tx.load(n) + 1, to: n)
                         if id % 3 != 0 { usleep(100) }
                     }
-                } catch SlotStoreError.lockTimeout(_, let holder, let alive, _) {
+                } catch SlotStoreError.lockTimeout(_, let holder, let alive, _, _) {
                     timeouts.add(1)
                     Output.error("lockTimeout: holder PID \(holder), alive \(alive)")
                 }
@@ -354,6 +363,9 @@ enum WorkerCommand: Command {
                 done += 1
             }
             Output.out("done \(done) generation \(store.generation)")
+        case "fork-use", "fork-inherit":
+            try arguments.finish()
+            return try ForkWorker.run(path: path, childUsesStore: role == "fork-use")
         case "demo":
             return try DemoWorker.run(path: path, id: number(arguments.positional("id")),
                                       count: number(arguments.positional("count")))
@@ -367,6 +379,72 @@ enum WorkerCommand: Command {
     static func number(_ text: String) throws(UsageError) -> Int {
         guard let value = Int(text), value >= 0 else { throw UsageError("expected a whole number, found \"\(text)\"") }
         return value
+    }
+}
+
+/// The `fork()` workers: the tests never fork themselves (a forked copy of a
+/// test runner with its threads is not something to run code in).
+enum ForkWorker {
+    static func run(path: String, childUsesStore: Bool) throws -> Int32 {
+        // What the starting process let this one inherit (Foundation's
+        // Process passes a socket whose closing tells it the process exited)
+        // must not live on in the child, or the starter would take the
+        // parent's death for the child's. The child closes exactly those, so
+        // the store's descriptors, opened below, are all it inherits.
+        let listed = (try? FileManager.default.contentsOfDirectory(atPath: "/proc/self/fd")) ?? []
+        // Still open once the listing's own descriptor is closed again.
+        let inherited = listed.compactMap { Int32($0) }.filter { fd in
+            var info = stat()
+            return fd > 2 && fstat(fd, &info) == 0
+        }
+        let store = try SlotStore(path: path)
+        let requests = try store.scalar("requests", as: Int64.self)
+        let motd = try store.string("motd")
+        let enabled = try store.scalar("enabled", as: Bool.self)
+        // Before forking: a thread slot cached in this thread's TLS, the
+        // lock taken once under this PID, both inherited by the child.
+        requests.add(1)
+        try motd.store("parent \(getpid())")
+        let child = fork()
+        guard child >= 0 else { throw UsageError("fork failed: \(String(cString: strerror(errno)))") }
+        if child == 0 {
+            for fd in inherited { close(fd) }
+            // Only write(2) and _exit(2) around here: no buffered output or
+            // exit handlers of the parent run twice.
+            guard childUsesStore else {
+                Output.out("child-ready \(getpid())")
+                var byte: UInt8 = 0
+                while read(STDIN_FILENO, &byte, 1) > 0 {}
+                _exit(0)
+            }
+            do {
+                requests.add(1)
+                try motd.store("child \(getpid())")
+                let holder = try store.transaction { _ in try store.status.lockHolderPID ?? 0 }
+                Output.out("child-ready \(getpid()) holder \(holder)")
+                var count = 1
+                while !enabled.load() {
+                    requests.add(1)
+                    count += 1
+                    sched_yield()
+                }
+                try motd.store("child done")
+                Output.out("child-done \(count) generation \(store.generation)")
+                store.close()
+                _exit(0)
+            } catch {
+                Output.error("child: \(error)")
+                _exit(1)
+            }
+        }
+        guard childUsesStore else {
+            Output.out("parent-ready \(getpid())")
+            while true { pause() }
+        }
+        var status: Int32 = 0
+        while waitpid(child, &status, 0) < 0 && errno == EINTR {}
+        store.close()
+        return status & 0x7F == 0 ? (status >> 8) & 0xFF : ExitStatus.problem
     }
 }
 
