@@ -1,5 +1,4 @@
 import CSlotStore
-import Foundation
 import Glibc
 import Synchronization
 
@@ -37,15 +36,10 @@ final class LockUsers: @unchecked Sendable {
     private let asymmetric: Bool
     private let closing = Atomic<Bool>(false)
     /// Every thread's flag, by thread; a flag lives as long as this object.
-    /// Guarded by `flagsLock`, a pthread mutex (NSLock) rather than
-    /// Synchronization's Mutex, whose futex ThreadSanitizer can't see through.
-    private var flags: [UInt: UnsafeMutablePointer<Atomic<UInt64>>] = [:]
-    private let flagsLock = NSLock()
+    private let flags = LockedState<[UInt: UnsafeMutablePointer<Atomic<UInt64>>]>([:])
 
     private func withFlags<R>(_ body: (inout [UInt: UnsafeMutablePointer<Atomic<UInt64>>]) -> R) -> R {
-        flagsLock.lock()
-        defer { flagsLock.unlock() }
-        return body(&flags)
+        flags.withLock(body)
     }
 
     /// Whether this process may use the asymmetric barrier (registered once).

@@ -42,7 +42,7 @@ final class StoreCore: @unchecked Sendable {
     /// The retirement word and this core's thread-slot cache key, for inlined handle code.
     @usableFromInline let gate: LockFreeGate
     /// This process's thread slots in the file (see `Retirement`).
-    let threadSlots: Mutex<ThreadSlots>
+    let threadSlots: LockedState<ThreadSlots>
     private static let nextNumber = Atomic<UInt64>(1)
     /// The file's device and inode, from open: what "still at the path" compares.
     let identity: (device: UInt64, inode: UInt64)?
@@ -66,7 +66,7 @@ final class StoreCore: @unchecked Sendable {
                                                       slotCount: LockRegion.threadSlotCount(lockSize: layout.lockSize))
         self.attachmentSlot = attachmentSlot
         self.holderWord = LockRegion.holderWord(pid: pid, attachmentSlot: attachmentSlot)
-        self.threadSlots = Mutex(ThreadSlots(held: attachmentSlot.map { [$0] } ?? []))
+        self.threadSlots = LockedState(ThreadSlots(held: attachmentSlot.map { [$0] } ?? []))
         var info = stat()
         self.identity = fstat(file.fd, &info) == 0 ? (UInt64(info.st_dev), UInt64(info.st_ino)) : nil
         let number = StoreCore.nextNumber.wrappingAdd(1, ordering: .relaxed).oldValue

@@ -12,7 +12,7 @@ import Synchronization
 final class StoreSession: Sendable {
     let path: String
     let options: OpenOptions
-    private let engines: Mutex<Engines>
+    private let engines: LockedState<Engines>
 
     struct Engines {
         var current: StoreCore
@@ -27,7 +27,7 @@ final class StoreSession: Sendable {
         options.mode = .open
         options.migration = nil
         self.options = options
-        self.engines = Mutex(Engines(current: core))
+        self.engines = LockedState(Engines(current: core))
         self.newest = Atomic(StoreSession.bits(core))
     }
 

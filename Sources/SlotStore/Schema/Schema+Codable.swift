@@ -141,7 +141,7 @@ extension Schema: Codable {
         return schema
     }
 
-    private static let storedSchemas = Mutex(StoredSchemas())
+    private static let storedSchemas = LockedState(StoredSchemas())
 
     private struct StoredSchemas {
         var schemas: [[UInt8]: Schema] = [:]
