@@ -246,6 +246,15 @@ struct HolderIdentityTests {
 struct ForkTests {
     let directory = TemporaryDirectory()
 
+    @Test("a grandchild forked from a child that used the store re-attaches too: every generation's writes land")
+    func grandchildOfAUsingChild() throws {
+        let path = directory.file("fork-grandchild.slots")
+        try SlotStore(path: path, schema: .sample).close()
+        let result = try Tool.run(["_worker", "fork-grandchild", path])
+        #expect(result.succeeded, "exit \(result.status), signaled \(result.signaled): \(result.stderr)")
+        #expect(result.stdout == "counter 3 motd grandchild\n", "\(result.stdout)")
+    }
+
     @Test("a forked child that uses its parent's store re-attaches: its own PID holds the lock, its own slots, its writes land through a compaction in place")
     func childUsesTheStore() throws {
         let path = directory.file("fork-use.slots")

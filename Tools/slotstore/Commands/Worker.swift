@@ -366,6 +366,9 @@ enum WorkerCommand: Command {
         case "fork-use", "fork-inherit":
             try arguments.finish()
             return try ForkWorker.run(path: path, childUsesStore: role == "fork-use")
+        case "fork-grandchild":
+            try arguments.finish()
+            return try ForkWorker.grandchild(path: path)
         case "demo":
             return try DemoWorker.run(path: path, id: number(arguments.positional("id")),
                                       count: number(arguments.positional("count")))
@@ -445,6 +448,41 @@ enum ForkWorker {
         while waitpid(child, &status, 0) < 0 && errno == EINTR {}
         store.close()
         return status & 0x7F == 0 ? (status >> 8) & 0xFF : ExitStatus.problem
+    }
+}
+
+extension ForkWorker {
+    /// Parent, child and grandchild each use the store (a lock-free add and a
+    /// locked string store); the grandchild forks from a child that had
+    /// re-attached. Prints "counter N motd TEXT" from the parent at the end;
+    /// exits with the first failure's status.
+    static func grandchild(path: String) throws -> Int32 {
+        let store = try SlotStore(path: path)
+        let requests = try store.scalar("requests", as: Int64.self)
+        let motd = try store.string("motd")
+        requests.add(1)
+        func waitFor(_ pid: pid_t) -> Int32 {
+            var status: Int32 = 0
+            while waitpid(pid, &status, 0) < 0 && errno == EINTR {}
+            return status & 0x7F == 0 ? (status >> 8) & 0xFF : 128 + (status & 0x7F)
+        }
+        let child = fork()
+        guard child >= 0 else { throw UsageError("fork failed: \(String(cString: strerror(errno)))") }
+        if child == 0 {
+            requests.add(1)
+            guard (try? motd.store("child")) != nil else { _exit(3) }
+            let grandchild = fork()
+            if grandchild == 0 {
+                requests.add(1)
+                guard (try? motd.store("grandchild")) != nil else { _exit(4) }
+                _exit(0)
+            }
+            _exit(grandchild < 0 ? 5 : waitFor(grandchild))
+        }
+        let status = waitFor(child)
+        Output.out("counter \(requests.load()) motd \((try? motd.load()) ?? "?")")
+        store.close()
+        return status
     }
 }
 
