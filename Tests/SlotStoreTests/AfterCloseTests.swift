@@ -82,7 +82,7 @@ struct AfterCloseTests {
             let writes = Atomic<Int>(0)
             let started = DispatchSemaphore(value: 0)
             let finished = DispatchGroup()
-            let outcomes = Mutex<[String]>([])
+            let outcomes = LockedState<[String]>([])  // a pthread mutex: TSan sees it
             for thread in 0..<4 {
                 finished.enter()
                 Thread {

@@ -7,7 +7,7 @@ import Testing
 /// read-modify-writes of one element, counted like element stores (so
 /// snapshots stay one moment) and following compactions in place. The
 /// concurrency tests use real `slotstore _worker` processes.
-@Suite("Array element add and compare-exchange", .serialized, .timeLimit(.minutes(3)))
+@Suite("Array element add and compare-exchange", .serialized, .timeLimit(.minutes(5)))
 struct ArrayAddTests {
     let directory = TemporaryDirectory()
 

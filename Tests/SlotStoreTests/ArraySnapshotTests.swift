@@ -10,7 +10,7 @@ import Testing
 /// element-write counter and its store; a debug-build hook); the reader is
 /// the engine's consistent read, whose copy the test splits in two so the
 /// writers act between its first and its last element.
-@Suite("Array snapshots", .serialized, .timeLimit(.minutes(2)))
+@Suite("Array snapshots", .serialized, .timeLimit(.minutes(5)))
 struct ArraySnapshotTests {
     let directory = TemporaryDirectory()
 

@@ -4,7 +4,7 @@ import Testing
 @testable import SlotStore
 
 /// Every bad input gives its own error, and the file's bytes are unchanged afterwards.
-@Suite("Bad input", .timeLimit(.minutes(3)))
+@Suite("Bad input", .timeLimit(.minutes(5)))
 struct BadInputTests {
     let directory = TemporaryDirectory()
 

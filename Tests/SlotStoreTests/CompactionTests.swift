@@ -3,7 +3,7 @@ import Glibc
 import Testing
 @testable import SlotStore
 
-@Suite("Compaction and migration", .timeLimit(.minutes(3)))
+@Suite("Compaction and migration", .timeLimit(.minutes(5)))
 struct CompactionTests {
     let directory = TemporaryDirectory()
 

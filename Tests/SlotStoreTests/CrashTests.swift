@@ -4,7 +4,7 @@ import Testing
 @testable import SlotStore
 
 /// Processes killed with a real SIGKILL at each point of a locked write.
-@Suite("Crash recovery", .timeLimit(.minutes(3)))
+@Suite("Crash recovery", .timeLimit(.minutes(5)))
 struct CrashTests {
     let directory = TemporaryDirectory()
 

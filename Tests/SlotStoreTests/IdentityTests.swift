@@ -100,7 +100,7 @@ enum PIDNamespaces {
     }
 }
 
-@Suite("Identity across PID namespaces", .serialized, .timeLimit(.minutes(2)))
+@Suite("Identity across PID namespaces", .serialized, .timeLimit(.minutes(5)))
 struct PIDNamespaceTests {
     let directory = TemporaryDirectory()
 
@@ -187,7 +187,7 @@ struct PIDNamespaceTests {
     }
 }
 
-@Suite("Holder identity and temporary files", .timeLimit(.minutes(1)))
+@Suite("Holder identity and temporary files", .timeLimit(.minutes(5)))
 struct HolderIdentityTests {
     let directory = TemporaryDirectory()
 
@@ -242,7 +242,7 @@ struct HolderIdentityTests {
     }
 }
 
-@Suite("fork() after open", .serialized, .timeLimit(.minutes(2)))
+@Suite("fork() after open", .serialized, .timeLimit(.minutes(5)))
 struct ForkTests {
     let directory = TemporaryDirectory()
 

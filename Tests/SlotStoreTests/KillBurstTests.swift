@@ -10,7 +10,7 @@ import Testing
 /// sleepers), so a waiter that slept through its whole timeout would throw
 /// `lockTimeout` on a free lock. Transactions here hold the lock for about
 /// 100 µs at most, so any `lockTimeout` within a second is such a lost wake-up.
-@Suite("kill bursts", .serialized, .timeLimit(.minutes(3)))
+@Suite("kill bursts", .serialized, .timeLimit(.minutes(5)))
 struct KillBurstTests {
     static let schema = Schema(version: 1, fields: [.int64("n"), .int64("timeouts"), .int64("round"), .int64("parked")])
 

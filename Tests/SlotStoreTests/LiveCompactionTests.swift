@@ -6,7 +6,7 @@ import Testing
 
 /// Compaction in place while other processes (and other objects in this one)
 /// use the store: nothing lost, and everyone carries on in the new file.
-@Suite("Compaction while the store is in use", .serialized, .timeLimit(.minutes(3)))
+@Suite("Compaction while the store is in use", .serialized, .timeLimit(.minutes(5)))
 struct LiveCompactionTests {
     let directory = TemporaryDirectory()
 

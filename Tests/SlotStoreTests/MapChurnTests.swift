@@ -6,7 +6,7 @@ import Testing
 /// Backward-shift deletion: removals leave no tombstones, entries stay
 /// reachable, lock-free readers never miss a present key while entries move,
 /// and a writer killed in the middle of a shift is rolled back.
-@Suite("Map churn", .timeLimit(.minutes(3)))
+@Suite("Map churn", .timeLimit(.minutes(5)))
 struct MapChurnTests {
     let directory = TemporaryDirectory()
 

@@ -269,7 +269,7 @@ struct MapTests {
     }
 }
 
-@Suite("Maps across processes", .timeLimit(.minutes(3)))
+@Suite("Maps across processes", .timeLimit(.minutes(5)))
 struct MapProcessTests {
     let directory = TemporaryDirectory()
 

@@ -6,7 +6,7 @@ import Testing
 /// `slotstore metrics`: the real binary's output, parsed back with a small
 /// parser of the Prometheus text exposition format 0.0.4 written here, so the
 /// checks are on what a scraper would read, not on our own formatting code.
-@Suite("slotstore metrics (Prometheus text format)", .serialized, .timeLimit(.minutes(2)))
+@Suite("slotstore metrics (Prometheus text format)", .serialized, .timeLimit(.minutes(5)))
 struct MetricsTests {
     let directory = TemporaryDirectory()
 

@@ -4,7 +4,7 @@ import Testing
 @testable import SlotStore
 
 /// Real processes (the `slotstore` binary) sharing one store.
-@Suite("Multi-process", .timeLimit(.minutes(3)))
+@Suite("Multi-process", .timeLimit(.minutes(5)))
 struct MultiProcessTests {
     let directory = TemporaryDirectory()
 

@@ -8,7 +8,7 @@ import Testing
 /// lock, journal, field and map bytes, some with their checksums fixed up so
 /// the damage reaches the deeper checks. Each is verified, opened (and read),
 /// repaired and verified again, without a crash, and verify must agree with open.
-@Suite("Mutation fuzzing", .timeLimit(.minutes(3)))
+@Suite("Mutation fuzzing", .timeLimit(.minutes(5)))
 struct MutationFuzzTests {
     static let cases = 4000
     static let seed: UInt64 = 0x5107_5709_E5EE_D001

@@ -8,7 +8,7 @@ import Testing
 /// under the lock instead, so a compaction in place can't lose it. When the
 /// lock is held longer than the lock timeout, it keeps waiting: it used to
 /// give up and write with neither a slot nor the lock.
-@Suite("lock-free writes without a thread slot", .timeLimit(.minutes(3)))
+@Suite("lock-free writes without a thread slot", .timeLimit(.minutes(5)))
 struct NoSlotFallbackTests {
     @Test("with every slot taken and the lock held past the timeout, an add waits for the lock, then lands")
     func addWaitsForTheLock() throws {

@@ -5,7 +5,7 @@ import Testing
 
 /// Opening and creating at the edges: a missing directory, and an open gate
 /// held exclusively by a process that stopped.
-@Suite("open edges", .timeLimit(.minutes(3)))
+@Suite("open edges", .timeLimit(.minutes(5)))
 struct OpenEdgeTests {
     static let schema = Schema(version: 1, fields: [.int64("n")])
 

@@ -2,7 +2,7 @@ import Foundation
 import Testing
 @testable import SlotStore
 
-@Suite("Power loss and the durable journal", .timeLimit(.minutes(3)))
+@Suite("Power loss and the durable journal", .timeLimit(.minutes(5)))
 struct PowerLossTests {
     let directory = TemporaryDirectory()
 

@@ -5,7 +5,7 @@ import Testing
 /// Handles looked up before a compaction in place, used after it: they report
 /// the live file's capacity, and a transaction given one whose field a later
 /// compaction changed or dropped throws the reason instead of trapping.
-@Suite("Stale handles", .serialized, .timeLimit(.minutes(2)))
+@Suite("Stale handles", .serialized, .timeLimit(.minutes(5)))
 struct StaleHandleTests {
     let directory = TemporaryDirectory()
 

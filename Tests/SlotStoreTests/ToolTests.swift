@@ -7,7 +7,7 @@ import Testing
 // The limit catches a hang, not slowness: in a full parallel run the
 // suite's tests can wait behind long ones (the torture, the power-loss
 // explorer) for the test runner's few threads.
-@Suite("slotstore tool", .timeLimit(.minutes(3)))
+@Suite("slotstore tool", .timeLimit(.minutes(5)))
 struct ToolTests {
     let directory = TemporaryDirectory()
 

@@ -8,7 +8,7 @@ import Testing
 /// operation counts, alone and in bursts, many of them holding the lock,
 /// restarted, and every invariant checked against an exact model of the
 /// acknowledged operations.
-@Suite("Torture", .timeLimit(.minutes(3)))
+@Suite("Torture", .timeLimit(.minutes(5)))
 struct TortureTests {
     /// Runs `slotstore torture` with `arguments` and returns its summary line
     /// after the checks every run shares (it succeeded, no violation, no lock
