@@ -1178,7 +1178,9 @@ final class TortureRun {
             victims.append(index)
         }
         take(first)
-        let extras = compactorEpoch == nil ? plan.extraVictims : 0
+        // No extras once the stop flag is set: a worker that sees it exits on
+        // its own, and one that did so just before its SIGKILL is no failure.
+        let extras = compactorEpoch == nil && !stopping ? plan.extraVictims : 0
         for extra in 0..<extras {
             usleep(plan.gapsMicroseconds[extra])
             // Fresh news of who is inside a locked operation (or holding at a fault point).
