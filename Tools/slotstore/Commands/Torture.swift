@@ -924,7 +924,10 @@ final class TortureRun {
                     let plan = slots[index].killAtLockedBegin!.burst
                     slots[index].killAtLockedBegin = nil
                     killBurst(first: index, plan: plan)
-                } else if count >= nextKill.at {
+                } else if count >= nextKill.at && (settings.operationLimit == 0 || nextKill.at < settings.operationLimit) {
+                    // With --operations, only kills scheduled before the limit: the
+                    // stop can wait (for a burst to settle) past a later one, which
+                    // would then fire in one run and not in another.
                     fire(nextKill, count: count)
                     nextKill = drawKill(after: nextKill.at)
                 }
