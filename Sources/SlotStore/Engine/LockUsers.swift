@@ -38,10 +38,6 @@ final class LockUsers: @unchecked Sendable {
     /// Every thread's flag, by thread; a flag lives as long as this object.
     private let flags = LockedState<[UInt: UnsafeMutablePointer<Atomic<UInt64>>]>([:])
 
-    private func withFlags<R>(_ body: (inout [UInt: UnsafeMutablePointer<Atomic<UInt64>>]) -> R) -> R {
-        flags.withLock(body)
-    }
-
     /// Whether this process may use the asymmetric barrier (registered once).
     private static let membarrierRegistered: Bool = slotstore_membarrier_register_private() == 0
 
@@ -77,7 +73,7 @@ final class LockUsers: @unchecked Sendable {
         // so under the same mutex, so it sees `closing`: with no other thread
         // registered, there is nobody to wait for and no barrier to pay.
         let me = UInt(pthread_self())
-        let others = withFlags { flags in flags.compactMap { $0.key == me ? nil : $0.value } }
+        let others = flags.withLock { flags in flags.compactMap { $0.key == me ? nil : $0.value } }
         guard !others.isEmpty else { return }
         if asymmetric && slotstore_membarrier_private() != 0 {
             // Not registered in this process (a forked child, if the kernel
@@ -103,7 +99,7 @@ final class LockUsers: @unchecked Sendable {
     @inline(never)
     private func registerCallingThread() -> UnsafeMutablePointer<Atomic<UInt64>> {
         let thread = UInt(pthread_self())
-        let flag = withFlags { flags in
+        let flag = flags.withLock { flags in
             if let flag = flags[thread] { return flag }
             // A cache line of its own: threads never share one.
             let raw = UnsafeMutableRawPointer.allocate(byteCount: 64, alignment: 64)
@@ -117,7 +113,7 @@ final class LockUsers: @unchecked Sendable {
     }
 
     deinit {
-        withFlags { flags in
+        flags.withLock { flags in
             for flag in flags.values {
                 flag.deinitialize(count: 1)
                 UnsafeMutableRawPointer(flag).deallocate()
