@@ -8,44 +8,40 @@
 
 #define SLOTSTORE_TLS_ENTRIES 16
 
-/// One cached thread slot: the store's process-unique number and the address
-/// of this thread's in-flight word in that store's mapping.
+/// One entry of a direct-mapped per-thread cache: a store's process-unique
+/// number and an address that belongs to this thread for that store.
 typedef struct {
     uint64_t store;
     void *marker;
 } slotstore_tls_entry;
 
+/// The cached address for `store` in `cache`, or NULL (take the slow path).
+static inline void *slotstore_tls_find(slotstore_tls_entry *cache, uint64_t store) {
+    slotstore_tls_entry *entry = &cache[store % SLOTSTORE_TLS_ENTRIES];
+    return entry->store == store ? entry->marker : (void *)0;
+}
+
+static inline void slotstore_tls_put(slotstore_tls_entry *cache, uint64_t store, void *address) {
+    slotstore_tls_entry *entry = &cache[store % SLOTSTORE_TLS_ENTRIES];
+    entry->store = store;
+    entry->marker = address;
+}
+
+/// Each thread's in-flight word in each store's thread-slot table.
 extern _Thread_local slotstore_tls_entry slotstore_tls_entries[SLOTSTORE_TLS_ENTRIES];
 
 /// This thread's in-flight word for store number `store`, or NULL if the
 /// thread has none cached (claim one through the slow path).
-static inline void *slotstore_thread_marker(uint64_t store) {
-    slotstore_tls_entry *entry = &slotstore_tls_entries[store % SLOTSTORE_TLS_ENTRIES];
-    return entry->store == store ? entry->marker : (void *)0;
-}
+static inline void *slotstore_thread_marker(uint64_t store) { return slotstore_tls_find(slotstore_tls_entries, store); }
+static inline void slotstore_set_thread_marker(uint64_t store, void *marker) { slotstore_tls_put(slotstore_tls_entries, store, marker); }
 
-static inline void slotstore_set_thread_marker(uint64_t store, void *marker) {
-    slotstore_tls_entry *entry = &slotstore_tls_entries[store % SLOTSTORE_TLS_ENTRIES];
-    entry->store = store;
-    entry->marker = marker;
-}
-
-/// Each thread's "inside acquireLock…releaseLock" flag per store, cached the
-/// same way: the store's process-unique number and the address of the flag
-/// (process memory, one cache line per thread). `close()` reads every
-/// thread's flag instead of the threads counting themselves on a shared word.
+/// Each thread's "inside acquireLock…releaseLock" flag per store (process
+/// memory, one cache line per thread). `close()` reads every thread's flag
+/// instead of the threads counting themselves on a shared word.
 extern _Thread_local slotstore_tls_entry slotstore_lock_user_entries[SLOTSTORE_TLS_ENTRIES];
 
-static inline void *slotstore_lock_user_flag(uint64_t store) {
-    slotstore_tls_entry *entry = &slotstore_lock_user_entries[store % SLOTSTORE_TLS_ENTRIES];
-    return entry->store == store ? entry->marker : (void *)0;
-}
-
-static inline void slotstore_set_lock_user_flag(uint64_t store, void *flag) {
-    slotstore_tls_entry *entry = &slotstore_lock_user_entries[store % SLOTSTORE_TLS_ENTRIES];
-    entry->store = store;
-    entry->marker = flag;
-}
+static inline void *slotstore_lock_user_flag(uint64_t store) { return slotstore_tls_find(slotstore_lock_user_entries, store); }
+static inline void slotstore_set_lock_user_flag(uint64_t store, void *flag) { slotstore_tls_put(slotstore_lock_user_entries, store, flag); }
 
 /// A compiler-only barrier: with membarrier on the other side, this is all a
 /// lock-free writer needs between marking itself in flight and checking
