@@ -32,12 +32,12 @@ extension SlotStore {
     ///   - migration: what the migration may do beyond safe changes.
     ///   - dryRun: only compute and return the plan.
     ///   - allowOtherOwner: compact a store that belongs to another user (the result keeps its mode, and is owned by the caller).
-    ///   - progress: called with a line per step, for large stores.
+    ///   - progress: called as each step starts, goes and ends, for large stores.
     @discardableResult
     public static func compact(at path: String, output: String? = nil, schema: Schema? = nil, capacities: [String: Int] = [:],
                                migration: MigrationOptions = MigrationOptions(), dryRun: Bool = false,
                                allowOtherOwner: Bool = false,
-                               progress: ((String) -> Void)? = nil) throws(SlotStoreError) -> CompactionPlan {
+                               progress: ((WorkProgress) -> Void)? = nil) throws(SlotStoreError) -> CompactionPlan {
         // A compaction that waited for the lock of a file another compaction
         // replaced meanwhile starts again, on the new file.
         var attempt = 0
@@ -53,7 +53,7 @@ extension SlotStore {
 
     private static func compactOnce(at path: String, output: String?, schema: Schema?, capacities: [String: Int],
                                     migration: MigrationOptions, dryRun: Bool, allowOtherOwner: Bool,
-                                    progress: ((String) -> Void)?) throws(SlotStoreError) -> CompactionPlan {
+                                    progress: ((WorkProgress) -> Void)?) throws(SlotStoreError) -> CompactionPlan {
         let destination = output ?? path
         let inPlace = destination == path
         if !inPlace, case .success(_?) = Syscall.kind(at: destination) { throw .alreadyExists(path: destination) }
@@ -138,7 +138,7 @@ extension SlotStore {
             }
         }
         plan.bytesAfter = Int(try SlotStore.inspect(at: destination).format.fileSize)
-        progress?("wrote \(destination)\(live ? "; the processes using it switch to it on their next operation" : "")")
+        progress?(WorkProgress(step: "wrote \(destination)\(live ? "; the processes using it switch to it on their next operation" : "")", completed: 1, total: 1))
         return plan
     }
 
@@ -156,12 +156,12 @@ extension SlotStore {
 
     /// Copies every field of `target` that the source has, converted; call holding both locks or with the target private.
     private static func copy(from source: StoreCore, to result: StoreCore, target: Schema, plan: CompactionPlan,
-                             path: String, progress: ((String) -> Void)?) throws(SlotStoreError) {
+                             path: String, progress: ((WorkProgress) -> Void)?) throws(SlotStoreError) {
         try result.transaction { () throws(SlotStoreError) in
             for field in target.fields {
                 guard let old = source.layout.field(named: field.name),
                       let new = result.layout.field(named: field.name) else { continue }
-                progress?("copying \(field.name) (\(old.type))")
+                progress?(WorkProgress(step: "copying \(field.name)", completed: 0, total: 1))
                 let value = try source.readValue(old, locked: true)
                 let fate = plan.fields.first { $0.name == field.name }?.fate ?? "copy"
                 let converted = try MigrationRules.migrate(value, from: old.type, to: new.type, fate: fate,

@@ -45,7 +45,7 @@ enum CompactCommand: Command {
         let schema = try schemaPath.map { try Schema(json: Array(readInputFile($0, what: "schema")), source: $0) }
         let plan = try SlotStore.compact(at: path, output: output, schema: schema, capacities: capacities,
                                          migration: migration, dryRun: dryRun, allowOtherOwner: Settings.allowOtherOwner,
-                                         progress: json ? nil : { Output.error("  \($0)") })
+                                         progress: json ? nil : { Output.error("  \($0.step)") })
         if json {
             try JSONOutput.print(plan)
             return ExitStatus.success
