@@ -183,11 +183,13 @@ struct MapTable: Sendable {
     /// even and unchanged around the whole copy; otherwise it copies again,
     /// and after a few tries takes the lock for one copy.
     func forEach(locked: Bool = false, _ body: (UnsafeRawBufferPointer, MappedAddress) throws -> Void) throws {
+        if locked {
+            try forEachHoldingLock { _, key, value in try body(key, value) }
+            return
+        }
         let stride = 8 + geometry.keyBytes + geometry.valueBytes
         var images: [UInt8] = []
-        if locked {
-            try collect(into: &images, locked: true)
-        } else {
+        do {
             var retry = ReadRetry()
             var attempts = 0
             while true {
@@ -223,6 +225,25 @@ struct MapTable: Sendable {
                 try body(key, MappedAddress(all.baseAddress! + offset + 8 + geometry.keyBytes))
                 offset += stride
             }
+        }
+    }
+
+    /// Calls `body` with each live entry's bucket index, key bytes and value
+    /// address, in bucket order, straight from the mapping: nothing is copied,
+    /// so a whole-store operation streams through a map of any size. The
+    /// caller holds the lock (or is the only opener): no writer is mid-bucket,
+    /// no removal moves entries, and an odd sequence word is a stale one.
+    func forEachHoldingLock(_ body: (Int, UnsafeRawBufferPointer, MappedAddress) throws -> Void) rethrows {
+        let epoch = self.epoch
+        let keyCapacity = geometry.keyCapacity
+        for index in 0..<geometry.bucketCount {
+            let bucket = self.bucket(index)
+            let meta = bucket.advanced(by: 8).atomic(UInt64.self).pointee.load(ordering: .relaxed)
+            guard meta & 3 == MapTable.full, meta >> 32 == epoch else { continue }
+            let length = min(Int((meta >> 8) & 0xFF_FFFF), keyCapacity)
+            let keyArea = bucket.advanced(by: MapGeometry.bucketPrefixBytes)
+            try body(index, UnsafeRawBufferPointer(start: keyArea.pointer, count: length),
+                     keyArea.advanced(by: geometry.keyBytes))
         }
     }
 
