@@ -185,6 +185,12 @@ enum ChildRole {
             printError("slotstore-bench: --child needs ROLE PATH COUNT CPU")
             return 2
         }
+        if arguments[0] == "compaction-adder" {
+            do { return try CompactionBenchmarks.adder(path: arguments[1]) } catch {
+                printError("slotstore-bench child compaction-adder: \(error)")
+                return 2
+            }
+        }
         do {
             CPU.pin(cpu)
             let store = try SlotStore(path: arguments[1], options: OpenOptions(mode: .open))

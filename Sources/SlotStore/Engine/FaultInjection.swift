@@ -26,8 +26,11 @@ enum FaultPoint: String, CaseIterable, Sendable {
     /// Compaction in place while others have the store open: the new file is
     /// at the path, the old one not yet marked retired, its lock held.
     case afterRename
-    /// Compaction in place while others have the store open: lock-free
-    /// writers are stopped and drained, nothing copied yet.
+    /// Compaction in place: everything is copied once and the new file
+    /// flushed, with lock-free writers still running; they are not stopped yet.
+    case afterBulkCopy
+    /// Compaction in place: lock-free writers are stopped and drained, and
+    /// the fields they write are not copied again yet.
     case afterRetiring
     /// Between the two halves of an array element write (its count in the
     /// element-write counter and its store), in any path. Debug builds only:

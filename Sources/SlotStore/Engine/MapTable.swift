@@ -288,8 +288,19 @@ struct MapTable: Sendable {
     @discardableResult
     func settleOddBuckets() -> Int {
         var settled = 0
+        // A first opener walks every bucket: hand each 16 MiB walked back to
+        // the page cache, or opening a 2M-entry map to read one counter would
+        // keep the whole map resident in the opener.
+        let bucketsPerWindow = max(1, (16 << 20) / geometry.bucketBytes)
+        let bucketsStart = field.offset + MapGeometry.headerBytes
+        var windowStart = 0
         for index in 0..<geometry.bucketCount {
             if SequenceWord(bucket(index)).settle() { settled += 1 }
+            if index - windowStart + 1 == bucketsPerWindow {
+                core.file.releasePages(from: bucketsStart + windowStart * geometry.bucketBytes,
+                                       to: bucketsStart + (index + 1) * geometry.bucketBytes)
+                windowStart = index + 1
+            }
         }
         if moveSequence.settle() { settled += 1 }
         return settled

@@ -59,6 +59,19 @@ final class MappedFile: @unchecked Sendable {
         }
     }
 
+    /// Takes the pages wholly inside `start..<end` out of this process's page
+    /// tables (`MADV_DONTNEED`): for a whole-store pass over a file bigger
+    /// than the memory it should use. The data is untouched: in a shared file
+    /// mapping, a dropped page stays in the page cache (dirty ones included)
+    /// and comes back on the next access; other processes never notice.
+    func releasePages(from start: Int, to end: Int) {
+        let page = Int(sysconf(Int32(_SC_PAGESIZE)))
+        let first = (max(start, 0) + page - 1) & ~(page - 1)
+        let last = min(end, size) & ~(page - 1)
+        guard last > first, !closed else { return }
+        _ = madvise(base.pointer + first, last - first, MADV_DONTNEED)
+    }
+
     /// Drops the file mapping and descriptor now. The address range stays
     /// reserved with no access until deinit, so a stale handle faults
     /// deterministically rather than reading whatever is mapped there later.

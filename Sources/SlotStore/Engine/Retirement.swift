@@ -115,10 +115,13 @@ extension StoreCore {
 
     /// Starts an in-place compaction: stops lock-free writers and waits for the
     /// ones in flight. Call holding the lock. On error the store is live again.
-    func beginRetirement(timeout: Double) throws(SlotStoreError) {
+    /// `barrierRequired`: false when no other process had the store open a
+    /// moment ago, so a kernel without membarrier(2) (or a sandbox that
+    /// forbids it) need not stop a compaction that has nobody to fence.
+    func beginRetirement(timeout: Double, barrierRequired: Bool = true) throws(SlotStoreError) {
         lock.retirement.pointee.store(Retirement.retiring, ordering: .sequentiallyConsistent)
         let barrier = slotstore_membarrier_global()
-        guard barrier == 0 else {
+        guard barrier == 0 || !barrierRequired else {
             lock.retirement.pointee.store(Retirement.live, ordering: .releasing)
             throw .storeInUse(path: path, operation: "compaction in place (other processes have the store open, and stopping their lock-free writes needs membarrier(2), which failed with errno \(-barrier))")
         }

@@ -108,17 +108,29 @@ extension SlotStore {
         try keepOwner(of: source.core, for: result.core, live: live, path: path)
 
         // Hold the source's lock from the first byte copied until the new
-        // file is in place: locked writers wait, the copy is one consistent
-        // moment, and (live) lock-free writers are stopped and drained first.
+        // file is in place: locked writers wait, and the copy is one
+        // consistent moment for everything written under the lock. Lock-free
+        // writers (scalars and array elements) are not stopped for the bulk
+        // of the copy: in place, they are stopped and drained only for the
+        // second pass, which copies again just the fields they can write
+        // (kilobytes), so their pause doesn't grow with the maps.
         let sourceCore = source.core
         try sourceCore.transaction { () throws(SlotStoreError) in
-            if live {
-                try sourceCore.beginRetirement(timeout: sourceCore.lockTimeout)
-                sourceCore.fault(.afterRetiring)
-            }
             do throws(SlotStoreError) {
-                try copy(from: sourceCore, to: result.core, target: target, plan: plan, path: path, progress: progress)
+                try copy(from: sourceCore, to: result.core, target: target, plan: plan, path: path,
+                         lockFreeWritableOnly: false, progress: progress)
+                // The bulk of the flushing happens before anyone pauses.
                 try result.sync()
+                if inPlace {
+                    sourceCore.fault(.afterBulkCopy)
+                    // Also when nobody else had it open at the check above:
+                    // a process opening it since may be writing lock-free.
+                    try sourceCore.beginRetirement(timeout: sourceCore.lockTimeout, barrierRequired: live)
+                    sourceCore.fault(.afterRetiring)
+                    try copy(from: sourceCore, to: result.core, target: target, plan: plan, path: path,
+                             lockFreeWritableOnly: true, progress: nil)
+                    try result.sync()
+                }
                 // Processes can open the new file from its rename on: hold its
                 // lock until its directory entry is durable, so no durable
                 // commit lands in a file a power loss could still unname.
@@ -137,7 +149,7 @@ extension SlotStore {
                 throw error
             }
         }
-        plan.bytesAfter = Int(try SlotStore.inspect(at: destination).format.fileSize)
+        plan.bytesAfter = result.core.file.size
         progress?(WorkProgress(step: "wrote \(destination)\(live ? "; the processes using it switch to it on their next operation" : "")", completed: 1, total: 1))
         return plan
     }
@@ -154,19 +166,33 @@ extension SlotStore {
         }
     }
 
-    /// Copies every field of `target` that the source has, converted; call holding both locks or with the target private.
-    private static func copy(from source: StoreCore, to result: StoreCore, target: Schema, plan: CompactionPlan,
-                             path: String, progress: ((WorkProgress) -> Void)?) throws(SlotStoreError) {
+    /// Copies every field of `target` that the source has, converted (or, with
+    /// `lockFreeWritableOnly`, the scalars and arrays again, which lock-free
+    /// writers may have changed since); call holding both locks or with the
+    /// target private. Maps go entry by entry between the two mappings.
+    private static func copy(from source: StoreCore, to result: StoreCore, target: Schema, plan: CompactionPlan, path: String,
+                             lockFreeWritableOnly: Bool, progress: ((WorkProgress) -> Void)?) throws(SlotStoreError) {
         try result.transaction { () throws(SlotStoreError) in
             for field in target.fields {
                 guard let old = source.layout.field(named: field.name),
                       let new = result.layout.field(named: field.name) else { continue }
-                progress?(WorkProgress(step: "copying \(field.name)", completed: 0, total: 1))
-                let value = try source.readValue(old, locked: true)
+                if lockFreeWritableOnly && !old.type.isLockFreeWritable { continue }
                 let fate = plan.fields.first { $0.name == field.name }?.fate ?? "copy"
+                let step = "copying \(field.name)"
+                if old.type.isMap && new.type.isMap {
+                    let copy = MapCopy(from: MapTable(core: source, field: old), to: MapTable(core: result, field: new),
+                                       fate: fate, path: path)
+                    try copy.run(step: step, progress: progress) { start, end in
+                        source.file.releasePages(from: start, to: end)
+                    }
+                    continue
+                }
+                progress?(WorkProgress(step: step, completed: 0, total: 1))
+                let value = try source.readValue(old, locked: true)
                 let converted = try MigrationRules.migrate(value, from: old.type, to: new.type, fate: fate,
                                                            field: field.name, path: path)
                 try result.writeValue(converted, to: new)
+                progress?(WorkProgress(step: step, completed: 1, total: 1))
             }
         }
     }

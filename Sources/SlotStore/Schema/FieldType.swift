@@ -80,4 +80,14 @@ public indirect enum FieldType: Sendable, Hashable, CustomStringConvertible {
         if case .map = self { return true }
         return false
     }
+
+    /// Whether handles write this type without the lock (scalar stores and
+    /// array element stores, adds and compare-exchanges): what a compaction
+    /// in place copies again once those writers are stopped.
+    var isLockFreeWritable: Bool {
+        switch self {
+        case .scalar, .array: true
+        default: false
+        }
+    }
 }
