@@ -57,6 +57,12 @@ public struct OpenOptions: Sendable {
 
     /// The generation written into a created header; compaction sets it.
     var initialGeneration: UInt64 = 1
+    /// For a compaction's new file: the source's map hash seed, so each map's
+    /// entries land where they were (or, in a map twice as large, in two runs
+    /// in the same order): the copy writes the new file front to back instead
+    /// of at random, several times faster for maps bigger than the caches.
+    /// Nil: a new random seed.
+    var initialHashSeed: UInt64?
 
     /// Creates options; every parameter has the default described on its property.
     public init(mode: Mode = .createOrOpen, fileMode: UInt32 = 0o600, lockTimeout: Duration = .seconds(5),

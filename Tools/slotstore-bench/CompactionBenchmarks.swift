@@ -17,7 +17,10 @@ enum CompactionBenchmarks {
         ])
     }
 
+    static let growRow = "map grow: insert 1M keys from capacity 1K (amortized)"
+
     static func run(_ bench: Bench, _ workspace: Workspace, entries: Int) throws {
+        if bench.selects(growRow) { try grow(bench, workspace, entries: entries) }
         if bench.selects(compactRow) { try compactInPlace(bench, workspace, entries: entries) }
         // The target is stated at 2M entries (1M with --quick's smaller maps: 250K).
         if bench.selects(waitRow) { try longestWait(bench, workspace, entries: entries * 2) }
@@ -32,6 +35,36 @@ enum CompactionBenchmarks {
         let map = try store.map("map", key: String.self, value: Int64.self)
         for index in 0..<entries { try map.set(Int64(index), for: MapBenchmarks.key(UInt64(index))) }
         return (store, path)
+    }
+
+    /// Inserts `entries` keys into a map that starts at capacity 1K and
+    /// grows (doubling at 90%), then the same keys into a map created at its
+    /// final capacity: ns per insert of each, and their ratio in the note.
+    private static func grow(_ bench: Bench, _ workspace: Workspace, entries: Int) throws {
+        let keys = (0..<entries).map { MapBenchmarks.key(UInt64($0)) }
+        let repetitions = min(bench.settings.repetitions, 3)
+        func fill(capacity: Int, growth: MapGrowth?) throws -> Double {
+            let path = workspace.path("grow.slots")
+            let store = try SlotStore(path: path, schema: Schema(version: 1, fields: [
+                .map("map", key: .string(capacity: 32), value: .scalar(.int64), capacity: capacity, growth: growth),
+            ]), options: OpenOptions(mode: .create))
+            defer { store.close(); workspace.remove(path) }
+            let map = try store.map("map", key: String.self, value: Int64.self)
+            let start = monotonicNanoseconds()
+            for (index, key) in keys.enumerated() { try map.set(Int64(index), for: key) }
+            let elapsed = Double(monotonicNanoseconds() - start) / Double(entries)
+            guard map.count == entries else { throw BenchFailure("the grown map holds \(map.count) entries, not \(entries)") }
+            return elapsed
+        }
+        bench.progress("inserting \(Format.grouped(entries)) keys into a map growing from capacity 1K, \(repetitions) times")
+        var grown: [Double] = [], presized: [Double] = []
+        for _ in 0..<repetitions {
+            grown.append(try fill(capacity: 1_024, growth: MapGrowth(maxCapacity: entries * 2)))
+            presized.append(try fill(capacity: MapBenchmarks.capacity(entries: entries), growth: nil))
+        }
+        let ratio = Statistics.median(grown) / Statistics.median(presized)
+        bench.record(Row(op: growRow, medium: workspace.shmMedium, samples: grown, opsPerRepetition: entries,
+                         note: "\(Format.grouped(entries)) keys; a pre-sized map takes \(Format.fixed(Statistics.median(presized), 0)) ns per insert: \(Format.fixed(ratio, 2))x"))
     }
 
     private static func compactInPlace(_ bench: Bench, _ workspace: Workspace, entries: Int) throws {

@@ -569,6 +569,7 @@ struct MapCursor: @unchecked Sendable {
                                 detail: "the map records \(live) entries, over its capacity \(capacity): the file is damaged; run `slotstore verify`, then compact or restore it")
         }
         guard live < capacity, let target else {
+            core.requestGrowth(field: fieldIndex, capacity: capacity, full: true)
             throw .mapFull(path: core.path, field: core.layout.fields[fieldIndex].name, capacity: capacity, count: live)
         }
         try journalHeader(core)
@@ -587,6 +588,9 @@ struct MapCursor: @unchecked Sendable {
         count.pointee.store(UInt64(live + 1), ordering: .relaxed)
         if reusesTombstone {
             tombstones.pointee.store(tombstones.pointee.load(ordering: .relaxed) &- 1, ordering: .relaxed)
+        }
+        if _slowPath(live + 1 >= core.growthCounts[fieldIndex]) {
+            core.requestGrowth(field: fieldIndex, capacity: capacity, full: false)
         }
         core.fault(.afterWrite)
     }

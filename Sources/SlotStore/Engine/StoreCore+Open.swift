@@ -16,7 +16,7 @@ extension StoreCore {
                 guard let schema else { throw .fileNotFound(path: path) }
                 let created = try createFile(path: path, schema: schema, options: options)
                 if !created && options.mode == .create { throw .alreadyExists(path: path) }
-                if let core = try openExisting(path: path, schema: schema, options: options) { return (core, created) }
+                if let core = try openExisting(path: path, schema: schema, options: options, justCreated: created) { return (core, created) }
             case .success(.symbolicLink?):
                 throw .symbolicLink(path: path)
             case .success(let kind?):
@@ -48,7 +48,7 @@ extension StoreCore {
             dataOffset: UInt64(layout.dataOffset), dataSize: UInt64(layout.dataSize),
             schemaVersion: UInt64(schema.version), schemaHash: schema.fieldsHash,
             generation: options.initialGeneration, createdAtNanoseconds: nowNanoseconds(),
-            hashSeed: UInt64.random(in: 0...UInt64.max))
+            hashSeed: options.initialHashSeed ?? UInt64.random(in: 0...UInt64.max))
 
         TemporaryFiles.removeStale(for: path)
         let (fd, temporary): (Int32, String)
@@ -100,7 +100,8 @@ extension StoreCore {
     /// Validates and maps an existing store, then passes the open gate.
     /// Nothing is written to the file unless every check passed.
     /// - Returns: nil if the file vanished between lookup and open.
-    private static func openExisting(path: String, schema: Schema?, options: OpenOptions) throws(SlotStoreError) -> StoreCore? {
+    private static func openExisting(path: String, schema: Schema?, options: OpenOptions,
+                                     justCreated: Bool = false) throws(SlotStoreError) -> StoreCore? {
         let fd: Int32
         switch Syscall.open(path, flags: O_RDWR | O_NOFOLLOW) {
         case .success(let opened): fd = opened
@@ -129,7 +130,7 @@ extension StoreCore {
         ownsDescriptor = false
         let file = try MappedFile(path: path, fd: fd, size: Int(header.fileSize), writable: true)
         let core = StoreCore(path: path, file: file, header: header, layout: layout, schema: storedSchema, options: options)
-        try core.passOpenGate()
+        try core.passOpenGate(justCreated: justCreated)
         // Compaction replaces the file by renaming a new one over the path
         // while it holds the exclusive open lock; an opener that waited on the
         // old file must not use it. Same inode as the path now, or start over.
@@ -206,12 +207,15 @@ extension StoreCore {
 
     /// Takes this process's shared open lock; if it is the only opener, first
     /// resets the lock region and rolls back a leftover journal.
-    private func passOpenGate() throws(SlotStoreError) {
+    /// `justCreated`: this call linked the file into place, all zeros but its
+    /// header, lock and schema, so there is nothing to repair (and walking a
+    /// big map's buckets to learn that would touch every page of the file).
+    private func passOpenGate(justCreated: Bool) throws(SlotStoreError) {
         switch OpenGate.tryExclusive(file.fd) {
         case .failure(let code):
             throw .systemCallFailed(path: path, call: "fcntl(F_OFD_SETLK)", errno: code.rawValue)
         case .success(true):
-            resetAsOnlyOpener()
+            resetAsOnlyOpener(nothingToRepair: justCreated && !journal.isDirty)
         case .success(false):
             break
         }
@@ -228,11 +232,11 @@ extension StoreCore {
     /// No other process has the store open, so nothing can hold or wait on
     /// the mutex: whatever its bytes say (a holder from before a reboot, from
     /// a PID namespace that is gone) is stale.
-    func resetAsOnlyOpener() {
+    func resetAsOnlyOpener(nothingToRepair: Bool = false) {
         let journalWasDirty = journal.isDirty
         let staleHolder = lock.holder.pointee.load(ordering: .relaxed)
         lock.initializeMutex()
-        repairDataAfterInterruptedWrite()
+        if !nothingToRepair { repairDataAfterInterruptedWrite() }
         resolveInterruptedRetirement()
         // Thread slots need no reset: a slot means something only while its
         // OFD lock is held, and claiming one clears it.

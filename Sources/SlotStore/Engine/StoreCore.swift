@@ -13,6 +13,8 @@ final class StoreCore: @unchecked Sendable {
     let lock: LockRegion
     let journal: UndoJournal
     let lockTimeout: Double
+    /// Opened with ``OpenOptions/allowOtherOwner``: a map growth compacts it the same way.
+    let allowsOtherOwner: Bool
     let durable: Bool
     /// Cached: glibc no longer caches `getpid()`, and it is written at every
     /// lock acquisition. A forked child never locks through its parent's
@@ -28,6 +30,8 @@ final class StoreCore: @unchecked Sendable {
     /// The thread holding the lock through this object, so a nested lock
     /// becomes an error instead of a self-deadlock.
     private let lockingThread = Atomic<UInt>(0)
+    /// Set once the lock found this file retired and another file at its path (see ``acquireLock()``).
+    private let confirmedRetired = Atomic<Bool>(false)
     /// Threads of this process inside `acquireLock`…`releaseLock`; `close()`
     /// waits for none, because unmapping under a held robust mutex would
     /// leave it stuck for every process (the kernel can't mark a mutex it
@@ -46,6 +50,18 @@ final class StoreCore: @unchecked Sendable {
     private static let nextNumber = Atomic<UInt64>(1)
     /// The file's device and inode, from open: what "still at the path" compares.
     let identity: (device: UInt64, inode: UInt64)?
+    /// By field index: the entry count at which an insert grows the map
+    /// (`Int.max` for fields that don't grow; see ``MapGrowth``).
+    let growthCounts: [Int]
+    /// A map growth an insert asked for (field index and the capacity it
+    /// found), run as soon as the lock is released. Set and taken only by the
+    /// thread holding the lock, so plain storage is enough.
+    nonisolated(unsafe) var pendingGrowth: (field: Int, capacity: Int)?
+    /// Why the last growth of a map failed, by field index: shown instead of
+    /// `mapFull`, and it keeps inserts below the full capacity from trying again.
+    let growthFailures = LockedState<[Int: SlotStoreError]>([:])
+    /// Once this file is retired: where its fields are in the live file (see ``Forwarding``).
+    let forwarding: Forwarding
 
     init(path: String, file: MappedFile, header: FileHeader, layout: Layout, schema: Schema, options: OpenOptions) {
         self.path = path
@@ -59,6 +75,7 @@ final class StoreCore: @unchecked Sendable {
                                    dataRange: layout.dataOffset..<(layout.dataOffset + layout.dataSize),
                                    fileBase: file.base)
         self.lockTimeout = options.lockTimeoutSeconds
+        self.allowsOtherOwner = options.allowOtherOwner
         self.durable = options.durability == .flushOnCommit
         self.pid = getpid()
         self.forkGeneration = file.forkGeneration
@@ -73,6 +90,12 @@ final class StoreCore: @unchecked Sendable {
         self.gate = LockFreeGate(retirement: file.base.advanced(by: layout.lockOffset + LockRegion.retirementOffset),
                                  store: number)
         self.lockUsers = LockUsers(store: number)
+        self.forwarding = Forwarding(fieldCount: layout.fields.count)
+        self.growthCounts = layout.fields.map { field in
+            guard case .map(_, _, let capacity) = field.type,
+                  let growth = schema.field(named: field.name)?.growth else { return Int.max }
+            return growth.growthCount(capacity: capacity)
+        }
     }
 
     @inlinable
@@ -94,6 +117,13 @@ final class StoreCore: @unchecked Sendable {
         if lockingThread.load(ordering: .relaxed) == me { throw .nestedTransaction(path: path) }
         // Marked before touching the mutex, so close() never unmaps under it.
         guard lockUsers.enter() else { throw .storeClosed(path: path) }
+        // A file this engine saw retired and gone from its path stays so:
+        // handles from before a compaction go on to the live file without
+        // locking this one and looking at the path (a stat) on every call.
+        if _slowPath(confirmedRetired.load(ordering: .relaxed)) {
+            lockUsers.leave()
+            throw .storeRetired(path: path)
+        }
         let code = lock.tryLock()
         if _slowPath(code != 0) {
             do {
@@ -119,6 +149,7 @@ final class StoreCore: @unchecked Sendable {
     @inline(never)
     private func checkRetirementHoldingLock() throws(SlotStoreError) {
         if lock.retirement.pointee.load(ordering: .relaxed) == Retirement.retired && !isStillAtPath() {
+            confirmedRetired.store(true, ordering: .relaxed)
             releaseLock()
             throw .storeRetired(path: path)
         }
@@ -142,10 +173,13 @@ final class StoreCore: @unchecked Sendable {
     }
 
     func releaseLock() {
+        let growth = pendingGrowth
+        if _slowPath(growth != nil) { pendingGrowth = nil }
         lock.holder.pointee.store(0, ordering: .relaxed)
         lockingThread.store(0, ordering: .relaxed)
         lock.unlock()
         lockUsers.leave()
+        if let growth { growMap(field: growth.field, from: growth.capacity) }
     }
 
     /// Refuses new lock users, waits for the current ones, then unmaps.

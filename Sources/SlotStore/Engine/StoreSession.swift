@@ -93,6 +93,7 @@ final class StoreSession: Sendable {
                     engines.current = next
                     newest.store(StoreSession.bits(next), ordering: .releasing)
                     engines.switchFailure = nil
+                    StoreSession.forward(engines.retired, to: next)
                 } catch {
                     engines.switchFailure = error
                     throw error
@@ -114,6 +115,7 @@ final class StoreSession: Sendable {
             engines.retired.append(inherited)
             engines.current = own
             newest.store(StoreSession.bits(own), ordering: .releasing)
+            StoreSession.forward(engines.retired, to: own)
         } catch {
             engines.switchFailure = error
             throw error
@@ -129,8 +131,25 @@ final class StoreSession: Sendable {
         }
     }
 
+    /// Points every retired engine's ``Forwarding`` at `live`: each field to
+    /// the field of the same name there, if a handle can switch to its type.
+    /// Call holding the engines' lock.
+    private static func forward(_ retired: [StoreCore], to live: StoreCore) {
+        for old in retired {
+            let numbers = old.layout.fields.map { field -> Int in
+                guard let found = live.layout.field(named: field.name), field.type.acceptsLiveSwitch(to: found.type) else { return -1 }
+                return found.index
+            }
+            old.forwarding.fill(live: live, numbers: numbers)
+        }
+    }
+
     /// Field number `index` of `core`, in the live engine.
     func liveField(_ core: StoreCore, _ index: Int) throws(SlotStoreError) -> (StoreCore, FieldLayout) {
+        if core.gate.isRetired, let (live, number) = core.forwarding.lookUp(index) {
+            try ensureOpen()
+            return (live, live.layout.fields[number])
+        }
         let live = try live(after: core)
         do {
             return (live, try resolve(core.layout.fields[index], in: live))
@@ -177,6 +196,13 @@ final class StoreSession: Sendable {
     /// (lock-free writes can't throw); ``SlotStore/refresh()`` reports why.
     @usableFromInline @inline(never)
     func writeLockFree<R>(_ core: StoreCore, field index: Int, _ write: (FieldWords) -> R) -> R {
+        // A handle from before a compaction, once this process follows it: a few loads.
+        if core.gate.isRetired, let (live, number) = core.forwarding.lookUp(index),
+           let marker = live.gate.enter() {
+            let result = write(FieldWords(live, fieldNumber: number))
+            live.gate.leave(marker)
+            return result
+        }
         var core = core
         var field = core.layout.fields[index]
         while true {
@@ -221,6 +247,9 @@ final class StoreSession: Sendable {
     /// The slow path of a lock-free read of a retired file.
     @usableFromInline @inline(never)
     func readLockFree<R>(_ core: StoreCore, field index: Int, _ read: (FieldWords) -> R) -> R {
+        if core.gate.isRetired, let (live, number) = core.forwarding.lookUp(index) {
+            return read(FieldWords(live, fieldNumber: number))
+        }
         guard let (live, field) = try? liveField(core, index) else { return read(FieldWords(core, core.layout.fields[index])) }
         return read(FieldWords(live, field))
     }
@@ -244,6 +273,14 @@ struct FieldWords {
     init(_ core: StoreCore, _ field: FieldLayout) {
         payload = core.address(field.payloadOffset)
         elementWrites = field.hasSequence ? core.address(field.secondWordOffset) : payload
+    }
+
+    /// The words of field number `number` of `core`, read in place (copying
+    /// the field's layout costs retains of its name and type).
+    init(_ core: StoreCore, fieldNumber number: Int) {
+        let layout = core.layout
+        payload = core.address(layout.fields[number].payloadOffset)
+        elementWrites = layout.fields[number].hasSequence ? core.address(layout.fields[number].secondWordOffset) : payload
     }
 }
 

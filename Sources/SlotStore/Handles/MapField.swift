@@ -21,6 +21,8 @@ public struct MapField<Key: SlotMapKey, Value: SlotMapValue>: Sendable, FieldHan
     @usableFromInline let valueType: FieldType
     @usableFromInline let valueAreaBytes: Int
     @usableFromInline let keyCapacity: Int
+    /// This handle in the live file, once it has followed a compaction.
+    @usableFromInline let followed: FollowCache<MapField>
 
     @usableFromInline
     init(reference: FieldReference) {
@@ -31,6 +33,17 @@ public struct MapField<Key: SlotMapKey, Value: SlotMapValue>: Sendable, FieldHan
         self.valueType = table.geometry.value
         self.valueAreaBytes = table.geometry.valueBytes
         self.keyCapacity = table.geometry.keyCapacity
+        self.followed = FollowCache()
+    }
+
+    /// This handle in the live file: the cached copy while its file is live,
+    /// else rebuilt there (see ``FieldHandle/rebound()``) and cached.
+    @usableFromInline
+    func live() throws(SlotStoreError) -> MapField {
+        if let cached = followed.latest(), !cached.gate.isRetired, cached.table.core.isAttachedHere { return cached }
+        let rebuilt = try rebound()
+        followed.publish(rebuilt)
+        return rebuilt
     }
 
     /// The store, file and field this handle was resolved in (see ``FieldReference``);
@@ -41,12 +54,12 @@ public struct MapField<Key: SlotMapKey, Value: SlotMapValue>: Sendable, FieldHan
     public var name: String { table.field.name }
     /// The most entries the map holds.
     public var capacity: Int {
-        if gate.isRetired, let live = try? rebound() { return live.capacity }
+        if gate.isRetired, let live = try? live() { return live.capacity }
         return table.geometry.capacity
     }
     /// The number of entries now.
     public var count: Int {
-        if gate.isRetired, let live = try? rebound() { return live.count }
+        if gate.isRetired, let live = try? live() { return live.count }
         return Int(clamping: table.count.pointee.load(ordering: .acquiring))
     }
 
@@ -56,16 +69,16 @@ public struct MapField<Key: SlotMapKey, Value: SlotMapValue>: Sendable, FieldHan
     // itself is not inlined, and these run once per handle per compaction.
 
     @usableFromInline @inline(never)
-    func getRetired(_ key: Key) throws(SlotStoreError) -> Value? { try rebound().get(key) }
+    func getRetired(_ key: Key) throws(SlotStoreError) -> Value? { try live().get(key) }
 
     @usableFromInline @inline(never)
-    func containsRetired(_ key: Key) throws(SlotStoreError) -> Bool { try rebound().contains(key) }
+    func containsRetired(_ key: Key) throws(SlotStoreError) -> Bool { try live().contains(key) }
 
     @usableFromInline @inline(never)
-    func setRetired(_ value: Value, for key: Key) throws(SlotStoreError) { try rebound().set(value, for: key) }
+    func setRetired(_ value: Value, for key: Key) throws(SlotStoreError) { try live().set(value, for: key) }
 
     @usableFromInline @inline(never)
-    func removeRetired(_ key: Key) throws(SlotStoreError) -> Bool { try rebound().remove(key) }
+    func removeRetired(_ key: Key) throws(SlotStoreError) -> Bool { try live().remove(key) }
 
     /// Lends the key's bytes, refusing a key longer than the key capacity.
     func withKey<R>(_ key: Key, _ body: (UnsafeRawBufferPointer) throws(SlotStoreError) -> R) throws(SlotStoreError) -> R {
@@ -166,8 +179,31 @@ public struct MapField<Key: SlotMapKey, Value: SlotMapValue>: Sendable, FieldHan
                 try checkValue(value)
                 try setLockingLive(value, for: key)
             }
-        } catch .storeRetired {
+        } catch {
+            try followAfter(error)
             try setRetired(value, for: key)
+        }
+    }
+
+    /// For an insert that failed with `error`: returns when the handle should
+    /// try again in the live file (the file was retired: compacted in place,
+    /// or grown by this very insert, which found the map full and grew it as
+    /// it released the lock); throws otherwise, a failed growth's own error
+    /// rather than `mapFull` when that is why there is no room.
+    @usableFromInline @inline(never)
+    func followAfter(_ error: SlotStoreError) throws(SlotStoreError) {
+        switch error {
+        case .storeRetired:
+            return
+        case .mapFull:
+            if gate.isRetired { return }
+            if let failure = core.growthFailure(field: table.field.index) {
+                throw .invalidValue(path: core.path, field: name,
+                                    detail: "the map is full (\(table.geometry.capacity) entries) and growing it failed: \(failure)")
+            }
+            throw error
+        default:
+            throw error
         }
     }
 
@@ -203,7 +239,7 @@ public struct MapField<Key: SlotMapKey, Value: SlotMapValue>: Sendable, FieldHan
         do {
             try core.transaction { () throws(SlotStoreError) in try table.removeAll() }
         } catch .storeRetired {
-            try rebound().removeAll()
+            try live().removeAll()
         }
     }
 
@@ -215,7 +251,7 @@ public struct MapField<Key: SlotMapKey, Value: SlotMapValue>: Sendable, FieldHan
     /// `body` runs (a removal moving entries meanwhile makes the walk copy
     /// again, and under the lock after a few tries), so `body` may write the map.
     public func forEach(_ body: (Key, Value) throws -> Void) throws {
-        if gate.isRetired { return try rebound().forEach(body) }
+        if gate.isRetired { return try live().forEach(body) }
         try table.forEach { key, value in
             try body(Key(_keyBytes: key), Value._read(from: SlotMapValueArea(value.pointer), type: valueType))
         }
@@ -249,7 +285,7 @@ public struct MapField<Key: SlotMapKey, Value: SlotMapValue>: Sendable, FieldHan
 
 extension MapField where Value: SlotInteger {
     @usableFromInline @inline(never)
-    func addRetired(_ delta: Value, for key: Key) throws(SlotStoreError) -> Value { try rebound().add(delta, for: key) }
+    func addRetired(_ delta: Value, for key: Key) throws(SlotStoreError) -> Value { try live().add(delta, for: key) }
 
     /// Adds `delta` (wrapping) to the value for `key`, inserting `0` first when
     /// the key is missing, and returns the new value. Atomic: it holds the lock.
@@ -261,7 +297,8 @@ extension MapField where Value: SlotInteger {
                 guard keyBytes.count <= cursor.keyCapacity else { throw cursor.keyTooLarge(keyBytes.count) }
                 return Value(_slotBits: try cursor.addWord(delta._slotBits, width: Value.scalarType.byteWidth, forKey: keyBytes))
             }
-        } catch .storeRetired {
+        } catch {
+            try followAfter(error)
             return try addRetired(delta, for: key)
         }
     }

@@ -38,13 +38,29 @@ extension SlotStore {
                                migration: MigrationOptions = MigrationOptions(), dryRun: Bool = false,
                                allowOtherOwner: Bool = false,
                                progress: ((WorkProgress) -> Void)? = nil) throws(SlotStoreError) -> CompactionPlan {
+        let plan = try compact(at: path, output: output, schema: schema, capacities: capacities, migration: migration,
+                               dryRun: dryRun, allowOtherOwner: allowOtherOwner, progress: progress,
+                               lockTimeout: nil, onlyIfCapacity: nil)
+        guard let plan else { throw .invalidValue(path: path, field: "", detail: "the compaction was skipped") }
+        return plan
+    }
+
+    /// ``compact(at:output:schema:capacities:migration:dryRun:allowOtherOwner:progress:)``,
+    /// with the source opened with `lockTimeout` (nil: the default), and, for
+    /// a map growth, done only if map `onlyIfCapacity.field` still has that
+    /// capacity in the file it opens (nil when it hasn't: nothing was done).
+    static func compact(at path: String, output: String? = nil, schema: Schema? = nil, capacities: [String: Int] = [:],
+                        migration: MigrationOptions = MigrationOptions(), dryRun: Bool = false,
+                        allowOtherOwner: Bool = false, progress: ((WorkProgress) -> Void)? = nil,
+                        lockTimeout: Double?, onlyIfCapacity: (field: String, capacity: Int)?) throws(SlotStoreError) -> CompactionPlan? {
         // A compaction that waited for the lock of a file another compaction
         // replaced meanwhile starts again, on the new file.
         var attempt = 0
         while true {
             do {
                 return try compactOnce(at: path, output: output, schema: schema, capacities: capacities, migration: migration,
-                                       dryRun: dryRun, allowOtherOwner: allowOtherOwner, progress: progress)
+                                       dryRun: dryRun, allowOtherOwner: allowOtherOwner, progress: progress,
+                                       lockTimeout: lockTimeout, onlyIfCapacity: onlyIfCapacity)
             } catch .storeRetired where attempt < 8 {
                 attempt += 1
             }
@@ -53,7 +69,8 @@ extension SlotStore {
 
     private static func compactOnce(at path: String, output: String?, schema: Schema?, capacities: [String: Int],
                                     migration: MigrationOptions, dryRun: Bool, allowOtherOwner: Bool,
-                                    progress: ((WorkProgress) -> Void)?) throws(SlotStoreError) -> CompactionPlan {
+                                    progress: ((WorkProgress) -> Void)?, lockTimeout: Double?,
+                                    onlyIfCapacity: (field: String, capacity: Int)?) throws(SlotStoreError) -> CompactionPlan? {
         let destination = output ?? path
         let inPlace = destination == path
         if !inPlace, case .success(_?) = Syscall.kind(at: destination) { throw .alreadyExists(path: destination) }
@@ -67,8 +84,13 @@ extension SlotStore {
         if dryRun { return planned }
         var sourceOptions = OpenOptions(mode: .open)
         sourceOptions.allowOtherOwner = allowOtherOwner
+        if let lockTimeout { sourceOptions.lockTimeout = .nanoseconds(Int64(lockTimeout * 1e9)) }
         let source = try SlotStore(path: path, options: sourceOptions)
         defer { source.close() }
+        if let onlyIfCapacity {
+            guard case .map(_, _, let capacity)? = source.schema.field(named: onlyIfCapacity.field)?.type,
+                  capacity == onlyIfCapacity.capacity else { return nil }
+        }
         // Planned again from the file now open, which another compaction may have replaced meanwhile.
         let target = try targetSchema(source.schema, schema, capacities: capacities, path: path)
         // In place with other openers: they carry on in the new file, so it is
@@ -99,6 +121,8 @@ extension SlotStore {
         var options = OpenOptions(mode: .create, fileMode: mode,
                                   cacheLineAligned: source.core.header.flags.contains(.cacheLineAligned))
         options.initialGeneration = source.core.header.generation &+ 1
+        // A file of format 1.0 has no seed yet (0): it gets a random one.
+        options.initialHashSeed = source.core.header.hashSeed == 0 ? nil : source.core.header.hashSeed
         let result = try SlotStore(path: temporary, schema: target, options: options)
         defer {
             result.close()
@@ -214,6 +238,15 @@ extension SlotStore {
 
     static func targetSchema(_ stored: Schema, _ given: Schema?, capacities: [String: Int], path: String) throws(SlotStoreError) -> Schema {
         var target = given ?? stored
+        // A map that grew keeps its room through a migration to a schema that
+        // still declares its first capacity: only --capacity shrinks it.
+        for index in target.fields.indices {
+            guard let old = stored.field(named: target.fields[index].name),
+                  case .map(let key, let value, let capacity) = target.fields[index].type,
+                  case .map(_, _, let grown) = old.type, old.growth != nil, grown > capacity else { continue }
+            let limit = target.fields[index].growth?.maxCapacity ?? grown
+            target.fields[index].type = .map(key: key, value: value, capacity: min(grown, max(limit, capacity)))
+        }
         for (name, capacity) in capacities.sorted(by: { $0.key < $1.key }) {
             guard let index = target.fields.firstIndex(where: { $0.name == name }) else {
                 throw .unknownField(path: path, name: name, available: target.fields.map(\.name))

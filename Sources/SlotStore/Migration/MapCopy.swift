@@ -56,6 +56,8 @@ struct MapCopy {
         let capacity = destination.geometry.capacity
         let name = destination.field.name
         progress?(WorkProgress(step: step, completed: 0, total: total))
+        let target = destination.field
+        destination.core.file.populateForWriting(from: target.offset, to: target.offset + target.size)
         var copied = 0
         var dropped = 0
         let window = 16 << 20

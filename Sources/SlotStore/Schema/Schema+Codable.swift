@@ -68,14 +68,15 @@ extension FieldType: Codable {
 }
 
 extension Field: Codable {
-    private enum CodingKeys: String, CodingKey { case name }
+    private enum CodingKeys: String, CodingKey { case name, growth }
 
-    /// Decodes a field: its `name` and, in the same object, its type's keys.
+    /// Decodes a field: its `name`, in the same object its type's keys, and a
+    /// map's optional `growth` ({"maxCapacity": N, "threshold": 0.9}).
     public init(from decoder: any Decoder) throws {
         let container = try decoder.container(keyedBy: CodingKeys.self)
         let name = try container.decode(String.self, forKey: .name)
         do {
-            self.init(name, try FieldType(from: decoder))
+            self.init(name, try FieldType(from: decoder), growth: try container.decodeIfPresent(MapGrowth.self, forKey: .growth))
         } catch DecodingError.dataCorrupted(let context) {
             throw DecodingError.dataCorrupted(.init(codingPath: context.codingPath,
                                                     debugDescription: "field \"\(name)\": " + context.debugDescription))
@@ -86,6 +87,7 @@ extension Field: Codable {
     public func encode(to encoder: any Encoder) throws {
         var container = encoder.container(keyedBy: CodingKeys.self)
         try container.encode(name, forKey: .name)
+        try container.encodeIfPresent(growth, forKey: .growth)
         try type.encode(to: encoder)
     }
 }

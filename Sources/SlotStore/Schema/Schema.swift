@@ -4,11 +4,14 @@ public struct Field: Sendable, Hashable {
     public var name: String
     /// The field's type.
     public var type: FieldType
+    /// For a map, how it grows by itself; nil for a map of fixed capacity (and every other field).
+    public var growth: MapGrowth?
 
     /// Creates a field.
-    public init(_ name: String, _ type: FieldType) {
+    public init(_ name: String, _ type: FieldType, growth: MapGrowth? = nil) {
         self.name = name
         self.type = type
+        self.growth = growth
     }
 
     /// An `int8` field.
@@ -33,9 +36,10 @@ public struct Field: Sendable, Hashable {
     public static func double(_ name: String) -> Field { Field(name, .scalar(.double)) }
     /// A `bool` field.
     public static func bool(_ name: String) -> Field { Field(name, .scalar(.bool)) }
-    /// A map field of at most `capacity` entries.
-    public static func map(_ name: String, key: FieldType, value: FieldType, capacity: Int) -> Field {
-        Field(name, .map(key: key, value: value, capacity: capacity))
+    /// A map field of at most `capacity` entries, or one that starts at
+    /// `capacity` and grows by itself as `growth` says.
+    public static func map(_ name: String, key: FieldType, value: FieldType, capacity: Int, growth: MapGrowth? = nil) -> Field {
+        Field(name, .map(key: key, value: value, capacity: capacity), growth: growth)
     }
     /// An array field of `count` elements.
     public static func array(_ name: String, of element: ScalarType, count: Int) -> Field {
@@ -104,6 +108,12 @@ public struct Schema: Sendable, Hashable {
                 throw .invalidSchema("field names must be unique, found \"\(field.name)\" twice")
             }
             try Schema.validate(field.type, name: field.name)
+            if let growth = field.growth {
+                guard case .map(_, _, let capacity) = field.type else {
+                    throw .invalidSchema("field \"\(field.name)\" declares growth, which only maps have; it is \(field.type)")
+                }
+                try growth.validate(field: field.name, capacity: capacity)
+            }
         }
     }
 

@@ -12,6 +12,8 @@ public enum SchemaDifference: Sendable, Hashable, CustomStringConvertible {
     case resized(name: String, stored: FieldType, given: FieldType)
     /// The same fields appear in a different order.
     case reordered(stored: [String], given: [String])
+    /// A map's growth policy differs (nil: the map has a fixed capacity).
+    case growthChanged(name: String, stored: MapGrowth?, given: MapGrowth?)
 
     /// A sentence describing the difference.
     public var description: String {
@@ -21,6 +23,8 @@ public enum SchemaDifference: Sendable, Hashable, CustomStringConvertible {
         case .removed(let name, let type): "field \"\(name)\" (\(type)) removed"
         case .retyped(let name, let stored, let given): "field \"\(name)\" retyped from \(stored) to \(given)"
         case .resized(let name, let stored, let given): "field \"\(name)\" resized from \(stored) to \(given)"
+        case .growthChanged(let name, let stored, let given):
+            "field \"\(name)\" growth changed from \(stored.map { "\"\($0)\"" } ?? "none (fixed capacity)") to \(given.map { "\"\($0)\"" } ?? "none (fixed capacity)")"
         case .reordered(let stored, let given):
             "fields reordered: stored \(stored.joined(separator: ", ")), given \(given.joined(separator: ", "))"
         }
@@ -32,14 +36,19 @@ extension Schema {
     public func differences(to given: Schema) -> [SchemaDifference] {
         var result: [SchemaDifference] = []
         if version != given.version { result.append(.version(stored: version, given: given.version)) }
-        let storedByName = Dictionary(fields.map { ($0.name, $0.type) }, uniquingKeysWith: { first, _ in first })
+        let storedByName = Dictionary(fields.map { ($0.name, $0) }, uniquingKeysWith: { first, _ in first })
         let givenByName = Dictionary(given.fields.map { ($0.name, $0.type) }, uniquingKeysWith: { first, _ in first })
         for field in given.fields {
-            guard let storedType = storedByName[field.name] else {
+            guard let stored = storedByName[field.name] else {
                 result.append(.added(name: field.name, type: field.type))
                 continue
             }
-            if storedType == field.type { continue }
+            let storedType = stored.type
+            if stored.growth != field.growth {
+                result.append(.growthChanged(name: field.name, stored: stored.growth, given: field.growth))
+                continue
+            }
+            if storedType == field.type || Schema.hasGrown(stored, from: field) { continue }
             if storedType.kindName == field.type.kindName {
                 result.append(.resized(name: field.name, stored: storedType, given: field.type))
             } else {
@@ -53,5 +62,20 @@ extension Schema {
             result.append(.reordered(stored: fields.map(\.name), given: given.fields.map(\.name)))
         }
         return result
+    }
+}
+
+extension Schema {
+    /// Whether `stored` is `given`'s map after growing: the same keys and
+    /// values and growth policy, at a capacity from `given`'s (the one a
+    /// program declares and creates the store with) up to the policy's
+    /// maximum. A program keeps opening a store whose maps grew with the
+    /// schema it created it with.
+    static func hasGrown(_ stored: Field, from given: Field) -> Bool {
+        guard let growth = stored.growth, growth == given.growth,
+              case .map(let storedKey, let storedValue, let storedCapacity) = stored.type,
+              case .map(let givenKey, let givenValue, let givenCapacity) = given.type else { return false }
+        return storedKey == givenKey && storedValue == givenValue
+            && storedCapacity >= givenCapacity && storedCapacity <= growth.maxCapacity
     }
 }

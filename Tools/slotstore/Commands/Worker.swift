@@ -32,6 +32,9 @@ enum WorkerCommand: Command {
       open PATH SCHEMA-JSON                open or create, print "created" or "opened"
       demo PATH ID COUNT                   the demo's worker loop
       map-work PATH FIELD COUNT ID         add 1 to shared keys k0…k9; insert w<ID>-<i>, remove the odd ones
+      map-grow PATH FIELD COUNT ID         set g<ID>-<i> to i for i < COUNT in a map that grows, storing i + 1
+                                           in the int64 array "progress"[ID] after each; print "done COUNT
+                                           generation G"
       map-set PATH FIELD KEY VALUE         one map insert or replace (string key, int64 value)
       map-remove PATH FIELD KEY            one map removal
       map-churn PATH FIELD COUNT ID LIVE   insert c<ID>-<i> (value i) for i < COUNT, removing c<ID>-<i-LIVE>
@@ -226,6 +229,17 @@ enum WorkerCommand: Command {
                 if index % 2 == 1 { try map.remove("w\(id)-\(index)") }
             }
             Output.out("done \(count)")
+        case "map-grow":
+            let store = try SlotStore(path: path)
+            let map = try store.map(try arguments.positional("field"), key: String.self, value: Int64.self)
+            let count = try number(arguments.positional("count"))
+            let id = try number(arguments.positional("id"))
+            let progress = try store.array("progress", of: Int64.self)
+            for index in 0..<count {
+                try map.set(Int64(index), for: "g\(id)-\(index)")
+                progress.store(Int64(index + 1), at: id)
+            }
+            Output.out("done \(count) generation \(store.generation)")
         case "map-set":
             let store = try SlotStore(path: path)
             let map = try store.map(try arguments.positional("field"), key: String.self, value: Int64.self)
