@@ -82,8 +82,9 @@ echo "docs: ${#documents[@]} documents: $(count compiled) blocks to compile, $(c
     "$(count manifest) manifest, $(count fragment) fragments skipped"
 
 # 2. The package: the first manifest block, depending on this checkout under another folder name.
-manifests=("$extract"/manifests/*.swift)
-[[ -e ${manifests[0]} ]] || {
+# In document order, so the README's block is the one the others must match.
+mapfile -t manifests < <(awk -F'\t' '$3 == "manifest" { print $4 }' "$extract/index.tsv")
+[[ ${#manifests[@]} -gt 0 ]] || {
     echo "docs: no <!-- snippet: manifest --> block: the README must show the Package.swift that depends on SlotStore" >&2
     exit 1
 }
@@ -139,8 +140,11 @@ if [[ $build_status == 0 && ! -e $graphs/SlotStore.symbols.json ]]; then
 fi
 # Diagnostics point into the Markdown (README.md:LINE) thanks to #sourceLocation.
 if [[ $build_status != 0 ]] || grep -q 'warning: .*deprecated' "$work/build.log"; then
-    echo "docs: the snippets do not compile (full log: $work/build.log):" >&2
+    echo "docs: the snippet package does not build (full log: $work/build.log):" >&2
+    # Compiler diagnostics (README.md:LINE:COLUMN: error: …), then SwiftPM's own (a manifest that
+    # doesn't resolve, such as "unknown package"), each once.
     grep -E '^[^ ].*:[0-9]+:[0-9]+: (error|warning: .*deprecated)' "$work/build.log" | sort -u -t: -k1,1 -k2,2n >&2 || true
+    grep -E '^error: ' "$work/build.log" | grep -vE '^error: (fatalError|ExitCode\()' | awk '!seen[$0]++' >&2 || true
     failures=$((failures + 1))
 else
     # Unused names are in the nature of snippets (and of the file contexts); show anything else.
