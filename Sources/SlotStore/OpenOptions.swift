@@ -45,7 +45,7 @@ public struct OpenOptions: Sendable {
 
     /// When the given schema differs from the stored one: nil (the default)
     /// fails with ``SlotStoreError/schemaMismatch(path:differences:)``; a value
-    /// migrates the store to the given schema first, as ``SlotStore/compact(at:output:schema:capacities:migration:dryRun:progress:)``
+    /// migrates the store to the given schema first, as ``SlotStore/compact(at:output:schema:capacities:migration:dryRun:allowOtherOwner:progress:)``
     /// does, with these permissions. Migration rewrites the file, so no other
     /// process may have the store open then.
     public var migration: MigrationOptions?
