@@ -13,8 +13,9 @@ extension SlotStore {
     /// The source is read under its lock, so no locked write is half-copied.
     /// Without `output` (or with `output == path`) the new file replaces `path`
     /// atomically by `rename`. Processes that have the store open meanwhile
-    /// lose nothing: their lock-free writes are stopped and drained before
-    /// the copy, their locked writes wait for it, and every handle's next
+    /// lose nothing: their lock-free writes carry on during the copy and are
+    /// stopped and drained only for a second copy of the scalars and arrays
+    /// at the end, their locked writes wait for it, and every handle's next
     /// operation carries on in the new file. While others have it open, a
     /// compaction in place may only add fields and give fields more room
     /// (their handles must keep working); dropping, retyping or shrinking
