@@ -271,17 +271,17 @@ extension SlotStore {
         var refusals: [String] = []
         for field in target.fields {
             guard let old = stored.field(named: field.name) else {
-                fields.append(.init(name: field.name, fate: "new", from: nil, to: field.type.description))
+                fields.append(.init(name: field.name, fate: "new", from: nil, to: field.planDescription))
                 continue
             }
             switch MigrationRules.fate(of: field.name, from: old.type, to: field.type, options: migration) {
-            case .success(let fate): fields.append(.init(name: field.name, fate: fate, from: old.type.description, to: field.type.description))
+            case .success(let fate): fields.append(.init(name: field.name, fate: fate, from: old.planDescription, to: field.planDescription))
             case .failure(let refusal): refusals.append(refusal.reason)
             }
         }
         for field in stored.fields where target.field(named: field.name) == nil {
             if migration.allowDropping {
-                fields.append(.init(name: field.name, fate: "drop", from: field.type.description, to: nil))
+                fields.append(.init(name: field.name, fate: "drop", from: field.planDescription, to: nil))
             } else {
                 refusals.append("field \"\(field.name)\" would be dropped with its value; pass the dropping flag (--allow-dropping) to drop it")
             }
@@ -293,5 +293,14 @@ extension SlotStore {
                               bytesAfter: after.fileSize, formatBefore: header.formatVersion,
                               formatAfter: "\(FileHeader.currentMajor).\(FileHeader.currentMinor)",
                               schemaVersion: target.version, fields: fields, dryRun: dryRun)
+    }
+}
+
+extension Field {
+    /// The type as a plan shows it, with a map's growth policy:
+    /// "map<string[32], int64>[1024], grows ×2 at 90% up to 4000000".
+    var planDescription: String {
+        guard let growth else { return type.description }
+        return "\(type), \(growth)"
     }
 }
