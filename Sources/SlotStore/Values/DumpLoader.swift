@@ -317,12 +317,32 @@ final class DumpLoader {
         } while try reader.next(UInt8(ascii: "}"), in: "\"values\"")
     }
 
-    /// A value converted for a bucket: one scalar's bits, bytes in `valueBytes`, or any value.
+    /// A value converted for a bucket: one scalar's bits, bytes kept in
+    /// `valueArena` (start, count), or any value.
     private enum Prepared {
         case bits(UInt64)
-        case bytes
+        case bytes(Int, Int)
         case value(FieldValue)
     }
+
+    /// An entry read but not yet inserted: its key is `keyArena[keyStart..<keyStart + keyLength]`.
+    private struct PendingEntry {
+        let keyStart: Int
+        let keyLength: Int
+        let value: Prepared
+        let place: JSONSource.Location
+    }
+
+    /// Entries are inserted in batches of this many: their home buckets are
+    /// touched together first, so the cache misses of a large map's random
+    /// inserts overlap instead of coming one after another.
+    static let insertBatch = 32
+
+    private var keyArena: [UInt8] = []
+    private var valueArena: [UInt8] = []
+    private var pending: [PendingEntry] = []
+    /// Keeps the touching loads of ``insertPending(_:core:valueType:name:keyType:)`` from being dropped.
+    private var touched: UInt64 = 0
 
     /// A map's entries, inserted as they are read.
     private func readMap(_ table: MapTable, write: Bool, existing: Bool) throws {
@@ -337,9 +357,17 @@ final class DumpLoader {
         source.advance()
         if write && existing { try table.removeAll() }
         guard try !reader.isEmpty(UInt8(ascii: "]")) else { return }
+        let cursor = table.cursor
+        // Held locally: reaching them through `self` costs a retain and release per use.
+        let reader = self.reader
+        let source = reader.source
+        let fastValue = FastValue(valueType)
         let keyCapacity = table.geometry.keyCapacity
         let textKeys: Bool = switch keyType { case .string, .bytes: true; default: false }
         var count = 0
+        keyArena.removeAll(keepingCapacity: true)
+        valueArena.removeAll(keepingCapacity: true)
+        pending.removeAll(keepingCapacity: true)
         repeat {
             try source.skipWhitespace()
             let entryStart = source.location
@@ -349,14 +377,14 @@ final class DumpLoader {
             source.advance()
             var haveKey = false
             var prepared: Prepared?
-            var pending: (FieldValue, JSONSource.Location)?
+            var late: (FieldValue, JSONSource.Location)?
             if try !reader.isEmpty(UInt8(ascii: "}")) {
                 repeat {
                     try source.skipWhitespace()
-                    let member = try reader.memberName()
+                    let member = try reader.memberKind()
                     try source.skipWhitespace()
                     let start = source.location
-                    if !haveKey && member.count == 3 && member == [0x6B, 0x65, 0x79] {  // "key"
+                    if !haveKey && member == .key {
                         haveKey = true
                         if textKeys, try source.peek() == 0x22 {
                             // A string is its own bytes for string and bytes keys (the special doubles' texts included).
@@ -367,24 +395,26 @@ final class DumpLoader {
                         } else {
                             let raw = try reader.fieldValue()
                             do {
-                                keyBytes = MapCodec.keyBytes(try raw.converted(to: keyType, field: "\(name) key", path: core.path), type: keyType)
-                            } catch { throw wrap(error, at: start) }
+                                keyBytes = MapCodec.keyBytes(try raw.converted(to: keyType, field: name, path: core.path), type: keyType)
+                            } catch {
+                                throw wrap(Result { try raw.converted(to: keyType, field: "\(name) key", path: core.path) }.error ?? error, at: start)
+                            }
                         }
-                    } else if prepared == nil && pending == nil && member.count == 5 && member == [0x76, 0x61, 0x6C, 0x75, 0x65] {  // "value"
+                    } else if prepared == nil && late == nil && member == .value {
                         if haveKey {
-                            prepared = try prepareValue(valueType, map: name, keyType: keyType, core: core, at: start)
+                            prepared = try prepareValue(valueType, fast: fastValue, map: name, keyType: keyType, core: core, at: start)
                         } else {
-                            pending = (try reader.fieldValue(), start)
+                            late = (try reader.fieldValue(), start)
                         }
                     } else {
                         try reader.skipValue()
                     }
                 } while try reader.next(UInt8(ascii: "}"), in: "a map entry")
             }
-            guard haveKey, prepared != nil || pending != nil else {
+            guard haveKey, prepared != nil || late != nil else {
                 throw source.error("a map entry of \"\(name)\" needs both \"key\" and \"value\"; this one lacks \"\(haveKey ? "value" : "key")\"", at: entryStart)
             }
-            if let (value, start) = pending {
+            if let (value, start) = late {
                 do {
                     prepared = .value(try value.converted(to: valueType, field: "\(name)[\(keyDescription(keyType))]", path: core.path))
                 } catch { throw wrap(error, at: start) }
@@ -399,23 +429,53 @@ final class DumpLoader {
                 throw wrap(SlotStoreError.mapFull(path: core.path, field: name, capacity: capacity, count: count), at: valueStart)
             }
             guard write else { continue }
-            let value = prepared!
-            let inserted = try keyBytes.withUnsafeBytes { key throws(SlotStoreError) -> Bool in
-                let (found, insertAt) = table.locate(key)
-                if found != nil { return false }
-                try table.cursor.insert(key, at: insertAt, in: core) { area in
-                    switch value {
-                    case .bits(let bits): area.storeBits(bits, width: 8)
-                    case .bytes: MapCodec.writeVariable(valueBytes, to: area)
-                    case .value(let converted): MapCodec.write(converted, type: valueType, to: area)
+            pending.append(PendingEntry(keyStart: keyArena.count, keyLength: keyBytes.count, value: prepared!, place: entryStart))
+            keyArena.append(contentsOf: keyBytes)
+            if pending.count == DumpLoader.insertBatch { try insertPending(cursor, core: core, valueType: valueType, name: name, keyType: keyType) }
+        } while try reader.next(UInt8(ascii: "]"), in: "map \"\(name)\"")
+        if !pending.isEmpty { try insertPending(cursor, core: core, valueType: valueType, name: name, keyType: keyType) }
+    }
+
+    /// Inserts the batch read so far: touches every home bucket first (the
+    /// loads are independent, so their misses overlap), then inserts in order.
+    private func insertPending(_ cursor: MapCursor, core: StoreCore, valueType: FieldType, name: String, keyType: FieldType) throws {
+        var touch: UInt64 = 0
+        keyArena.withUnsafeBytes { keys in
+            for entry in pending {
+                let key = UnsafeRawBufferPointer(rebasing: keys[entry.keyStart..<(entry.keyStart + entry.keyLength)])
+                let home = Int(truncatingIfNeeded: MapTable.hash(key, seed: cursor.seed)) & cursor.mask
+                touch &+= cursor.bucket(home).advanced(by: 8).atomic(UInt64.self).pointee.load(ordering: .relaxed)
+            }
+        }
+        touched &+= touch
+        let failed: PendingEntry? = try keyArena.withUnsafeBytes { keys in
+            try valueArena.withUnsafeBytes { values in
+                for entry in pending {
+                    let key = UnsafeRawBufferPointer(rebasing: keys[entry.keyStart..<(entry.keyStart + entry.keyLength)])
+                    let (found, insertAt) = cursor.locate(key)
+                    if found != nil { return entry }
+                    switch entry.value {
+                    case .bits(let bits):
+                        try cursor.insert(key, at: insertAt, in: core) { area in area.storeBits(bits, width: 8) }
+                    case .bytes(let start, let count):
+                        try cursor.insert(key, at: insertAt, in: core) { area in
+                            area.atomic(UInt64.self).pointee.store(UInt64(count), ordering: .relaxed)
+                            if count > 0 { area.advanced(by: 8).copyBytes(from: values.baseAddress! + start, count: count) }
+                        }
+                    case .value(let converted):
+                        try cursor.insert(key, at: insertAt, in: core) { area in MapCodec.write(converted, type: valueType, to: area) }
                     }
                 }
-                return true
+                return nil
             }
-            if !inserted {
-                throw wrap(SlotStoreError.invalidValue(path: core.path, field: name, detail: "the key \(keyDescription(keyType)) appears twice"), at: entryStart)
-            }
-        } while try reader.next(UInt8(ascii: "]"), in: "map \"\(name)\"")
+        }
+        if let failed {
+            keyBytes = Array(keyArena[failed.keyStart..<(failed.keyStart + failed.keyLength)])
+            throw wrap(SlotStoreError.invalidValue(path: core.path, field: name, detail: "the key \(keyDescription(keyType)) appears twice"), at: failed.place)
+        }
+        pending.removeAll(keepingCapacity: true)
+        keyArena.removeAll(keepingCapacity: true)
+        valueArena.removeAll(keepingCapacity: true)
     }
 
     private func keyDescription(_ keyType: FieldType) -> String {
@@ -423,25 +483,44 @@ final class DumpLoader {
     }
 
     /// Reads an entry's value (the key already read) and converts it for the bucket.
-    private func prepareValue(_ type: FieldType, map name: String, keyType: FieldType, core: StoreCore, at start: JSONSource.Location) throws -> Prepared {
-        switch type {
-        case .string(let capacity), .bytes(let capacity):
-            if try source.peek() == 0x22 {
-                try reader.string(into: &valueBytes)
-                if valueBytes.count > capacity {
-                    throw wrap(SlotStoreError.valueTooLarge(path: core.path, field: "\(name)[\(keyDescription(keyType))]", capacity: capacity, size: valueBytes.count), at: start)
-                }
-                return .bytes
+    /// What an entry's value needs, worked out once per map (matching on a
+    /// `FieldType`, an indirect enum, per entry costs a retain and release).
+    private enum FastValue {
+        case scalar(ScalarType)
+        case text(capacity: Int)
+        case other
+
+        init(_ type: FieldType) {
+            switch type {
+            case .scalar(let scalar): self = .scalar(scalar)
+            case .string(let capacity), .bytes(let capacity): self = .text(capacity: capacity)
+            default: self = .other
             }
-        default:
-            break
+        }
+    }
+
+    /// Reads an entry's value (the key already read) and converts it for the bucket.
+    private func prepareValue(_ type: FieldType, fast: FastValue, map name: String, keyType: FieldType, core: StoreCore,
+                              at start: JSONSource.Location) throws -> Prepared {
+        let reader = self.reader
+        if case .text(let capacity) = fast, try reader.source.peek() == 0x22 {
+            try reader.string(into: &valueBytes)
+            if valueBytes.count > capacity {
+                throw wrap(SlotStoreError.valueTooLarge(path: core.path, field: "\(name)[\(keyDescription(keyType))]", capacity: capacity, size: valueBytes.count), at: start)
+            }
+            let start = valueArena.count
+            valueArena.append(contentsOf: valueBytes)
+            return .bytes(start, valueBytes.count)
         }
         let raw = try reader.fieldValue()
         let converted: FieldValue
         do {
-            converted = try raw.converted(to: type, field: "\(name)[\(keyDescription(keyType))]", path: core.path)
-        } catch { throw wrap(error, at: start) }
-        if case .scalar(let scalar) = type { return .bits(scalar.bits(of: converted)) }
+            converted = try raw.converted(to: type, field: name, path: core.path)
+        } catch {
+            // Named as before, "map[key]", which costs a key description: only for the error.
+            throw wrap(Result { try raw.converted(to: type, field: "\(name)[\(keyDescription(keyType))]", path: core.path) }.error ?? error, at: start)
+        }
+        if case .scalar(let scalar) = fast { return .bits(scalar.bits(of: converted)) }
         return .value(converted)
     }
 
@@ -459,5 +538,13 @@ extension SlotStore {
     func lockedTransactionThrowing(_ body: (StoreCore) throws -> Void) throws {
         let core = try session.lockLive()
         try core.finishTransaction { try body(core) }
+    }
+}
+
+extension Result {
+    /// The failure, if any.
+    var error: Failure? {
+        if case .failure(let failure) = self { return failure }
+        return nil
     }
 }

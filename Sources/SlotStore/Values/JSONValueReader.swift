@@ -10,12 +10,10 @@ final class JSONValueReader {
     let source: JSONSource
     /// Reused for strings that are read and dropped (member names, skipped values).
     var scratch: [UInt8] = []
-    private var numberText: [UInt8] = []
 
     init(source: JSONSource) {
         self.source = source
         scratch.reserveCapacity(256)
-        numberText.reserveCapacity(64)
     }
 
     // MARK: Strings
@@ -126,6 +124,21 @@ final class JSONValueReader {
         return name
     }
 
+    /// A map entry's member name.
+    enum MemberKind { case key, value, other }
+
+    /// Reads a member name and its colon, telling "key" and "value" apart without keeping the name.
+    func memberKind() throws(DumpReadError) -> MemberKind {
+        try string(into: &scratch)
+        let kind: MemberKind = scratch.withUnsafeBytes { name in
+            if name.count == 3 && name[0] == 0x6B && name[1] == 0x65 && name[2] == 0x79 { return .key }  // key
+            if name.count == 5 && name[0] == 0x76 && name[1] == 0x61 && name[2] == 0x6C && name[3] == 0x75 && name[4] == 0x65 { return .value }
+            return .other
+        }
+        try source.expect(UInt8(ascii: ":"), "':' after the member name \"\(String(decoding: scratch, as: UTF8.self))\"")
+        return kind
+    }
+
     // MARK: Containers
 
     /// After an element or member: true at `,` (consumed), false at the
@@ -210,70 +223,84 @@ final class JSONValueReader {
     /// range and `.double` otherwise. Out of the double range is an error.
     func number() throws(DumpReadError) -> FieldValue {
         let start = source.location
-        numberText.removeAll(keepingCapacity: true)
-        var integer = true
+        let chunk = try source.available()
+        var length = 0
+        while length < chunk.count && JSONValueReader.isNumberByte(chunk[length]) { length &+= 1 }
+        if _fastPath(length < chunk.count) {
+            // The whole token is in the buffer: parse it in place.
+            let value = try JSONValueReader.number(UnsafeBufferPointer(rebasing: chunk[0..<length]), source: source, at: start)
+            source.advance(by: length)
+            return value
+        }
+        // The token runs past the buffer: gather it.
+        var token: [UInt8] = []
+        while true {
+            let byte = try source.peek()
+            guard !source.atEnd, JSONValueReader.isNumberByte(byte) else { break }
+            token.append(byte)
+            source.advance()
+        }
+        return try token.withUnsafeBufferPointer { text throws(DumpReadError) in try JSONValueReader.number(text, source: source, at: start) }
+    }
+
+    @inline(__always)
+    static func isNumberByte(_ byte: UInt8) -> Bool {
+        (byte >= 0x30 && byte <= 0x39) || byte == 0x2D || byte == 0x2B || byte == 0x2E || byte == 0x45 || byte == 0x65
+    }
+
+    /// Checks a number token against JSON's grammar and converts it.
+    static func number(_ text: UnsafeBufferPointer<UInt8>, source: JSONSource, at start: JSONSource.Location) throws(DumpReadError) -> FieldValue {
+        let count = text.count
+        var index = 0
+        let negative = count > 0 && text[0] == 0x2D
+        if negative { index = 1 }
         var magnitude: UInt64 = 0
         var overflow = false
-        var negative = false
-        func digits() throws(DumpReadError) -> Int {
-            var count = 0
-            while true {
-                let byte = try source.peek()
-                guard byte >= UInt8(ascii: "0") && byte <= UInt8(ascii: "9"), !source.atEnd else { return count }
-                numberText.append(byte)
-                if integer {
-                    let (times, o1) = magnitude.multipliedReportingOverflow(by: 10)
-                    let (sum, o2) = times.addingReportingOverflow(UInt64(byte - UInt8(ascii: "0")))
-                    magnitude = sum
-                    overflow = overflow || o1 || o2
-                }
-                source.advance()
-                count += 1
-            }
+        let wholeStart = index
+        while index < count, text[index] >= 0x30 && text[index] <= 0x39 {
+            let (times, o1) = magnitude.multipliedReportingOverflow(by: 10)
+            let (sum, o2) = times.addingReportingOverflow(UInt64(text[index] &- 0x30))
+            magnitude = sum
+            overflow = overflow || o1 || o2
+            index &+= 1
         }
-        if try source.peek() == UInt8(ascii: "-") {
-            negative = true
-            numberText.append(UInt8(ascii: "-"))
-            source.advance()
+        let shown = { String(decoding: text, as: UTF8.self) }
+        guard index > wholeStart else {
+            if count == 0 { throw source.error("expected a value, found \(source.describeNext())", at: start) }
+            throw source.error(negative ? "expected digits after '-' in \(shown())" : "expected a value, found \(shown())", at: start)
         }
-        let first = try source.peek()
-        let whole = try digits()
-        guard whole > 0 else {
-            throw source.error(negative ? "expected digits after '-'" : "expected a value, found \(source.describeNext())", at: start)
+        guard !(text[wholeStart] == 0x30 && index - wholeStart > 1) else {
+            throw source.error("a number may not start with 0 unless it is 0 (found \(shown()))", at: start)
         }
-        guard !(first == UInt8(ascii: "0") && whole > 1) else {
-            throw source.error("a number may not start with 0 unless it is 0 (found \(String(decoding: numberText, as: UTF8.self)))", at: start)
-        }
-        if try source.peek() == UInt8(ascii: "."), !source.atEnd {
+        var integer = true
+        if index < count && text[index] == 0x2E {
             integer = false
-            numberText.append(UInt8(ascii: "."))
-            source.advance()
-            guard try digits() > 0 else { throw source.error("expected digits after the decimal point", at: start) }
+            index &+= 1
+            let fraction = index
+            while index < count, text[index] >= 0x30 && text[index] <= 0x39 { index &+= 1 }
+            guard index > fraction else { throw source.error("expected digits after the decimal point in \(shown())", at: start) }
         }
-        let exponent = try source.peek()
-        if exponent == UInt8(ascii: "e") || exponent == UInt8(ascii: "E") {
+        if index < count && (text[index] == 0x65 || text[index] == 0x45) {
             integer = false
-            numberText.append(UInt8(ascii: "e"))
-            source.advance()
-            let sign = try source.peek()
-            if sign == UInt8(ascii: "+") || sign == UInt8(ascii: "-") {
-                numberText.append(sign)
-                source.advance()
-            }
-            guard try digits() > 0 else { throw source.error("expected digits in the exponent", at: start) }
+            index &+= 1
+            if index < count && (text[index] == 0x2B || text[index] == 0x2D) { index &+= 1 }
+            let digits = index
+            while index < count, text[index] >= 0x30 && text[index] <= 0x39 { index &+= 1 }
+            guard index > digits else { throw source.error("expected digits in the exponent of \(shown())", at: start) }
         }
+        guard index == count else { throw source.error("\(shown()) is not a number", at: start) }
         if integer && !overflow {
             if !negative && magnitude <= UInt64(Int64.max) { return .int(Int64(magnitude)) }
             if negative && magnitude <= UInt64(Int64.max) + 1 { return .int(magnitude == UInt64(Int64.max) + 1 ? .min : -Int64(magnitude)) }
             if !negative { return .uint(magnitude) }
         }
-        numberText.append(0)
-        let value = numberText.withUnsafeBufferPointer { text in
-            text.withMemoryRebound(to: CChar.self) { strtod($0.baseAddress!, nil) }
+        var terminated = Array(text)
+        terminated.append(0)
+        let value = terminated.withUnsafeBufferPointer { bytes in
+            bytes.withMemoryRebound(to: CChar.self) { strtod($0.baseAddress!, nil) }
         }
-        numberText.removeLast()
         guard value.isFinite else {
-            throw source.error("the number \(String(decoding: numberText, as: UTF8.self)) is outside the range of a double", at: start)
+            throw source.error("the number \(shown()) is outside the range of a double", at: start)
         }
         if let exact = Int64(exactly: value) { return .int(exact) }
         if let exact = UInt64(exactly: value) { return .uint(exact) }
