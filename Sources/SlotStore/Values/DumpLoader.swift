@@ -100,6 +100,7 @@ final class DumpLoader {
         progress?(WorkProgress(step: step, completed: 0, total: total))
         try startObject()
         let atValues = try readMembers(stopAtValues: true)
+        if !atValues { try finishObject() }
         guard let schema else { throw missing("schema") }
         try SlotStore.checkNothingAt(storePath)
         let temporary = TemporaryFiles.path(for: storePath, kind: "loading")
@@ -111,10 +112,11 @@ final class DumpLoader {
                     if try reader.next(UInt8(ascii: "}"), in: "the dump's top-level object") {
                         _ = try readMembers(stopAtValues: false)
                     }
+                    try finishObject()
                 } else {
                     try rereadValues { try readValues(core: core, write: true, existing: false) }
                 }
-                try finishDump()
+                try checkMembers()
                 progress?(WorkProgress(step: step, completed: total, total: total))
                 if total > 1 << 20 { progress?(WorkProgress(step: "flushing \(storePath)", completed: 0, total: 1)) }
             }
@@ -134,7 +136,8 @@ final class DumpLoader {
         progress?(WorkProgress(step: step, completed: 0, total: total))
         try startObject()
         _ = try readMembers(stopAtValues: false)
-        try finishDump()
+        try finishObject()
+        try checkMembers()
         let store = try SlotStore(path: storePath, options: options)
         defer { store.close() }
         // Everything checked before anything is written: a refused value
@@ -243,12 +246,16 @@ final class DumpLoader {
         return false
     }
 
-    /// After the top-level object: only whitespace may follow, and every required member must have been there.
-    private func finishDump() throws {
+    /// After the top-level object: only whitespace may follow.
+    private func finishObject() throws {
         try source.skipWhitespace()
         guard source.atEnd else {
             throw source.error("expected the end of the file after the dump's closing '}', found \(source.describeNext())")
         }
+    }
+
+    /// Every required member must have been there.
+    private func checkMembers() throws {
         if format == nil { throw missing("format") }
         if formatVersion == nil { throw missing("formatVersion") }
         if schema == nil { throw missing("schema") }

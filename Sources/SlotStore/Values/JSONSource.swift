@@ -209,7 +209,8 @@ final class JSONSource {
         return DumpReadError(path: path, line: place.line, column: place.column, message: message)
     }
 
-    /// What is at the position, for "found …" in errors.
+    /// What is at the position, for "found …" in errors: the kind of value
+    /// that starts there, or the word or character itself.
     func describeNext() -> String {
         guard let byte = try? peek(), !atEnd else { return "the end of the file" }
         switch byte {
@@ -217,8 +218,14 @@ final class JSONSource {
         case UInt8(ascii: "{"): return "an object"
         case UInt8(ascii: "["): return "an array"
         case UInt8(ascii: "-"), UInt8(ascii: "0")...UInt8(ascii: "9"): return "a number"
-        case UInt8(ascii: "t"), UInt8(ascii: "f"): return "true or false"
-        case UInt8(ascii: "n"): return "null"
+        case UInt8(ascii: "a")...UInt8(ascii: "z"), UInt8(ascii: "A")...UInt8(ascii: "Z"):
+            var word = ""
+            var index = position
+            while index < end && word.count < 24, (buffer[index] | 0x20) >= UInt8(ascii: "a") && (buffer[index] | 0x20) <= UInt8(ascii: "z") {
+                word.append(Character(Unicode.Scalar(buffer[index])))
+                index += 1
+            }
+            return "'\(word)'"
         case 0x21...0x7E: return "'\(Character(Unicode.Scalar(byte)))'"
         default: return "byte 0x\(String(byte, radix: 16))"
         }

@@ -32,6 +32,11 @@ extension SlotStore {
     ///   - progress: called per map as it starts, every 64 Ki entries, and at its end.
     @_spi(Tools)
     public func writeDump(to fd: Int32, outputName: String, progress: ((WorkProgress) -> Void)? = nil) throws(SlotStoreError) {
+        try writeDump(to: fd, outputName: outputName, progress: progress, batchEntries: StoreDump.sortBatchEntries)
+    }
+
+    /// ``writeDump(to:outputName:progress:)`` sorting maps `batchEntries` entries at a time (tests make it small).
+    func writeDump(to fd: Int32, outputName: String, progress: ((WorkProgress) -> Void)?, batchEntries: Int) throws(SlotStoreError) {
         let sink = JSONSink(fd: fd, name: outputName)
         let schemaText = try StoreDump.schemaText(schema, path: path)
         try lockedTransaction { core throws(SlotStoreError) in
@@ -60,7 +65,8 @@ extension SlotStore {
                 sink.text(field.name)
                 sink.text("\" : ")
                 if case .map = field.type {
-                    try StoreDump.writeMap(MapTable(core: core, field: field), to: sink, level: 2, progress: progress)
+                    try StoreDump.writeMap(MapTable(core: core, field: field), to: sink, level: 2, progress: progress,
+                                           batchEntries: batchEntries)
                 } else {
                     sink.value(try core.readValue(field, locked: true), level: 2)
                 }
