@@ -102,6 +102,7 @@ enum BenchCommand {
                               ? "\(bigEntries / 1_000_000)M" : "\(bigEntries / 1000)K", floorRun: .main)
         try MapBenchmarks.run(bench, workspace, entries: settings.smallMapEntries, label: "1K", floorRun: .small)
         try MapBenchmarks.runChurn(bench, workspace)
+        try WholeStoreBenchmarks.run(bench, workspace, entries: bigEntries)
         try SystemBenchmarks.openClose(bench, workspace)
         if var located = floor {
             note("running the C floor on \(settings.diskDirectory)")
