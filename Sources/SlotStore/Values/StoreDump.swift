@@ -228,6 +228,8 @@ extension StoreDump {
         }
 
         let keyLevel = level + 2
+        // A bucket's last word, touched before writing when it lies on another cache line (a string value's tail).
+        let lastWord = min(table.geometry.bucketBytes, MapGeometry.bucketPrefixBytes + table.geometry.keyBytes + 64) - 8
         var records: [SortRecord] = []
         records.reserveCapacity(min(count, batchEntries))
         var written = 0
@@ -239,8 +241,22 @@ extension StoreDump {
                 let entry = record(index, key)
                 if whole || range.contains(Int((entry.prefix &- lowest) >> shift)) { records.append(entry) }
             }
-            records.sort(by: precedes)
-            for entry in records {
+            // In place: the standard library's sort is a merge sort whose scratch
+            // buffer would add half the records again to the dump's memory.
+            records.withUnsafeMutableBufferPointer { StoreDump.sortInPlace($0, by: precedes) }
+            for (position, entry) in records.enumerated() {
+                if position & 31 == 0 {
+                    // Touch the next 32 entries' buckets in one tight loop: their
+                    // cache misses overlap instead of stalling each write in turn.
+                    var touch: UInt64 = 0
+                    for ahead in records[position..<min(position + 32, records.count)] {
+                        let bucket = table.bucket(ahead.bucket)
+                        touch &+= bucket.advanced(by: 8).atomic(UInt64.self).pointee.load(ordering: .relaxed)
+                        // The value's line too, when the bucket spans more than one.
+                        if lastWord > 64 { touch &+= bucket.advanced(by: lastWord).atomic(UInt64.self).pointee.load(ordering: .relaxed) }
+                    }
+                    sink.touched &+= touch
+                }
                 if written > 0 { sink.byte(UInt8(ascii: ",")) }
                 sink.newline(level + 1)
                 sink.mapEntryOpen(level: level + 1)
@@ -293,6 +309,84 @@ extension StoreDump {
             sink.newline(0)
             sink.newline(level)
             sink.text("]")
+        }
+    }
+}
+
+extension StoreDump {
+    /// Sorts `items` in place: quicksort (median of three, the smaller side
+    /// first so the stack stays shallow), insertion sort for short ranges,
+    /// heapsort when a range splits badly too often. No scratch memory.
+    static func sortInPlace<T>(_ items: UnsafeMutableBufferPointer<T>, by less: (T, T) -> Bool) {
+        var stack: [(Int, Int, Int)] = [(0, items.count, 2 * (Int.bitWidth - items.count.leadingZeroBitCount))]
+        while let (low, high, depth) = stack.popLast() {
+            var low = low
+            var high = high
+            var depth = depth
+            while high - low > 16 {
+                if depth == 0 {
+                    heapSort(UnsafeMutableBufferPointer(rebasing: items[low..<high]), by: less)
+                    low = high
+                    break
+                }
+                depth -= 1
+                let middle = low + (high - low) / 2
+                if less(items[middle], items[low]) { items.swapAt(middle, low) }
+                if less(items[high - 1], items[middle]) {
+                    items.swapAt(high - 1, middle)
+                    if less(items[middle], items[low]) { items.swapAt(middle, low) }
+                }
+                let pivot = items[middle]
+                var left = low
+                var right = high - 1
+                while left <= right {
+                    while less(items[left], pivot) { left += 1 }
+                    while less(pivot, items[right]) { right -= 1 }
+                    if left <= right {
+                        items.swapAt(left, right)
+                        left += 1
+                        right -= 1
+                    }
+                }
+                // [low, right] and [left, high) remain; loop on the smaller, push the larger.
+                if right + 1 - low < high - left {
+                    stack.append((left, high, depth))
+                    high = right + 1
+                } else {
+                    stack.append((low, right + 1, depth))
+                    low = left
+                }
+            }
+            if high - low > 1 {
+                for index in (low + 1)..<high {
+                    let item = items[index]
+                    var at = index
+                    while at > low && less(item, items[at - 1]) {
+                        items[at] = items[at - 1]
+                        at -= 1
+                    }
+                    items[at] = item
+                }
+            }
+        }
+    }
+
+    private static func heapSort<T>(_ items: UnsafeMutableBufferPointer<T>, by less: (T, T) -> Bool) {
+        func siftDown(_ start: Int, _ end: Int) {
+            var root = start
+            while 2 * root + 1 < end {
+                var child = 2 * root + 1
+                if child + 1 < end && less(items[child], items[child + 1]) { child += 1 }
+                guard less(items[root], items[child]) else { return }
+                items.swapAt(root, child)
+                root = child
+            }
+        }
+        guard items.count > 1 else { return }
+        for start in stride(from: items.count / 2 - 1, through: 0, by: -1) { siftDown(start, items.count) }
+        for end in stride(from: items.count - 1, to: 0, by: -1) {
+            items.swapAt(0, end)
+            siftDown(0, end)
         }
     }
 }
