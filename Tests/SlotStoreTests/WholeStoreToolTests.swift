@@ -82,22 +82,28 @@ struct WholeStoreToolTests {
         defer { store.close() }
         let expected = try Self.oldDump(store)
         let streamed = try Self.streamedDump(store, in: directory)
-        #expect(streamed == expected, "first difference at byte \(zip(streamed, expected).enumerated().first { $1.0 != $1.1 }?.offset ?? min(streamed.count, expected.count))")
+        let same = streamed == expected
+        #expect(same, "first difference at byte \(zip(streamed, expected).enumerated().first { $1.0 != $1.1 }?.offset ?? min(streamed.count, expected.count))")
         // A map larger than the sort batch is sorted one range of keys at a time.
-        #expect(try Self.streamedDump(store, in: directory, batch: 1_000) == expected)
-        #expect(try Self.streamedDump(store, in: directory, batch: 1) == expected)
+        let ranged = try Self.streamedDump(store, in: directory, batch: 1_000) == expected
+        #expect(ranged, "sorted 1,000 entries at a time")
+        let single = try Self.streamedDump(store, in: directory, batch: 1) == expected
+        #expect(single, "sorted one entry at a time")
         // The tool prints the same, to standard output and to --output.
         let path = store.path
         let tool = try Tool.run(["dump", path])
-        #expect(tool.succeeded && Array(tool.stdout.utf8) == expected, "\(tool.stderr)")
+        let printed = Array(tool.stdout.utf8) == expected
+        #expect(tool.succeeded && printed, "\(tool.stderr)")
         let output = directory.file("out.json")
         #expect(try Tool.run(["dump", path, "--output", output, "--quiet"]).succeeded)
-        #expect(fileBytes(output) == expected)
+        let written = fileBytes(output) == expected
+        #expect(written, "--output")
         // What the old dump loads into is what the streamed one loads into.
         let copy = directory.file("copy.slots")
         let loaded = try Tool.run(["load", copy, output])
         #expect(loaded.succeeded, "\(loaded.stderr)")
-        #expect(Array(try Tool.run(["dump", copy]).stdout.utf8) == expected)
+        let reloaded = Array(try Tool.run(["dump", copy]).stdout.utf8) == expected
+        #expect(reloaded, "dump of the loaded copy")
     }
 
     @Test("dump of a map with a damaged (non-UTF-8) string key sorts and repairs it as the old encoder did")
@@ -112,7 +118,8 @@ struct WholeStoreToolTests {
         map.table.forEachHoldingLock { _, key, _ in
             if key.count == 1 && key[0] == UInt8(ascii: "b") { UnsafeMutableRawPointer(mutating: key.baseAddress!).storeBytes(of: 0xFF, as: UInt8.self) }
         }
-        #expect(try Self.streamedDump(store, in: directory) == (try Self.oldDump(store)))
+        let same = try Self.streamedDump(store, in: directory) == (try Self.oldDump(store))
+        #expect(same)
     }
 
     // MARK: Load
