@@ -103,6 +103,7 @@ enum BenchCommand {
         try MapBenchmarks.run(bench, workspace, entries: settings.smallMapEntries, label: "1K", floorRun: .small)
         try MapBenchmarks.runChurn(bench, workspace)
         try CompactionBenchmarks.run(bench, workspace, entries: bigEntries)
+        try WholeStoreBenchmarks.run(bench, workspace, entries: bigEntries)
         try SystemBenchmarks.openClose(bench, workspace)
         if var located = floor {
             note("running the C floor on \(settings.diskDirectory)")

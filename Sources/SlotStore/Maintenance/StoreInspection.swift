@@ -158,12 +158,20 @@ extension SlotStore {
     /// file, taking its lock or writing anything: it works on a store whose
     /// lock is stuck or whose owner is hung.
     public static func inspect(at path: String) throws(SlotStoreError) -> StoreInspection {
+        try inspect(at: path, progress: nil)
+    }
+
+    /// ``inspect(at:)``, reporting its walk of each map (a few MiB of buckets
+    /// at a time, so memory stays flat) through `progress`.
+    @_spi(Tools)
+    public static func inspect(at path: String, progress: ((WorkProgress) -> Void)?) throws(SlotStoreError) -> StoreInspection {
         let image = try FileImage.open(path, writable: false)
         defer { image.close() }
         let header = try image.header.get()
         let schema = try image.schema(for: header).get()
         let layout = try Layout(header: header, schema: schema, path: path)
-        let state = StoreFileState(image: image, header: header, layout: layout)
+        var state = StoreFileState(image: image, header: header, layout: layout)
+        state.progress = progress
 
         let created = Date(timeIntervalSince1970: Double(header.createdAtNanoseconds) / 1e9)
         let fields = layout.fields.map { field in
@@ -171,9 +179,9 @@ extension SlotStore {
             var statistics: StoreInspection.MapStatistics?
             if field.type.isMap {
                 let scan = state.mapScan(field)
-                statistics = .init(count: scan.entries.count, tombstones: scan.tombstones, capacity: scan.geometry.capacity,
+                statistics = .init(count: scan.entryCount, tombstones: scan.tombstones, capacity: scan.geometry.capacity,
                                    buckets: scan.geometry.bucketCount,
-                                   loadFactor: Double(scan.entries.count + scan.tombstones) / Double(scan.geometry.bucketCount),
+                                   loadFactor: Double(scan.entryCount + scan.tombstones) / Double(scan.geometry.bucketCount),
                                    longestProbe: scan.longestProbe,
                                    probeLengths: scan.probeLengths, missProbeLengths: scan.missProbeLengths)
             }
@@ -209,19 +217,32 @@ extension StoreInspection.Lock {
     }
 }
 
+/// The run-time state of a store as read with `pread`: the lock and journal
+/// regions (small) copied whole, the data region read on demand, a field or
+/// a few MiB of buckets at a time, so memory stays flat whatever the store's size.
 struct StoreFileState {
+    let image: FileImage
     let layout: Layout
     let lockBytes: RegionBytes
     let journalBytes: RegionBytes
-    let data: RegionBytes
     let journalUsed: Int
     let journalRecords: [UndoJournal.Record]
     let journalDamage: String?
     let hashSeed: UInt64
     /// The lock holder, asked of the kernel through the image's descriptor (see `HolderIdentity`).
     let holder: HolderIdentity
+    /// Called as each map scan starts, goes (every 64 Ki buckets) and ends.
+    var progress: ((WorkProgress) -> Void)?
+    /// "checking" (verify) or "reading" (inspect), for the progress steps.
+    var verb = "reading"
+    /// Map scans already done: verify asks for a map's twice (the lock check and the field check).
+    private let scans = ScanCache()
+
+    /// How many bytes of buckets one `pread` brings in.
+    static let chunkBytes = 4 << 20
 
     init(image: FileImage, header: FileHeader, layout: Layout) {
+        self.image = image
         self.layout = layout
         hashSeed = header.hashSeed
         let lockBytes = RegionBytes(bytes: image.bytes(at: layout.lockOffset, count: LockRegion.bytes), origin: layout.lockOffset)
@@ -237,7 +258,6 @@ struct StoreFileState {
             // The image's descriptor is its own open file description, so every holder is another one.
             slotHeld: { OpenGate.byteHeldByOthers(image.fd, LockRegion.threadSlotLockBase + $0) })
         journalBytes = RegionBytes(bytes: image.bytes(at: layout.journalOffset, count: layout.journalSize), origin: layout.journalOffset)
-        data = RegionBytes(bytes: image.bytes(at: layout.dataOffset, count: layout.dataSize), origin: layout.dataOffset)
         journalUsed = Int(clamping: journalBytes.u64(layout.journalOffset))
         let journal = journalBytes
         let origin = layout.journalOffset
@@ -281,137 +301,62 @@ struct StoreFileState {
         }
     }
 
-    func sequence(of field: FieldLayout) -> UInt64 { data.u64(field.sequenceOffset) }
+    // MARK: Data, read on demand
+
+    /// `count` bytes of the data region at file offset `offset` (zeros past the file's end).
+    func data(_ offset: Int, count: Int) -> RegionBytes {
+        var bytes = image.bytes(at: offset, count: count)
+        if bytes.count < count { bytes += [UInt8](repeating: 0, count: count - bytes.count) }
+        return RegionBytes(bytes: bytes, origin: offset)
+    }
+
+    /// The little-endian word at file offset `offset`.
+    func u64(_ offset: Int) -> UInt64 { data(offset, count: 8).u64(offset) }
+
+    func sequence(of field: FieldLayout) -> UInt64 { u64(field.sequenceOffset) }
 
     /// The stored length of a string or bytes field, unclamped (verify checks it).
-    func storedLength(of field: FieldLayout) -> UInt64 { data.u64(field.secondWordOffset) }
+    func storedLength(of field: FieldLayout) -> UInt64 { u64(field.secondWordOffset) }
 
+    /// Calls `body` with the bytes at `offset..<offset + count`, a few MiB at a
+    /// time (zeros past the file's end), and the file offset of each piece.
+    func forEachChunk(at offset: Int, count: Int, unit: Int = 1, _ body: (Int, UnsafeRawBufferPointer) -> Void) {
+        guard count > 0 else { return }
+        let step = max(unit, StoreFileState.chunkBytes / unit * unit)
+        let buffer = UnsafeMutableRawBufferPointer.allocate(byteCount: min(step, count), alignment: 16)
+        defer { buffer.deallocate() }
+        var done = 0
+        while done < count {
+            let piece = min(step, count - done)
+            var filled = 0
+            while filled < piece {
+                let n = pread(image.fd, buffer.baseAddress! + filled, piece - filled, off_t(offset + done + filled))
+                if n < 0 && errno == EINTR { continue }
+                guard n > 0 else { break }
+                filled += n
+            }
+            if filled < piece { (buffer.baseAddress! + filled).initializeMemory(as: UInt8.self, repeating: 0, count: piece - filled) }
+            body(offset + done, UnsafeRawBufferPointer(rebasing: buffer[0..<piece]))
+            done += piece
+        }
+    }
+
+    /// A scalar's, or a string's or bytes' value when short; nil for the rest.
     func value(of field: FieldLayout) -> FieldValue {
         switch field.type {
         case .scalar(let type):
-            return type.value(fromBits: data.bits(field.offset, width: type.byteWidth))
+            return type.value(fromBits: data(field.offset, count: 8).bits(field.offset, width: type.byteWidth))
         case .array(let element, let count):
-            return .array((0..<count).map { element.value(fromBits: data.bits(field.payloadOffset + $0 * element.byteWidth, width: element.byteWidth)) })
+            let payload = data(field.payloadOffset, count: count * element.byteWidth)
+            return .array((0..<count).map { element.value(fromBits: payload.bits(field.payloadOffset + $0 * element.byteWidth, width: element.byteWidth)) })
         case .string(let capacity), .bytes(let capacity):
             let length = Int(min(storedLength(of: field), UInt64(capacity)))
-            let bytes = data.slice(field.payloadOffset, count: length)
+            let bytes = data(field.payloadOffset, count: length).bytes
             if case .string = field.type { return .string(String(decoding: bytes, as: UTF8.self)) }
             return .bytes(bytes)
-        case .map(let keyType, let valueType, _):
-            let scan = mapScan(field)
-            return .map(scan.entries.map { entry in
-                var image = slice(entry.valueOffset, count: scan.geometry.valueBytes)
-                let value = image.withUnsafeMutableBytes { MapCodec.read(type: valueType, from: MappedAddress($0.baseAddress!)) }
-                let key = entry.key.withUnsafeBytes { MapCodec.key(from: $0, type: keyType) }
-                return FieldValue.MapEntry(key: key, value: value)
-            }.sorted { $0.key.sortsBefore($1.key) })
+        case .map:
+            return .map([])
         }
-    }
-
-    private func slice(_ offset: Int, count: Int) -> [UInt8] {
-        let bytes = data.slice(offset, count: count)
-        return bytes.count == count ? bytes : [UInt8](repeating: 0, count: max(count, 8))
-    }
-
-    /// A map's buckets as the file holds them, with what verify and inspect need.
-    struct MapScan {
-        struct Entry {
-            let bucket: Int
-            let key: [UInt8]
-            let valueOffset: Int
-            let probeDistance: Int
-        }
-        let geometry: MapGeometry
-        let storedCount: UInt64
-        let storedTombstones: UInt64
-        var entries: [Entry] = []
-        var tombstones = 0
-        var oddSequences: [Int] = []
-        /// The move sequence word is odd: a removal was moving entries (or died doing so).
-        var midMove = false
-        var unreachable: [Int] = []
-        var badKeyLengths: [Int] = []
-        var duplicateKeys = 0
-        var missProbeLengths = StoreInspection.ProbeLengths(mean: 0, p99: 0, max: 0)
-        var longestProbe: Int { entries.map(\.probeDistance).max().map { $0 + 1 } ?? 0 }
-        /// A bucket or the move sequence word was left mid-write.
-        var interrupted: Bool { !oddSequences.isEmpty || midMove }
-
-        var probeLengths: StoreInspection.ProbeLengths {
-            MapScan.distribution(entries.map { $0.probeDistance + 1 })
-        }
-
-        static func distribution(_ lengths: [Int]) -> StoreInspection.ProbeLengths {
-            guard !lengths.isEmpty else { return .init(mean: 0, p99: 0, max: 0) }
-            let sorted = lengths.sorted()
-            let total = sorted.reduce(0, +)
-            // The nearest-rank percentile: the smallest length at least 99% of lookups stay within.
-            let rank = (sorted.count * 99 + 99) / 100
-            return .init(mean: Double(total) / Double(sorted.count), p99: sorted[rank - 1], max: sorted[sorted.count - 1])
-        }
-    }
-
-    func mapScan(_ field: FieldLayout) -> MapScan {
-        guard case .map(let keyType, let valueType, let capacity) = field.type else {
-            return MapScan(geometry: MapGeometry(key: .scalar(.int64), value: .scalar(.int64), capacity: 1), storedCount: 0, storedTombstones: 0)
-        }
-        let geometry = MapGeometry(key: keyType, value: valueType, capacity: capacity)
-        var scan = MapScan(geometry: geometry, storedCount: data.u64(field.offset + MapGeometry.countOffset),
-                           storedTombstones: data.u64(field.offset + MapGeometry.tombstonesOffset))
-        let epoch = data.u64(field.offset + MapGeometry.epochOffset) & 0xFFFF_FFFF
-        let seed = MapTable.seed(store: hashSeed, fieldIndex: field.index)
-        let mask = geometry.bucketCount - 1
-        var live = [UInt8](repeating: 0, count: geometry.bucketCount)  // 0 empty, 1 full, 2 tombstone
-        var seen = Set<[UInt8]>()
-        for index in 0..<geometry.bucketCount {
-            let offset = field.offset + MapGeometry.headerBytes + index * geometry.bucketBytes
-            if data.u64(offset) & 1 == 1 { scan.oddSequences.append(index) }
-            let meta = data.u64(offset + 8)
-            guard meta >> 32 == epoch else { continue }
-            switch meta & 3 {
-            case MapTable.full:
-                live[index] = 1
-                let length = Int((meta >> 8) & 0xFF_FFFF)
-                guard length <= geometry.keyCapacity else { scan.badKeyLengths.append(index); continue }
-                let key = data.slice(offset + MapGeometry.bucketPrefixBytes, count: length)
-                if !seen.insert(key).inserted { scan.duplicateKeys += 1 }
-                let home = key.withUnsafeBytes { Int(truncatingIfNeeded: MapTable.hash($0, seed: seed)) & mask }
-                scan.entries.append(.init(bucket: index, key: key,
-                                          valueOffset: offset + MapGeometry.bucketPrefixBytes + geometry.keyBytes,
-                                          probeDistance: (index - home) & mask))
-            case MapTable.tombstone:
-                live[index] = 2
-                scan.tombstones += 1
-            default: break
-            }
-        }
-        scan.midMove = data.u64(field.offset + MapGeometry.moveSequenceOffset) & 1 == 1
-        // A miss from home bucket b visits every used bucket from b to the
-        // first empty one, and that one: counted backwards from an empty bucket.
-        if let empty = live.firstIndex(of: 0) {
-            var misses = [Int](repeating: 0, count: geometry.bucketCount)
-            var visits = 1
-            misses[empty] = 1
-            var index = (empty - 1) & mask
-            while index != empty {
-                visits = live[index] == 0 ? 1 : visits + 1
-                misses[index] = visits
-                index = (index - 1) & mask
-            }
-            scan.missProbeLengths = MapScan.distribution(misses)
-        } else {
-            let all = geometry.bucketCount
-            scan.missProbeLengths = .init(mean: Double(all), p99: all, max: all)
-        }
-        // Every entry must be reachable from its home bucket without crossing an empty one.
-        for entry in scan.entries where entry.probeDistance > 0 {
-            var index = (entry.bucket - entry.probeDistance) & mask
-            while index != entry.bucket {
-                if live[index] == 0 { scan.unreachable.append(entry.bucket); break }
-                index = (index + 1) & mask
-            }
-        }
-        return scan
     }
 
     /// The value for inspect's listing: scalars, strings up to 64 bytes, bytes up to 32.
@@ -421,6 +366,300 @@ struct StoreFileState {
         case .string: return storedLength(of: field) <= 64 ? value(of: field) : nil
         case .bytes: return storedLength(of: field) <= 32 ? value(of: field) : nil
         case .array, .map: return nil
+        }
+    }
+
+    // MARK: Maps
+
+    /// A map's buckets as the file holds them, with what verify and inspect need.
+    struct MapScan {
+        let geometry: MapGeometry
+        let storedCount: UInt64
+        let storedTombstones: UInt64
+        /// Live entries with a key length within the key capacity.
+        var entryCount = 0
+        var tombstones = 0
+        /// Buckets whose sequence word is odd (left mid-write).
+        var oddSequences = 0
+        /// The move sequence word is odd: a removal was moving entries (or died doing so).
+        var midMove = false
+        /// Buckets (ascending) of entries a lookup cannot reach from their home bucket.
+        var unreachable: [Int] = []
+        /// Live buckets whose key length is over the key capacity.
+        var badKeyLengths = 0
+        /// Entries whose key another entry holds too (the extra copies).
+        var duplicateKeys = 0
+        var probeLengths = StoreInspection.ProbeLengths(mean: 0, p99: 0, max: 0)
+        var missProbeLengths = StoreInspection.ProbeLengths(mean: 0, p99: 0, max: 0)
+        var longestProbe: Int { probeLengths.max }
+        /// A bucket or the move sequence word was left mid-write.
+        var interrupted: Bool { oddSequences > 0 || midMove }
+    }
+
+    /// Counts of lengths, for a distribution without a length per bucket.
+    struct LengthHistogram {
+        var counts: [Int] = []
+        var total = 0
+        var sum = 0
+
+        mutating func add(_ length: Int, times: Int = 1) {
+            if length >= counts.count { counts += [Int](repeating: 0, count: max(length + 1 - counts.count, counts.count)) }
+            counts[length] += times
+            total += times
+            sum += length * times
+        }
+
+        /// Mean, nearest-rank 99th percentile and maximum, as a sorted list of every length gives them.
+        var distribution: StoreInspection.ProbeLengths {
+            guard total > 0 else { return .init(mean: 0, p99: 0, max: 0) }
+            let rank = (total * 99 + 99) / 100
+            var seen = 0
+            var p99 = 0
+            for (length, count) in counts.enumerated() where count > 0 {
+                seen += count
+                if seen >= rank { p99 = length; break }
+            }
+            let maximum = counts.lastIndex { $0 > 0 } ?? 0
+            return .init(mean: Double(sum) / Double(total), p99: p99, max: maximum)
+        }
+    }
+
+    /// Verify's and inspect's view of a map, in one pass over its buckets a
+    /// few MiB at a time (cached for the state's lifetime).
+    ///
+    /// The walk starts after an empty bucket, so each run of used buckets
+    /// (entries and tombstones) is seen whole: an entry is reachable when its
+    /// home bucket lies in its run, a miss from a bucket of a run of length L
+    /// visits the rest of the run and the empty bucket after it, and two
+    /// reachable copies of a key share their home, so share a run: duplicates
+    /// are found within runs (and, for the rare unreachable entry, by a second
+    /// pass over the keys with its hash). Memory is the longest run's keys.
+    func mapScan(_ field: FieldLayout) -> MapScan {
+        if let cached = scans.scans[field.index] { return cached }
+        let scan = scanMap(field)
+        scans.scans[field.index] = scan
+        return scan
+    }
+
+    private func scanMap(_ field: FieldLayout) -> MapScan {
+        guard case .map(let keyType, let valueType, let capacity) = field.type else {
+            return MapScan(geometry: MapGeometry(key: .scalar(.int64), value: .scalar(.int64), capacity: 1), storedCount: 0, storedTombstones: 0)
+        }
+        let geometry = MapGeometry(key: keyType, value: valueType, capacity: capacity)
+        let header = data(field.offset, count: MapGeometry.headerBytes)
+        var scan = MapScan(geometry: geometry, storedCount: header.u64(field.offset + MapGeometry.countOffset),
+                           storedTombstones: header.u64(field.offset + MapGeometry.tombstonesOffset))
+        scan.midMove = header.u64(field.offset + MapGeometry.moveSequenceOffset) & 1 == 1
+        let epoch = header.u64(field.offset + MapGeometry.epochOffset) & 0xFFFF_FFFF
+        let seed = MapTable.seed(store: hashSeed, fieldIndex: field.index)
+        let buckets = geometry.bucketCount
+        let bucketBytes = geometry.bucketBytes
+        let mask = buckets - 1
+        let keyCapacity = geometry.keyCapacity
+        let bucketsStart = field.offset + MapGeometry.headerBytes
+        let step = "\(verb) map \(field.name)"
+
+        /// 0 empty, 1 full, 2 tombstone.
+        @inline(__always) func state(_ bucket: UnsafeRawPointer) -> Int {
+            let meta = bucket.loadUnaligned(fromByteOffset: 8, as: UInt64.self)
+            guard meta >> 32 == epoch else { return 0 }
+            switch meta & 3 {
+            case MapTable.full: return 1
+            case MapTable.tombstone: return 2
+            default: return 0
+            }
+        }
+
+        // An empty bucket to start after; none at all only in a damaged file.
+        var firstEmpty: Int?
+        var index = 0
+        while firstEmpty == nil && index < buckets {
+            let count = min(buckets - index, max(1, StoreFileState.chunkBytes / bucketBytes))
+            forEachChunk(at: bucketsStart + index * bucketBytes, count: count * bucketBytes, unit: bucketBytes) { offset, bytes in
+                guard firstEmpty == nil else { return }
+                let first = (offset - bucketsStart) / bucketBytes
+                for at in 0..<(bytes.count / bucketBytes) where state(bytes.baseAddress! + at * bucketBytes) == 0 {
+                    firstEmpty = first + at
+                    return
+                }
+            }
+            index += count
+        }
+
+        var hits = LengthHistogram()
+        var misses = LengthHistogram()
+        var runLength = 0
+        // The run's reachable entries: (hash, key offset in runKeys, key length).
+        var runEntries: [(hash: UInt64, at: Int, length: Int)] = []
+        var runKeys: [UInt8] = []
+        var unreachable: [(bucket: Int, hash: UInt64, key: [UInt8])] = []
+        var visited = 0
+        progress?(WorkProgress(step: step, completed: 0, total: buckets))
+
+        func endRun() {
+            // Misses from the run's buckets visit the rest of the run and the empty bucket.
+            if runLength > 0 {
+                for length in 2...(runLength + 1) { misses.add(length) }
+            }
+            if runEntries.count > 1 { scan.duplicateKeys += StoreFileState.duplicates(in: &runEntries, keys: runKeys) }
+            runEntries.removeAll(keepingCapacity: true)
+            runKeys.removeAll(keepingCapacity: true)
+            runLength = 0
+        }
+
+        func visit(_ bucket: Int, _ bytes: UnsafeRawPointer) {
+            if bytes.loadUnaligned(as: UInt64.self) & 1 == 1 { scan.oddSequences += 1 }
+            switch state(bytes) {
+            case 0:
+                endRun()
+                misses.add(1)
+            case 2:
+                runLength += 1
+                scan.tombstones += 1
+            default:
+                runLength += 1
+                let meta = bytes.loadUnaligned(fromByteOffset: 8, as: UInt64.self)
+                let length = Int((meta >> 8) & 0xFF_FFFF)
+                guard length <= keyCapacity else {
+                    scan.badKeyLengths += 1
+                    return
+                }
+                let key = UnsafeRawBufferPointer(start: bytes + MapGeometry.bucketPrefixBytes, count: length)
+                let hash = MapTable.hash(key, seed: seed)
+                let distance = (bucket - Int(truncatingIfNeeded: hash) & mask) & mask
+                scan.entryCount += 1
+                hits.add(distance + 1)
+                if firstEmpty == nil || distance < runLength {
+                    runEntries.append((hash, runKeys.count, length))
+                    runKeys.append(contentsOf: key)
+                } else {
+                    unreachable.append((bucket, hash, Array(key)))
+                }
+            }
+            visited += 1
+            if visited & 0xFFFF == 0 { progress?(WorkProgress(step: step, completed: visited, total: buckets)) }
+        }
+
+        // Every bucket once: from after the empty one round to it (or, with none, from 0).
+        let start = firstEmpty.map { ($0 + 1) & mask } ?? 0
+        for (from, to) in start == 0 ? [(0, buckets)] : [(start, buckets), (0, start)] {
+            forEachChunk(at: bucketsStart + from * bucketBytes, count: (to - from) * bucketBytes, unit: bucketBytes) { offset, bytes in
+                let first = (offset - bucketsStart) / bucketBytes
+                for at in 0..<(bytes.count / bucketBytes) { visit(first + at, bytes.baseAddress! + at * bucketBytes) }
+            }
+        }
+        endRun()
+        if firstEmpty == nil {
+            // Every bucket used: a miss visits them all.
+            misses = LengthHistogram()
+            misses.add(buckets, times: buckets)
+        }
+        scan.probeLengths = hits.distribution
+        scan.missProbeLengths = misses.distribution
+        if !unreachable.isEmpty {
+            scan.unreachable = unreachable.map(\.bucket).sorted()
+            scan.duplicateKeys += duplicatesOfUnreachable(unreachable, field: field, geometry: geometry, seed: seed, epoch: epoch)
+        }
+        progress?(WorkProgress(step: step, completed: buckets, total: buckets))
+        return scan
+    }
+
+    /// The extra copies among a run's reachable keys: sorted by hash, keys of one hash compared.
+    static func duplicates(in entries: inout [(hash: UInt64, at: Int, length: Int)], keys: [UInt8]) -> Int {
+        entries.sort { $0.hash < $1.hash }
+        var extra = 0
+        var groupStart = 0
+        keys.withUnsafeBytes { all in
+            func key(_ entry: (hash: UInt64, at: Int, length: Int)) -> UnsafeRawBufferPointer {
+                UnsafeRawBufferPointer(rebasing: all[entry.at..<(entry.at + entry.length)])
+            }
+            for index in 1...entries.count {
+                guard index == entries.count || entries[index].hash != entries[groupStart].hash else { continue }
+                if index - groupStart > 1 {
+                    var distinct: [UnsafeRawBufferPointer] = []
+                    for member in groupStart..<index {
+                        let bytes = key(entries[member])
+                        if distinct.contains(where: { $0.elementsEqual(bytes) }) { extra += 1 } else { distinct.append(bytes) }
+                    }
+                }
+                groupStart = index
+            }
+        }
+        return extra
+    }
+
+    /// The extra copies a key has beyond those counted within runs, for keys
+    /// with an unreachable copy: a second pass collects every entry whose
+    /// hash one of them has. A key with r reachable and u unreachable copies
+    /// has r + u - 1 extra copies, of which the runs counted max(r - 1, 0).
+    private func duplicatesOfUnreachable(_ unreachable: [(bucket: Int, hash: UInt64, key: [UInt8])], field: FieldLayout,
+                                         geometry: MapGeometry, seed: UInt64, epoch: UInt64) -> Int {
+        let hashes = Set(unreachable.map(\.hash))
+        let unreachableBuckets = Set(unreachable.map(\.bucket))
+        var copies: [[UInt8]: (reachable: Int, unreachable: Int)] = [:]
+        let bucketBytes = geometry.bucketBytes
+        let bucketsStart = field.offset + MapGeometry.headerBytes
+        forEachChunk(at: bucketsStart, count: geometry.bucketCount * bucketBytes, unit: bucketBytes) { offset, bytes in
+            let first = (offset - bucketsStart) / bucketBytes
+            for at in 0..<(bytes.count / bucketBytes) {
+                let bucket = bytes.baseAddress! + at * bucketBytes
+                let meta = bucket.loadUnaligned(fromByteOffset: 8, as: UInt64.self)
+                guard meta >> 32 == epoch, meta & 3 == MapTable.full else { continue }
+                let length = Int((meta >> 8) & 0xFF_FFFF)
+                guard length <= geometry.keyCapacity else { continue }
+                let key = UnsafeRawBufferPointer(start: bucket + MapGeometry.bucketPrefixBytes, count: length)
+                guard hashes.contains(MapTable.hash(key, seed: seed)) else { continue }
+                var counts = copies[Array(key), default: (0, 0)]
+                if unreachableBuckets.contains(first + at) { counts.unreachable += 1 } else { counts.reachable += 1 }
+                copies[Array(key)] = counts
+            }
+        }
+        return copies.values.reduce(0) { total, counts in
+            guard counts.unreachable > 0 else { return total }
+            return total + counts.reachable + counts.unreachable - 1 - max(counts.reachable - 1, 0)
+        }
+    }
+}
+
+/// The map scans a ``StoreFileState`` has done (a class, so the state stays a value).
+final class ScanCache {
+    var scans: [Int: StoreFileState.MapScan] = [:]
+}
+
+extension StoreFileState {
+    /// Whether the bytes at `offset..<offset + count` are valid UTF-8, read a
+    /// few MiB at a time (a string field may hold up to 1 GiB).
+    func isValidUTF8(at offset: Int, count: Int) -> Bool {
+        var decoder = UTF8()
+        var pending: [UInt8] = []
+        var valid = true
+        forEachChunk(at: offset, count: count) { _, bytes in
+            guard valid else { return }
+            // A sequence cut by the chunk's end is finished with the next chunk's bytes.
+            var cut = bytes.count
+            var back = 0
+            while back < 3 && back < bytes.count && bytes[bytes.count - 1 - back] & 0xC0 == 0x80 { back += 1 }
+            if back < bytes.count && bytes[bytes.count - 1 - back] >= 0xC0 { cut = bytes.count - 1 - back }
+            var joined = pending
+            joined.append(contentsOf: bytes[0..<cut])
+            pending = Array(bytes[cut...])
+            var iterator = joined.makeIterator()
+            loop: while true {
+                switch decoder.decode(&iterator) {
+                case .scalarValue: continue
+                case .emptyInput: break loop
+                case .error: valid = false; break loop
+                }
+            }
+        }
+        guard valid, !pending.isEmpty else { return valid }
+        var iterator = pending.makeIterator()
+        while true {
+            switch decoder.decode(&iterator) {
+            case .scalarValue: continue
+            case .emptyInput: return true
+            case .error: return false
+            }
         }
     }
 }

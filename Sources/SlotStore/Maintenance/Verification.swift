@@ -31,6 +31,13 @@ extension SlotStore {
     ///
     /// - Throws: only when there is no file to check (missing, unreadable, not a regular file).
     public static func verify(at path: String) throws(SlotStoreError) -> VerificationReport {
+        try verify(at: path, progress: nil)
+    }
+
+    /// ``verify(at:)``, reporting its walk of each map (a few MiB of buckets
+    /// at a time, so memory stays flat) through `progress`.
+    @_spi(Tools)
+    public static func verify(at path: String, progress: ((WorkProgress) -> Void)?) throws(SlotStoreError) -> VerificationReport {
         let image = try FileImage.open(path, writable: false)
         defer { image.close() }
         var findings: [VerificationReport.Finding] = []
@@ -83,7 +90,9 @@ extension SlotStore {
             end = field.offset + field.size
         }
 
-        let state = StoreFileState(image: image, header: header, layout: layout)
+        var state = StoreFileState(image: image, header: header, layout: layout)
+        state.progress = progress
+        state.verb = "checking"
         checked.append("lock")
         let lock = state.lock
         switch lock.state {
@@ -117,18 +126,19 @@ extension SlotStore {
         for field in layout.fields {
             switch field.type {
             case .scalar(.bool):
-                let byte = state.data.bits(field.offset, width: 1)
+                let byte = state.data(field.offset, count: 1).bits(field.offset, width: 1)
                 if byte > 1 { find("field-value", "bool field \"\(field.name)\" holds byte \(byte), expected 0 or 1") }
             case .scalar:
                 break
-            case .array(let element, _):
+            case .array(let element, let count):
                 if state.sequence(of: field) & 1 == 1 && !liveWriter {
                     find("field-sequence", "array field \"\(field.name)\" was left mid-write (odd sequence word); the next writer or `slotstore repair` settles it")
                 }
-                if element == .bool, case .array(let values) = state.value(of: field) {
-                    for (index, _) in values.enumerated()
-                    where state.data.bits(field.payloadOffset + index, width: 1) > 1 {
-                        find("field-value", "bool element \"\(field.name)[\(index)]\" holds a byte other than 0 or 1")
+                if element == .bool {
+                    state.forEachChunk(at: field.payloadOffset, count: count) { offset, bytes in
+                        for (at, byte) in bytes.enumerated() where byte > 1 {
+                            find("field-value", "bool element \"\(field.name)[\(offset - field.payloadOffset + at)]\" holds a byte other than 0 or 1")
+                        }
                     }
                 }
             case .string(let capacity), .bytes(let capacity):
@@ -139,22 +149,19 @@ extension SlotStore {
                 if state.sequence(of: field) & 1 == 1 && !liveWriter {
                     find("field-sequence", "field \"\(field.name)\" was left mid-write (odd sequence word); the next writer or `slotstore repair` settles it")
                 }
-                if case .string = field.type, length <= UInt64(capacity) {
-                    let bytes = state.data.slice(field.payloadOffset, count: Int(length))
-                    if String(validating: bytes, as: UTF8.self) == nil {
-                        find("field-value", "string field \"\(field.name)\" holds bytes that are not valid UTF-8")
-                    }
+                if case .string = field.type, length <= UInt64(capacity), !state.isValidUTF8(at: field.payloadOffset, count: Int(length)) {
+                    find("field-value", "string field \"\(field.name)\" holds bytes that are not valid UTF-8")
                 }
             case .map:
                 let scan = state.mapScan(field)
-                if scan.storedCount != UInt64(scan.entries.count) {
-                    find("map-count", "map \"\(field.name)\" records \(scan.storedCount) entries but holds \(scan.entries.count)")
+                if scan.storedCount != UInt64(scan.entryCount) {
+                    find("map-count", "map \"\(field.name)\" records \(scan.storedCount) entries but holds \(scan.entryCount)")
                 }
                 if scan.storedTombstones != UInt64(scan.tombstones) {
                     find("map-count", "map \"\(field.name)\" records \(scan.storedTombstones) tombstones but holds \(scan.tombstones)")
                 }
-                if scan.entries.count > scan.geometry.capacity {
-                    find("map-count", "map \"\(field.name)\" holds \(scan.entries.count) entries, over its capacity \(scan.geometry.capacity)")
+                if scan.entryCount > scan.geometry.capacity {
+                    find("map-count", "map \"\(field.name)\" holds \(scan.entryCount) entries, over its capacity \(scan.geometry.capacity)")
                 }
                 if !scan.unreachable.isEmpty {
                     find("map-unreachable", "map \"\(field.name)\" has \(scan.unreachable.count) entr\(scan.unreachable.count == 1 ? "y" : "ies") a lookup cannot reach from its hash (buckets \(scan.unreachable.prefix(5).map(String.init).joined(separator: ", ")))")
@@ -162,11 +169,11 @@ extension SlotStore {
                 if scan.duplicateKeys > 0 {
                     find("map-duplicate", "map \"\(field.name)\" holds \(scan.duplicateKeys) duplicate key(s)")
                 }
-                if !scan.badKeyLengths.isEmpty {
-                    find("map-key-length", "map \"\(field.name)\" has \(scan.badKeyLengths.count) key(s) longer than the key capacity")
+                if scan.badKeyLengths > 0 {
+                    find("map-key-length", "map \"\(field.name)\" has \(scan.badKeyLengths) key(s) longer than the key capacity")
                 }
-                if !scan.oddSequences.isEmpty && !liveWriter {
-                    find("field-sequence", "map \"\(field.name)\" has \(scan.oddSequences.count) bucket(s) left mid-write; the next writer or `slotstore repair` settles them")
+                if scan.oddSequences > 0 && !liveWriter {
+                    find("field-sequence", "map \"\(field.name)\" has \(scan.oddSequences) bucket(s) left mid-write; the next writer or `slotstore repair` settles them")
                 }
                 if scan.midMove && !liveWriter {
                     find("field-sequence", "map \"\(field.name)\" was left in the middle of a removal moving entries (its move sequence word is odd); the next writer or `slotstore repair` settles it")

@@ -25,14 +25,7 @@ extension SlotStore {
 
     private static func build(at path: String, through temporary: String, schema: Schema, values: [String: FieldValue],
                               options: OpenOptions) throws(SlotStoreError) {
-        // Refused before any work, and by what is there: a directory is not "a file that exists".
-        switch Syscall.kind(at: path) {
-        case .success(nil): break
-        case .success(.some(.regular)): throw .alreadyExists(path: path)
-        case .success(.some(.symbolicLink)): throw .symbolicLink(path: path)
-        case .success(let kind?): throw .notARegularFile(path: path, found: kind.name)
-        case .failure(let code): throw Syscall.fileError(code, path: path, call: "lstat", operation: "look up the path")
-        }
+        try checkNothingAt(path)
         try schema.validate()
         var converted: [(String, FieldValue)] = []
         for (name, value) in values.sorted(by: { $0.key < $1.key }) {
@@ -41,6 +34,39 @@ extension SlotStore {
             }
             converted.append((name, try value.converted(to: field.type, field: name, path: path)))
         }
+        do {
+            try build(at: path, through: temporary, schema: schema, options: options) { core in
+                for (name, value) in converted { try core.writeValue(value, to: try core.field(named: name)) }
+            }
+        } catch let error as SlotStoreError {
+            throw error
+        } catch {
+            // Only SlotStoreError is thrown above; say so plainly if that ever changes.
+            throw .invalidValue(path: path, field: "", detail: "\(error)")
+        }
+    }
+
+    /// Refuses a path where something already is, by what is there: a
+    /// directory is not "a file that exists".
+    static func checkNothingAt(_ path: String) throws(SlotStoreError) {
+        switch Syscall.kind(at: path) {
+        case .success(nil): break
+        case .success(.some(.regular)): throw .alreadyExists(path: path)
+        case .success(.some(.symbolicLink)): throw .symbolicLink(path: path)
+        case .success(let kind?): throw .notARegularFile(path: path, found: kind.name)
+        case .failure(let code): throw Syscall.fileError(code, path: path, call: "lstat", operation: "look up the path")
+        }
+    }
+
+    /// Creates a store of `schema` at `temporary`, lets `fill` write into it
+    /// under its lock without journaling (nobody else can have it open),
+    /// flushes it and links it to `path` while still open (the open store is
+    /// what tells a remover of leftovers, see `TemporaryFiles`, that its
+    /// builder is at work). A throw from `fill`, or a crash, leaves nothing at
+    /// `path`: a killed builder's file keeps its hidden name until the next
+    /// builder for the same path removes it.
+    static func build(at path: String, through temporary: String, schema: Schema, options: OpenOptions,
+                      fill: (StoreCore) throws -> Void) throws {
         TemporaryFiles.removeStale(for: path)
         _ = Syscall.retrying { unlink(temporary) }
         defer { _ = Syscall.retrying { unlink(temporary) } }
@@ -49,19 +75,16 @@ extension SlotStore {
         let store = try SlotStore(path: temporary, schema: schema, options: createOptions)
         store.core.journaling = false
         do {
-            try store.core.transaction { () throws(SlotStoreError) in
-                for (name, value) in converted { try store.core.writeValue(value, to: try store.core.field(named: name)) }
-            }
+            try store.core.acquireLock()
+            try store.core.finishTransaction { try fill(store.core) }
             try store.sync()
         } catch {
             store.close()
             throw error
         }
-        // Linked while still open: the open store is what tells a remover of
-        // leftovers (see `TemporaryFiles`) that its builder is at work.
         defer { store.close() }
         guard try TemporaryFiles.link(temporary, to: path, operation: "put the new store in place") else {
-            throw .alreadyExists(path: path)
+            throw SlotStoreError.alreadyExists(path: path)
         }
         TemporaryFiles.syncDirectory(of: path)
     }

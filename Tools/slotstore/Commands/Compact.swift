@@ -7,7 +7,7 @@ enum CompactCommand: Command {
     static let abstract = "rewrite a store: drop tombstones, resize maps, migrate the schema, upgrade the format"
     static let usage = """
     usage: slotstore compact PATH [--schema NEW.json] [--capacity FIELD=N ...] [--output NEWPATH]
-                                  [--allow-narrowing] [--allow-retyping] [--allow-dropping] [--dry-run] [--json]
+                                  [--allow-narrowing] [--allow-retyping] [--allow-dropping] [--dry-run] [--json] [--quiet]
       Writes a new store with maps rebuilt (tombstones gone, at a new capacity if
       asked), values carried into the new schema by field name, and the current
       format. Adding fields, widening numbers and growing capacities are always
@@ -22,6 +22,8 @@ enum CompactCommand: Command {
       --dry-run            print the plan (sizes before and after, each field's fate) and change nothing
       --json               print the plan as JSON: {path, output, bytesBefore, bytesAfter, formatBefore,
                            formatAfter, schemaVersion, dryRun, fields: [{name, fate, from, to}]}
+      --quiet              no progress on standard error (shown for compactions over a second:
+                           a bar on a terminal, one line per step otherwise)
     """
 
     static func run(_ arguments: inout Arguments) throws -> Int32 {
@@ -41,11 +43,14 @@ enum CompactCommand: Command {
                                          allowDropping: arguments.flag("--allow-dropping"))
         let dryRun = arguments.flag("--dry-run")
         let json = arguments.flag("--json")
+        let quiet = arguments.flag("--quiet")
         try arguments.finish()
         let schema = try schemaPath.map { try Schema(json: Array(readInputFile($0, what: "schema")), source: $0) }
-        let plan = try SlotStore.compact(at: path, output: output, schema: schema, capacities: capacities,
-                                         migration: migration, dryRun: dryRun, allowOtherOwner: Settings.allowOtherOwner,
-                                         progress: json ? nil : { Output.error("  \($0.step)") })
+        let plan = try ProgressDisplay.run(quiet: quiet) { progress in
+            try SlotStore.compact(at: path, output: output, schema: schema, capacities: capacities,
+                                  migration: migration, dryRun: dryRun, allowOtherOwner: Settings.allowOtherOwner,
+                                  progress: progress)
+        }
         if json {
             try JSONOutput.print(plan)
             return ExitStatus.success

@@ -1,22 +1,25 @@
 import Foundation
-import SlotStore
+@_spi(Tools) import SlotStore
 
 /// `slotstore inspect PATH`: read-only, lock-free look at a store.
 enum InspectCommand: Command {
     static let name = "inspect"
     static let abstract = "show a store's header, lock, journal and fields (read-only, no lock)"
     static let usage = """
-    usage: slotstore inspect PATH [--json]
+    usage: slotstore inspect PATH [--json] [--quiet]
       Reads the file without mapping it or taking its lock, so it works on a store
-      whose lock is stuck or whose owner is hung.
-      --json   print the report as JSON (keys: path, format, schema, regions, lock, journal, fields)
+      whose lock is stuck or whose owner is hung. Maps are read a few MiB at a
+      time, so memory stays flat whatever their size.
+      --json    print the report as JSON (keys: path, format, schema, regions, lock, journal, fields)
+      --quiet   no progress on standard error (shown for reads over a second)
     """
 
     static func run(_ arguments: inout Arguments) throws -> Int32 {
         let path = try arguments.positional("store path")
         let json = arguments.flag("--json")
+        let quiet = arguments.flag("--quiet")
         try arguments.finish()
-        let report = try SlotStore.inspect(at: path)
+        let report = try ProgressDisplay.run(quiet: quiet) { progress in try SlotStore.inspect(at: path, progress: progress) }
         if json {
             try JSONOutput.print(report)
             return ExitStatus.success

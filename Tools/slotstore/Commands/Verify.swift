@@ -1,16 +1,18 @@
-import SlotStore
+@_spi(Tools) import SlotStore
 
 /// `slotstore verify PATH`
 enum VerifyCommand: Command {
     static let name = "verify"
     static let abstract = "check a store's integrity (never writes); exit 1 on any finding"
     static let usage = """
-    usage: slotstore verify PATH [--json]
+    usage: slotstore verify PATH [--json] [--quiet]
       Checks magic, version, both header copies and checksums, sizes against the
       file, the stored schema, the field layout, the journal, the lock and each
       field's invariants. Prints every finding; exits 0 when clean, 1 when
       anything was found, 2 when there is no file to check. Never writes.
-      --json   print {"path": …, "ok": …, "checked": […], "findings": [{"code": …, "message": …}], "notes": […]}
+      Maps are read a few MiB at a time, so memory stays flat whatever their size.
+      --json    print {"path": …, "ok": …, "checked": […], "findings": [{"code": …, "message": …}], "notes": […]}
+      --quiet   no progress on standard error (shown for checks over a second)
     """
 
     struct Report: Encodable {
@@ -24,8 +26,9 @@ enum VerifyCommand: Command {
     static func run(_ arguments: inout Arguments) throws -> Int32 {
         let path = try arguments.positional("store path")
         let json = arguments.flag("--json")
+        let quiet = arguments.flag("--quiet")
         try arguments.finish()
-        let report = try SlotStore.verify(at: path)
+        let report = try ProgressDisplay.run(quiet: quiet) { progress in try SlotStore.verify(at: path, progress: progress) }
         if json {
             try JSONOutput.print(Report(path: report.path, ok: report.ok, checked: report.checked, findings: report.findings,
                                         notes: report.notes))
