@@ -30,10 +30,14 @@ struct MapGrowthTests {
         #expect(store.generation == 11, "ten growths, each a compaction in place")
         for index in 0..<5_000 { #expect(try sessions.get("k\(index)") == Int64(index)) }
         #expect(try SlotStore.verify(at: path).findings == [])
+        let inspected = try SlotStore.inspect(at: path).fields.first { $0.name == "sessions" }?.map
+        #expect(inspected?.growth == MapGrowth(maxCapacity: 100_000) && inspected?.capacity == 8_192)
+        let plan = try SlotStore.compact(at: path, dryRun: true)
+        #expect(plan.fields.first { $0.name == "sessions" }?.to == "map<string[16], int64>[8192], grows ×2 at 90% up to 100000")
         // A program opens the grown store with the schema it created it with.
         let again = try SlotStore(path: path, schema: Self.schema())
         #expect(try again.map("sessions", key: String.self, value: Int64.self).count == 5_000)
-        #expect(try again.schema.field(named: "sessions")?.growth == MapGrowth(maxCapacity: 100_000))
+        #expect(again.schema.field(named: "sessions")?.growth == MapGrowth(maxCapacity: 100_000))
     }
 
     @Test("add inserting new keys grows the map as set does")

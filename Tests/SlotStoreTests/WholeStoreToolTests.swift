@@ -60,7 +60,7 @@ struct WholeStoreToolTests {
             "i64": .int(.min), "i8": .int(-128), "u64": .uint(.max), "u16": .uint(65535), "d": .double(-0.0),
             "f": .double(0.1), "flag": .bool(true), "s": .string(Self.awkward[2] + Self.awkward[3]), "b": .bytes([0, 255, 127, 128, 1]),
             "reals": .array([.double(.nan), .double(.infinity), .double(-.infinity), .double(-0.0), .double(1e300),
-                             .double(5e-324), .double(0.1), .double(123456789012345678)]),
+                             .double(.leastNonzeroMagnitude), .double(0.1), .double(123456789012345680)]),
             "tiny": .array([.int(-1), .int(0), .int(127)]), "bits": .array([.bool(false), .bool(true)]),
             "strings": .map(Self.awkward.enumerated().map { .init(key: .string($1), value: .string(Self.awkward[($0 + 3) % Self.awkward.count])) }),
             "signed": .map([-5, 3, Int64(Int32.min), Int64(Int32.max), 0].map { .init(key: .int($0), value: .array([.double(Double($0) / 3), .double(.nan)])) }),

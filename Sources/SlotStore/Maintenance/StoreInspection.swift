@@ -125,6 +125,8 @@ public struct StoreInspection: Sendable, Codable, Hashable {
         /// Buckets a lookup of an absent key visits, over every home bucket
         /// (the used buckets from there to the first empty one, and that one).
         public var missProbeLengths: ProbeLengths
+        /// How the map grows by itself; nil for a map of fixed capacity.
+        public var growth: MapGrowth?
     }
 
     /// A distribution of probe lengths, in buckets visited (0 for none).
@@ -183,7 +185,8 @@ extension SlotStore {
                                    buckets: scan.geometry.bucketCount,
                                    loadFactor: Double(scan.entryCount + scan.tombstones) / Double(scan.geometry.bucketCount),
                                    longestProbe: scan.longestProbe,
-                                   probeLengths: scan.probeLengths, missProbeLengths: scan.missProbeLengths)
+                                   probeLengths: scan.probeLengths, missProbeLengths: scan.missProbeLengths,
+                                   growth: schema.field(named: field.name)?.growth)
             }
             return StoreInspection.FieldInfo(name: field.name, type: field.type.description, offset: field.offset,
                                              size: field.size, value: midWrite ? nil : state.shortValue(of: field),

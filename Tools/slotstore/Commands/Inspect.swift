@@ -57,7 +57,8 @@ enum InspectCommand: Command {
         func lengths(_ probe: StoreInspection.ProbeLengths) -> String {
             "mean \(String(format: "%.2f", probe.mean)), p99 \(probe.p99), max \(probe.max)"
         }
-        return "\(map.count) entries, \(map.tombstones) tombstones, capacity \(map.capacity), \(map.buckets) buckets, "
+        return "\(map.count) entries, \(map.tombstones) tombstones, capacity \(map.capacity)"
+            + (map.growth.map { " (\($0))" } ?? "") + ", \(map.buckets) buckets, "
             + "load \(String(format: "%.3f", map.loadFactor)) (entries and tombstones); "
             + "probe length of a hit \(lengths(map.probeLengths)); of a miss \(lengths(map.missProbeLengths))"
     }
