@@ -106,6 +106,34 @@ struct WholeStoreToolTests {
         #expect(reloaded, "dump of the loaded copy")
     }
 
+    /// A dump to a pipe whose reader stalls must not keep the store's lock:
+    /// it spools under the lock and copies out after releasing it.
+    @Test("dump to a stalled pipe releases the lock before it writes; the output is the snapshot")
+    func dumpToStalledPipe() throws {
+        let path = directory.file("pipe.slots")
+        let store = try SlotStore(path: path, schema: Schema(version: 1, fields: [
+            .string("note", capacity: 16),
+            .map("m", key: .string(capacity: 16), value: .scalar(.int64), capacity: 20_000),
+        ]), options: OpenOptions(lockTimeout: .milliseconds(300)))
+        let map = try store.map("m", key: String.self, value: Int64.self)
+        for index in 0..<10_000 { try map.set(Int64(index), for: "key-\(index)") }  // a dump of ~300 KB, over a pipe's 64 KiB
+        let snapshot = directory.file("snapshot.json")
+        #expect(try Tool.run(["dump", path, "--output", snapshot]).status == 0)
+
+        let process = Tool.process(["dump", path, "--quiet"], environment: [:])
+        let pipe = Pipe()
+        process.standardOutput = pipe
+        try process.run()
+        // Readable once the dump writes to the pipe; it then blocks on the full pipe, nobody reading.
+        var ready = pollfd(fd: pipe.fileHandleForReading.fileDescriptor, events: Int16(POLLIN), revents: 0)
+        #expect(poll(&ready, 1, 30_000) == 1)
+        try store.string("note").store("after")  // a locked write: lockTimeout if the dump still held the lock
+        let output = pipe.fileHandleForReading.readDataToEndOfFile()
+        process.waitUntilExit()
+        #expect(process.terminationStatus == 0)
+        #expect(Array(output) == fileBytes(snapshot), "the dump is the snapshot taken before the write")
+    }
+
     @Test("dump of a map with a damaged (non-UTF-8) string key sorts and repairs it as the old encoder did")
     func dumpOfInvalidKey() throws {
         let store = try SlotStore(path: directory.file("bad-key.slots"), schema: Schema(version: 1, fields: [

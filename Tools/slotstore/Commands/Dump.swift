@@ -10,9 +10,11 @@ enum DumpCommand: Command {
       Prints {"format":"slotstore-dump","formatVersion":1,"schema":…,"values":{…}}.
       All values are read under the store's lock, as one snapshot, and written
       as they are read (a map of any size takes no more memory than a few MiB
-      per 100K entries); the lock is held until the last byte is written, so
-      prefer --output to a slow pipe. Bytes are {"base64": …}; nan, inf, -inf
-      and -0 are strings.
+      per 100K entries). To a file the lock is held until the last byte is
+      written; to a pipe or a terminal, the dump goes first to an unnamed
+      temporary file in $TMPDIR (or /var/tmp), and is copied out after the lock
+      is released, so a slow reader never holds up the store's writers. Bytes
+      are {"base64": …}; nan, inf, -inf and -0 are strings.
       --output FILE   write the dump to FILE instead of standard output (built
                       under a hidden name beside it and renamed when complete)
       --quiet         no progress on standard error (shown for dumps over a second)
@@ -27,8 +29,17 @@ enum DumpCommand: Command {
         let store = try SlotStore(path: path, options: Settings.options(.open))
         defer { store.close() }
         guard let output else {
-            try ProgressDisplay.run(quiet: quiet) { progress in
-                try store.writeDump(to: STDOUT_FILENO, outputName: "standard output", progress: progress)
+            var info = stat()
+            if fstat(STDOUT_FILENO, &info) == 0 && (info.st_mode & S_IFMT) == S_IFREG {
+                try ProgressDisplay.run(quiet: quiet) { progress in
+                    try store.writeDump(to: STDOUT_FILENO, outputName: "standard output", progress: progress)
+                }
+            } else {
+                try Spool.through { fd in
+                    try ProgressDisplay.run(quiet: quiet) { progress in
+                        try store.writeDump(to: fd, outputName: "a temporary file", progress: progress)
+                    }
+                }
             }
             return ExitStatus.success
         }
@@ -67,5 +78,47 @@ enum OutputFile {
             throw InputError("\(path): cannot put the \(what) in place: \(String(cString: strerror(errno)))")
         }
         finished = true
+    }
+}
+
+/// An unnamed temporary file that a command fills under the store's lock and
+/// copies to standard output after releasing it: a reader at the other end of
+/// a pipe (`| less`, `| ssh`, a stalled consumer) then can't keep the lock.
+enum Spool {
+    static func through(_ fill: (Int32) throws -> Void) throws {
+        let directory = ProcessInfoTemporary.directory
+        // Created and unlinked at once: nothing is left behind, even if this process is killed.
+        var template = Array("\(directory)/.slotstore-dump-XXXXXX".utf8CString)
+        let fd = template.withUnsafeMutableBufferPointer { mkstemp($0.baseAddress!) }
+        if fd >= 0 { template.withUnsafeBufferPointer { _ = unlink($0.baseAddress!) } }
+        guard fd >= 0 else {
+            throw InputError("\(directory): cannot create a temporary file for the dump there: \(String(cString: strerror(errno))); set TMPDIR to a writable folder with room for the dump, or use --output FILE")
+        }
+        defer { close(fd) }
+        try fill(fd)
+        var offset: off_t = 0
+        var buffer = [UInt8](repeating: 0, count: 1 << 20)
+        while true {
+            let count = buffer.withUnsafeMutableBytes { pread(fd, $0.baseAddress, $0.count, offset) }
+            if count < 0 && errno == EINTR { continue }
+            guard count >= 0 else { throw InputError("cannot read back the spooled dump: \(String(cString: strerror(errno)))") }
+            if count == 0 { return }
+            var written = 0
+            while written < count {
+                let n = buffer.withUnsafeBytes { write(STDOUT_FILENO, $0.baseAddress! + written, count - written) }
+                if n < 0 && errno == EINTR { continue }
+                guard n > 0 else { throw InputError("cannot write the dump to standard output: \(String(cString: strerror(errno)))") }
+                written += n
+            }
+            offset += off_t(count)
+        }
+    }
+}
+
+/// $TMPDIR if set, else /var/tmp (disk-backed on most systems, unlike /tmp on some).
+enum ProcessInfoTemporary {
+    static var directory: String {
+        if let value = getenv("TMPDIR"), let text = String(validatingCString: value), !text.isEmpty { return text }
+        return "/var/tmp"
     }
 }
