@@ -113,10 +113,10 @@ struct WholeStoreToolTests {
         let path = directory.file("pipe.slots")
         let store = try SlotStore(path: path, schema: Schema(version: 1, fields: [
             .string("note", capacity: 16),
-            .map("m", key: .string(capacity: 16), value: .scalar(.int64), capacity: 20_000),
+            .map("m", key: .string(capacity: 16), value: .scalar(.int64), capacity: 80_000),
         ]), options: OpenOptions(lockTimeout: .milliseconds(300)))
         let map = try store.map("m", key: String.self, value: Int64.self)
-        for index in 0..<10_000 { try map.set(Int64(index), for: "key-\(index)") }  // a dump of ~300 KB, over a pipe's 64 KiB
+        for index in 0..<60_000 { try map.set(Int64(index), for: "key-\(index)") }  // a dump of ~2 MB: over the dump's 1 MiB buffer and a pipe's 64 KiB
         let snapshot = directory.file("snapshot.json")
         #expect(try Tool.run(["dump", path, "--output", snapshot]).status == 0)
 
