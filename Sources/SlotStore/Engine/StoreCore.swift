@@ -46,6 +46,8 @@ final class StoreCore: @unchecked Sendable {
     private static let nextNumber = Atomic<UInt64>(1)
     /// The file's device and inode, from open: what "still at the path" compares.
     let identity: (device: UInt64, inode: UInt64)?
+    /// This process's threads waiting for a change in this file (see `ChangeWaiting`).
+    let waiters = ChangeWaiters()
 
     init(path: String, file: MappedFile, header: FileHeader, layout: Layout, schema: Schema, options: OpenOptions) {
         self.path = path
@@ -73,6 +75,7 @@ final class StoreCore: @unchecked Sendable {
         self.gate = LockFreeGate(retirement: file.base.advanced(by: layout.lockOffset + LockRegion.retirementOffset),
                                  store: number)
         self.lockUsers = LockUsers(store: number)
+        ChangeNotification.prepareProcess()
     }
 
     @inlinable
@@ -154,6 +157,7 @@ final class StoreCore: @unchecked Sendable {
         guard isAttachedHere else { return file.close() }
         precondition(lockingThread.load(ordering: .relaxed) != UInt(pthread_self()),
                      "close() called inside a transaction of the same store")
+        waiters.close(self)
         lockUsers.close()
         file.close()
     }
@@ -231,8 +235,13 @@ final class StoreCore: @unchecked Sendable {
     /// data reaches the disk before the cleared journal does.
     func rollBackJournal() {
         // Undoing a map removal moves entries: readers retry misses meanwhile.
-        let moving = journal.isDirty ? MapTable.beginRollback(in: self) : []
-        defer { MapTable.endRollback(moving) }
+        let changed = journal.isDirty
+        let moving = changed ? MapTable.beginRollback(in: self) : []
+        defer {
+            MapTable.endRollback(moving)
+            // Lock-free readers may have seen the values rolled back: a change to wake waiters for.
+            if changed { countLockedChange(); notifyAfterLockedChange() }
+        }
         journal.rollBack(beforeClearing: durable ? { try? self.file.flush(offset: self.layout.dataOffset, count: self.layout.dataSize) } : nil)
         if durable { flushClearedHeader() }
     }
@@ -262,6 +271,9 @@ final class StoreCore: @unchecked Sendable {
     /// (see `UndoJournal.record`).
     @usableFromInline
     func commitAndRelease() throws(SlotStoreError) {
+        // Counted before the commit point: a commit that then fails rolls
+        // back, which counts again (a spurious change, never a missed one).
+        if journal.isDirty { countLockedChange() }
         if durable && journal.isDirty && journal.seal() {
             // One flush writes the seals and the data: after a power loss,
             // sealed records are redone, so whatever part of the data reached
@@ -291,6 +303,7 @@ final class StoreCore: @unchecked Sendable {
             if let error = flushClearedHeader() {
                 fault(.beforeUnlock)
                 releaseLock()
+                notifyAfterLockedChange()
                 throw .committedButNotFlushed(path: path, detail: error.description)
             }
         } else {
@@ -298,6 +311,9 @@ final class StoreCore: @unchecked Sendable {
         }
         fault(.beforeUnlock)
         releaseLock()
+        // Even when nothing was journaled: some locked writes (the by-name
+        // `add`, an atomic read-modify-write) need no undo record.
+        notifyAfterLockedChange()
     }
 
     // MARK: Locked writes
