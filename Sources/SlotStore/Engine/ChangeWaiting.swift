@@ -98,9 +98,14 @@ struct WaitTarget {
         return (field.index >> 6) & 1 == 0 ? (bit, 0) : (0, bit)
     }
 
-    /// Moves to the live file when this one was compacted in place.
-    mutating func followIfRetired() throws(SlotStoreError) {
-        guard core.gate.isRetired || !core.isAttachedHere, let session else { return }
+    /// Whether the file was compacted in place (or this is a fork() child's
+    /// inherited engine); read only while counted in ``StoreCore/waiters``,
+    /// so the mapping is there.
+    var needsFollowing: Bool { session != nil && (core.gate.isRetired || !core.isAttachedHere) }
+
+    /// Moves to the live file.
+    mutating func follow() throws(SlotStoreError) {
+        guard let session else { return }
         let live = try session.live(after: core)
         if let field { self.field = try session.resolve(field, in: live) }
         core = live
@@ -131,9 +136,14 @@ extension StoreCore {
         // sequence moves, nobody has cleared its bits (see ChangeNotification).
         var registered: (core: ObjectIdentifier, sequence: UInt32)?
         while true {
-            try target.followIfRetired()
+            // Counted in before the first touch of the mapping: close() waits for us.
+            try target.core.waiters.enter(target.core)
+            if target.needsFollowing {
+                target.core.waiters.leave()
+                try target.follow()
+                continue
+            }
             let core = target.core
-            try core.waiters.enter(core)
             defer { core.waiters.leave() }
             let sequence = core.wakeSequence.pointee.load(ordering: .acquiring)
             if let cancellation, cancellation.isCancelled(sleepingIn: core) { return nil }
