@@ -196,7 +196,8 @@ struct WaitTests {
         // Started once it has read ping's first value.
         try #require(waitUntilAsleepInChangeWait(answerer.pid, threads: 1))
         // A missed wake leaves the answerer asleep until its 20 s timeout: give up after 5 s.
-        defer { kill(answerer.pid, SIGKILL) }
+        var answered = false
+        defer { if !answered { kill(answerer.pid, SIGKILL); _ = answerer.wait() } }
         var last: Int64 = 0
         for round in Int64(1)...Int64(rounds) {
             ping.store(round)
@@ -204,6 +205,7 @@ struct WaitTests {
             try #require(last == round, "round \(round): no answer within 5 s")
         }
         let result = answerer.wait()
+        answered = true
         #expect(result.stdout.trimmingCharacters(in: .whitespacesAndNewlines) == "answered \(rounds)", "\(result)")
     }
 
