@@ -81,7 +81,7 @@ struct WaitTests {
         try #require(waitUntilAsleepInChangeWait(process.pid, threads: 1), "the waiter never fell asleep")
         let start = ContinuousClock.now
         try perform(write, on: store)
-        let result = process.wait()
+        let result = process.wait(killingAfter: 30)
         let elapsed = ContinuousClock.now - start
         #expect(result.succeeded, "\(result)")
         #expect(result.stdout.trimmingCharacters(in: .whitespacesAndNewlines) == expected)
@@ -108,9 +108,9 @@ struct WaitTests {
                 usleep(UInt32(1000 + random.below(20_000)))
             }
             kill(waiter.pid, SIGKILL)
-            let killed = waiter.wait()
+            let killed = waiter.wait(killingAfter: 30)
             #expect(killed.killedBySIGKILL)
-            if let writer { #expect(writer.wait().succeeded) }
+            if let writer { #expect(writer.wait(killingAfter: 30).succeeded) }
             // One write may find the dead waiter's bit: it clears it (one wake nobody hears).
             x.add(1)
             #expect(core.waiterMapWord(0).pointee.load(ordering: .relaxed) & bit == 0, "round \(round): the dead waiter's bit outlived a write")
@@ -123,7 +123,7 @@ struct WaitTests {
         try #require(waitUntilAsleepInChangeWait(waiter.pid, threads: 1))
         let start = ContinuousClock.now
         x.add(1)
-        #expect(waiter.wait().stdout.hasPrefix("changed"))
+        #expect(waiter.wait(killingAfter: 30).stdout.hasPrefix("changed"))
         #expect(ContinuousClock.now - start < .seconds(5))
     }
 
@@ -148,8 +148,8 @@ struct WaitTests {
         let start = ContinuousClock.now
         try store.core.acquireLock()
         store.core.releaseLock()
-        let scalarResult = scalarWaiter.wait()
-        let storeResult = storeWaiter.wait()
+        let scalarResult = scalarWaiter.wait(killingAfter: 30)
+        let storeResult = storeWaiter.wait(killingAfter: 30)
         let elapsed = ContinuousClock.now - start
         #expect(scalarResult.stdout.trimmingCharacters(in: .whitespacesAndNewlines) == "changed 100", "\(scalarResult)")
         #expect(storeResult.stdout.trimmingCharacters(in: .whitespacesAndNewlines) == "changed", "\(storeResult)")
@@ -197,14 +197,14 @@ struct WaitTests {
         try #require(waitUntilAsleepInChangeWait(answerer.pid, threads: 1))
         // A missed wake leaves the answerer asleep until its 20 s timeout: give up after 5 s.
         var answered = false
-        defer { if !answered { kill(answerer.pid, SIGKILL); _ = answerer.wait() } }
+        defer { if !answered { kill(answerer.pid, SIGKILL); _ = answerer.wait(killingAfter: 30) } }
         var last: Int64 = 0
         for round in Int64(1)...Int64(rounds) {
             ping.store(round)
             last = try pong.wait(untilChangedFrom: last, timeout: .seconds(5))
             try #require(last == round, "round \(round): no answer within 5 s")
         }
-        let result = answerer.wait()
+        let result = answerer.wait(killingAfter: 30)
         answered = true
         #expect(result.stdout.trimmingCharacters(in: .whitespacesAndNewlines) == "answered \(rounds)", "\(result)")
     }
@@ -219,7 +219,7 @@ struct WaitTests {
         let writer = try Tool.start(["_worker", "increment", store.path, "x", "300"])
         var seen: [Int64] = [0]
         while seen.last != 300, let next = try await iterator.next() { seen.append(next) }
-        #expect(writer.wait().succeeded)
+        #expect(writer.wait(killingAfter: 30).succeeded)
         #expect(seen.last == 300)
         #expect(zip(seen, seen.dropFirst()).allSatisfy { $0 < $1 }, "not increasing: \(seen)")
     }
@@ -233,7 +233,7 @@ struct WaitTests {
             try #require(waitUntilAsleepInChangeWait(consumer.pid, threads: 1), "the consumer never fell asleep before \(value)")
             x.store(value)
         }
-        let result = consumer.wait()
+        let result = consumer.wait(killingAfter: 30)
         #expect(result.stdout.trimmingCharacters(in: .whitespacesAndNewlines) == "values 0 1 2 3", "\(result)")
     }
 
@@ -244,7 +244,7 @@ struct WaitTests {
         // Its main thread waits for "stop"; the sequence's thread waits for "x".
         try #require(waitUntilAsleepInChangeWait(worker.pid, threads: 2))
         try store.scalar("stop", as: Int64.self).store(1)
-        let result = worker.wait()
+        let result = worker.wait(killingAfter: 30)
         let words = result.stdout.split(separator: " ")
         #expect(words.count == 4 && words[0] == "ended", "\(result)")
         let microseconds = words.count == 4 ? Int(words[2]) ?? .max : .max
@@ -340,6 +340,21 @@ func waitUntilAsleepInChangeWait(_ pid: Int32, threads: Int, on core: StoreCore?
         usleep(500)
     }
     return false
+}
+
+extension Tool.Running {
+    /// Waits for the process, SIGKILLing it first if it runs `seconds` more:
+    /// a waiter that misses its wake would otherwise hang the test.
+    func wait(killingAfter seconds: Double) -> ProcessResult {
+        let process = self.process
+        let deadline = DispatchWorkItem {
+            if process.isRunning { kill(process.processIdentifier, SIGKILL) }
+        }
+        DispatchQueue.global().asyncAfter(deadline: .now() + seconds, execute: deadline)
+        let result = wait()
+        deadline.cancel()
+        return result
+    }
 }
 
 /// A blocking call run on a thread of its own, for tests that act while it blocks.
