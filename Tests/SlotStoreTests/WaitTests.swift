@@ -76,6 +76,9 @@ struct WaitTests {
     func writeWakesWaiter(write: Write) throws {
         let store = try makeStore()
         if write == .mapRemove { try store.map("m", key: String.self, value: Int64.self).set(1, for: "gone") }
+        // This thread's first lock-free write claims a thread slot (the slow
+        // path, tested by firstWriteOfAProcess); the writes below take the inlined one.
+        try store.scalar("stop", as: Int64.self).add(0)
         let (arguments, expected) = waiter(for: write, path: store.path)
         let process = try Tool.start(["_wait-worker"] + arguments, environment: WaitTests.noRecheck)
         try #require(waitUntilAsleepInChangeWait(process.pid, threads: 1), "the waiter never fell asleep")
