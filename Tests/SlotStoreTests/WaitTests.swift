@@ -382,3 +382,36 @@ final class BlockingThread<T: Sendable>: @unchecked Sendable {
         return try outcome.get()
     }
 }
+
+/// The README's "Waiting for a change" snippet, as written there (with a temporary path), run.
+@Suite("README: waiting for a change", .timeLimit(.minutes(5)))
+struct WaitReadmeTests {
+    let directory = TemporaryDirectory()
+
+    @Test("the README snippet compiles and runs")
+    func readmeSnippet() async throws {
+        let config = try SlotStore(path: directory.file("config.slots"), schema: Schema(version: 1, fields: [
+            .int64("config_version"), .string("motd", capacity: 128),
+        ]))
+        let configVersion = try config.scalar("config_version", as: Int64.self)
+        let banner = try config.string("motd")
+
+        // On a worker thread: sleep until another process bumps the version, at most 5 s.
+        var known = configVersion.load()
+        configVersion.add(1)  // (another process, in the README)
+        let seen = try configVersion.wait(untilChangedFrom: known, timeout: .seconds(5))
+        if seen != known {
+            known = seen  // reload the configuration here
+        }
+        #expect(known == 1)
+
+        // In Swift concurrency: the value now, then each new one; cancelling the task ends the loop.
+        let watcher = Task {
+            for try await text in banner.changes() {
+                print("motd:", text)
+            }
+        }
+        watcher.cancel()
+        try await watcher.value
+    }
+}
