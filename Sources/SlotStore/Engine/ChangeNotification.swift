@@ -197,7 +197,7 @@ extension StoreCore {
         lockedChanges.pointee.store(count &+ 1, ordering: .releasing)
     }
 
-    /// After a locked change (counted with ``countLockedChange()``): wakes
+    /// After a lock release (and a rollback): wakes
     /// every waiter if any may wait. Which fields a transaction touched is
     /// not known here, so every bit is cleared and every sleeper woken; each
     /// re-checks its own value and re-registers.

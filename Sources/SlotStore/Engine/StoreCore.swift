@@ -148,6 +148,10 @@ final class StoreCore: @unchecked Sendable {
         lock.holder.pointee.store(0, ordering: .relaxed)
         lockingThread.store(0, ordering: .relaxed)
         lock.unlock()
+        // Every release, even of a lock that journaled nothing (the by-name
+        // `add` is an atomic read-modify-write without an undo record), and
+        // while still counted as a lock user, so close() can't unmap under it.
+        notifyAfterLockedChange()
         lockUsers.leave()
     }
 
@@ -239,8 +243,9 @@ final class StoreCore: @unchecked Sendable {
         let moving = changed ? MapTable.beginRollback(in: self) : []
         defer {
             MapTable.endRollback(moving)
-            // Lock-free readers may have seen the values rolled back: a change to wake waiters for.
-            if changed { countLockedChange(); notifyAfterLockedChange() }
+            // Lock-free readers may have seen the values rolled back: a change,
+            // whose waiters the release of the lock wakes.
+            if changed { countLockedChange() }
         }
         journal.rollBack(beforeClearing: durable ? { try? self.file.flush(offset: self.layout.dataOffset, count: self.layout.dataSize) } : nil)
         if durable { flushClearedHeader() }
@@ -303,7 +308,6 @@ final class StoreCore: @unchecked Sendable {
             if let error = flushClearedHeader() {
                 fault(.beforeUnlock)
                 releaseLock()
-                notifyAfterLockedChange()
                 throw .committedButNotFlushed(path: path, detail: error.description)
             }
         } else {
@@ -311,9 +315,6 @@ final class StoreCore: @unchecked Sendable {
         }
         fault(.beforeUnlock)
         releaseLock()
-        // Even when nothing was journaled: some locked writes (the by-name
-        // `add`, an atomic read-modify-write) need no undo record.
-        notifyAfterLockedChange()
     }
 
     // MARK: Locked writes
