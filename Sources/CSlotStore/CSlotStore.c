@@ -8,6 +8,7 @@
 #include <string.h>
 #include <sys/mman.h>
 #include <time.h>
+#include <linux/futex.h>
 #include <linux/membarrier.h>
 #include <sys/syscall.h>
 #include <unistd.h>
@@ -38,6 +39,28 @@ int slotstore_membarrier_global(void) {
     if (!(supported & MEMBARRIER_CMD_GLOBAL)) return -ENOSYS;
     if (syscall(__NR_membarrier, MEMBARRIER_CMD_GLOBAL, 0, 0) != 0) return -errno;
     return 0;
+}
+
+int slotstore_membarrier_register_global_expedited(void) {
+    if (syscall(__NR_membarrier, MEMBARRIER_CMD_REGISTER_GLOBAL_EXPEDITED, 0, 0) != 0) return -errno;
+    return 0;
+}
+
+int slotstore_membarrier_global_expedited(void) {
+    if (syscall(__NR_membarrier, MEMBARRIER_CMD_GLOBAL_EXPEDITED, 0, 0) != 0) return -errno;
+    return 0;
+}
+
+int slotstore_futex_wait(uint32_t *word, uint32_t expected, int64_t nanoseconds) {
+    if (nanoseconds < 0) nanoseconds = 0;
+    struct timespec timeout = { (time_t)(nanoseconds / 1000000000), (long)(nanoseconds % 1000000000) };
+    if (syscall(SYS_futex, word, FUTEX_WAIT, expected, &timeout, NULL, 0) != 0) return -errno;
+    return 0;
+}
+
+int slotstore_futex_wake_all(uint32_t *word) {
+    long woken = syscall(SYS_futex, word, FUTEX_WAKE, INT32_MAX, NULL, NULL, 0);
+    return woken < 0 ? -errno : (int)woken;
 }
 
 int slotstore_mutex_lock_for(void *mutex, int64_t nanoseconds) {

@@ -97,6 +97,7 @@ enum BenchCommand {
         let started = monotonicNanoseconds()
         note("SlotStore rows\(settings.quick ? " (--quick)" : "")")
         let baselines = try ScalarBenchmarks.run(bench, workspace)
+        try WaitBenchmarks.run(bench, workspace)
         try ProcessBenchmarks.run(bench, workspace, baselines: baselines)
         try MapBenchmarks.run(bench, workspace, entries: bigEntries, label: bigEntries >= 1_000_000
                               ? "\(bigEntries / 1_000_000)M" : "\(bigEntries / 1000)K", floorRun: .main)

@@ -57,6 +57,30 @@ static inline void slotstore_cpu_relax(void) {
     __builtin_ia32_pause();
 #elif defined(__aarch64__)
     __asm__ __volatile__("yield");
+// MARK: Waiting for a change (see ChangeNotification.swift)
+
+/// FUTEX_WAIT on the 32-bit `word` while it holds `expected`, for at most
+/// `nanoseconds` (CLOCK_MONOTONIC, relative). Shared, not FUTEX_PRIVATE: the
+/// kernel keys a shared futex in a MAP_SHARED file mapping by the file page,
+/// so a waker in another process, or in another PID namespace, mapping the
+/// same file reaches it. 0 when woken (possibly spuriously), or -errno:
+/// -EAGAIN when the word no longer held `expected`, -ETIMEDOUT, -EINTR.
+int slotstore_futex_wait(uint32_t *word, uint32_t expected, int64_t nanoseconds);
+
+/// FUTEX_WAKE (shared) of every waiter on `word`: how many woke, or -errno.
+int slotstore_futex_wake_all(uint32_t *word);
+
+/// Registers this process for membarrier(MEMBARRIER_CMD_GLOBAL_EXPEDITED),
+/// so that another process's expedited barrier reaches its threads: 0, or
+/// -errno. Per process (a fork() child starts unregistered); costs one RCU
+/// grace period (milliseconds) the first time in a multithreaded process.
+int slotstore_membarrier_register_global_expedited(void);
+
+/// membarrier(MEMBARRIER_CMD_GLOBAL_EXPEDITED): every running thread of every
+/// registered process passes a full memory barrier before it returns (about
+/// a microsecond, by interprocessor interrupts). 0, or -errno.
+int slotstore_membarrier_global_expedited(void);
+
 #endif
 }
 
@@ -110,5 +134,29 @@ int slotstore_fork_register_descriptor(int fd, void *base, uint64_t length, int 
 /// Withdraws `fd` before the parent unmaps or closes it, so a child forked
 /// later can't remap a reservation or close an unrelated file that reused the number.
 void slotstore_fork_unregister_descriptor(int fd);
+
+// MARK: Waiting for a change (see ChangeNotification.swift)
+
+/// FUTEX_WAIT on the 32-bit `word` while it holds `expected`, for at most
+/// `nanoseconds` (CLOCK_MONOTONIC, relative). Shared, not FUTEX_PRIVATE: the
+/// kernel keys a shared futex in a MAP_SHARED file mapping by the file page,
+/// so a waker in another process, or in another PID namespace, mapping the
+/// same file reaches it. 0 when woken (possibly spuriously), or -errno:
+/// -EAGAIN when the word no longer held `expected`, -ETIMEDOUT, -EINTR.
+int slotstore_futex_wait(uint32_t *word, uint32_t expected, int64_t nanoseconds);
+
+/// FUTEX_WAKE (shared) of every waiter on `word`: how many woke, or -errno.
+int slotstore_futex_wake_all(uint32_t *word);
+
+/// Registers this process for membarrier(MEMBARRIER_CMD_GLOBAL_EXPEDITED),
+/// so that another process's expedited barrier reaches its threads: 0, or
+/// -errno. Per process (a fork() child starts unregistered); costs one RCU
+/// grace period (milliseconds) the first time in a multithreaded process.
+int slotstore_membarrier_register_global_expedited(void);
+
+/// membarrier(MEMBARRIER_CMD_GLOBAL_EXPEDITED): every running thread of every
+/// registered process passes a full memory barrier before it returns (about
+/// a microsecond, by interprocessor interrupts). 0, or -errno.
+int slotstore_membarrier_global_expedited(void);
 
 #endif

@@ -7,7 +7,8 @@ import Synchronization
 ///
 /// ```
 /// offset  size  field
-///      0    40  pthread_mutex_t (glibc x86-64), padded to 64
+///      0    40  pthread_mutex_t (glibc x86-64), padded to 56
+///     56     8  locked changes (see `ChangeNotification`)
 ///     64     4  holder PID (0 when free), written by the holder
 ///     68     4  holder's attachment slot + 1 (0: none recorded), written with the PID
 ///     72     8  acquisitions
@@ -22,6 +23,8 @@ import Synchronization
 ///    144     8  the successor's device number
 ///    152     8  the successor's inode number
 ///    160     8  time of retirement, ns since 1970
+///    168    16  waiter map: one bit per field (index mod 128) (see `ChangeNotification`)
+///    184     4  wake sequence: the futex word waiters sleep on
 ///    256        thread slots, 64 bytes each, to the end of the region:
 ///               in-flight word u64 (1 while a lock-free write runs), owner PID u32,
 ///               owner's PID namespace u32 (inode of /proc/self/ns/pid)

@@ -150,6 +150,7 @@ extension StoreCore {
         lock.successorInode.pointee.store(successor.inode, ordering: .relaxed)
         lock.retirementTime.pointee.store(StoreCore.nowNanoseconds(), ordering: .relaxed)
         lock.retirement.pointee.store(Retirement.retired, ordering: .releasing)
+        wakeEveryWaiter()  // so they follow to the successor now, not at their next re-check
     }
 
     /// Undoes ``beginRetirement(timeout:)`` after a failed copy.

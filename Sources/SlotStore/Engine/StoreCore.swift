@@ -62,6 +62,8 @@ final class StoreCore: @unchecked Sendable {
     let growthFailures = LockedState<[Int: SlotStoreError]>([:])
     /// Once this file is retired: where its fields are in the live file (see ``Forwarding``).
     let forwarding: Forwarding
+    /// This process's threads waiting for a change in this file (see `ChangeWaiting`).
+    let waiters = ChangeWaiters()
 
     init(path: String, file: MappedFile, header: FileHeader, layout: Layout, schema: Schema, options: OpenOptions) {
         self.path = path
@@ -96,6 +98,7 @@ final class StoreCore: @unchecked Sendable {
                   let growth = schema.field(named: field.name)?.growth else { return Int.max }
             return growth.growthCount(capacity: capacity)
         }
+        ChangeNotification.prepareProcess()
     }
 
     @inlinable
@@ -178,6 +181,10 @@ final class StoreCore: @unchecked Sendable {
         lock.holder.pointee.store(0, ordering: .relaxed)
         lockingThread.store(0, ordering: .relaxed)
         lock.unlock()
+        // Every release, even of a lock that journaled nothing (the by-name
+        // `add` is an atomic read-modify-write without an undo record), and
+        // while still counted as a lock user, so close() can't unmap under it.
+        notifyAfterLockedChange()
         lockUsers.leave()
         if let growth { growMap(field: growth.field, from: growth.capacity) }
     }
@@ -188,6 +195,7 @@ final class StoreCore: @unchecked Sendable {
         guard isAttachedHere else { return file.close() }
         precondition(lockingThread.load(ordering: .relaxed) != UInt(pthread_self()),
                      "close() called inside a transaction of the same store")
+        waiters.close(self)
         lockUsers.close()
         file.close()
     }
@@ -265,8 +273,14 @@ final class StoreCore: @unchecked Sendable {
     /// data reaches the disk before the cleared journal does.
     func rollBackJournal() {
         // Undoing a map removal moves entries: readers retry misses meanwhile.
-        let moving = journal.isDirty ? MapTable.beginRollback(in: self) : []
-        defer { MapTable.endRollback(moving) }
+        let changed = journal.isDirty
+        let moving = changed ? MapTable.beginRollback(in: self) : []
+        defer {
+            MapTable.endRollback(moving)
+            // Lock-free readers may have seen the values rolled back: a change,
+            // whose waiters the release of the lock wakes.
+            if changed { countLockedChange() }
+        }
         journal.rollBack(beforeClearing: durable ? { try? self.file.flush(offset: self.layout.dataOffset, count: self.layout.dataSize) } : nil)
         if durable { flushClearedHeader() }
     }
@@ -296,6 +310,9 @@ final class StoreCore: @unchecked Sendable {
     /// (see `UndoJournal.record`).
     @usableFromInline
     func commitAndRelease() throws(SlotStoreError) {
+        // Counted before the commit point: a commit that then fails rolls
+        // back, which counts again (a spurious change, never a missed one).
+        if journal.isDirty { countLockedChange() }
         if durable && journal.isDirty && journal.seal() {
             // One flush writes the seals and the data: after a power loss,
             // sealed records are redone, so whatever part of the data reached

@@ -207,11 +207,11 @@ final class StoreSession: Sendable {
         var field = core.layout.fields[index]
         while true {
             if core.gate.isRetired || !core.isAttachedHere {
-                guard let (live, liveField) = try? liveField(core, field.index) else { return write(FieldWords(core, field)) }
+                guard let (live, liveField) = try? liveField(core, field.index) else { return notified(core, field, write) }
                 (core, field) = (live, liveField)
             }
             if let marker = core.gate.enter() ?? core.enterClaimingThreadSlot() {
-                let result = write(FieldWords(core, field))
+                let result = notified(core, field, write)
                 core.gate.leave(marker)
                 return result
             }
@@ -219,7 +219,7 @@ final class StoreSession: Sendable {
             // lock from "retiring" to "retired", so a write under it is
             // either copied or goes to the successor.
             if core.lock.heldByCallingThread {
-                return write(FieldWords(core, field))  // inside a transaction through another object on this file
+                return notified(core, field, write)  // inside a transaction through another object on this file
             }
             do {
                 try core.acquireLock()
@@ -232,16 +232,23 @@ final class StoreSession: Sendable {
                 // or the lock would have been recovered.)
                 continue
             } catch .nestedTransaction {
-                return write(FieldWords(core, field))  // this thread holds the lock already
+                return notified(core, field, write)  // this thread holds the lock already
             } catch .storeClosed {
                 preconditionFailure("\(path): a handle was used after close()")
             } catch {
-                return write(FieldWords(core, field))  // an unusable lock: as before compaction existed
+                return notified(core, field, write)  // an unusable lock: as before compaction existed
             }
-            let result = write(FieldWords(core, field))
+            let result = notified(core, field, write)
             core.releaseLock()
             return result
         }
+    }
+
+    /// `write`, then a wake of the field's waiters if one may wait (see `ChangeNotification`).
+    private func notified<R>(_ core: StoreCore, _ field: FieldLayout, _ write: (FieldWords) -> R) -> R {
+        let result = write(FieldWords(core, field))
+        core.notifyAfterLockFreeWrite(field: field.index)
+        return result
     }
 
     /// The slow path of a lock-free read of a retired file.

@@ -55,7 +55,7 @@ public struct ArrayField<Value: SlotScalar>: Sendable, FieldHandle {
         precondition(index >= 0 && index < count, "index \(index) out of range 0..<\(count)")
         if let marker = gate.enter() {
             ArrayField.store(value, at: index, elements: elements, writes: elementWrites)
-            return gate.leave(marker)
+            return gate.leave(marker, notifying: fieldIndex)
         }
         FieldReference.writeLockFree(reference.session, reference.core, field: fieldIndex) { words in
             ArrayField.store(value, at: index, elements: words.payload, writes: words.elementWrites)
@@ -89,7 +89,7 @@ public struct ArrayField<Value: SlotScalar>: Sendable, FieldHandle {
         precondition(index >= 0 && index < count, "index \(index) out of range 0..<\(count)")
         let offset = index &* Value.scalarType.byteWidth
         if let marker = gate.enter() {
-            defer { gate.leave(marker) }
+            defer { gate.leave(marker, notifying: fieldIndex) }
             return MappedAddress.compareExchangeElement(expected: expected, desired: desired,
                                                         at: elements.advanced(by: offset), counting: elementWrites)
         }
@@ -212,7 +212,7 @@ extension ArrayField where Value: SlotInteger {
         precondition(index >= 0 && index < count, "index \(index) out of range 0..<\(count)")
         let offset = index &* Value.scalarType.byteWidth
         if let marker = gate.enter() {
-            defer { gate.leave(marker) }
+            defer { gate.leave(marker, notifying: fieldIndex) }
             return MappedAddress.addElement(delta, at: elements.advanced(by: offset), counting: elementWrites)
         }
         return FieldReference.writeLockFree(reference.session, reference.core, field: fieldIndex) { words in

@@ -51,7 +51,7 @@ public struct ScalarField<Value: SlotScalar>: Sendable, FieldHandle {
     public func store(_ value: Value) {
         if let marker = gate.enter() {
             word.storeScalar(value)
-            return gate.leave(marker)
+            return gate.leave(marker, notifying: fieldIndex)
         }
         FieldReference.writeLockFree(reference.session, reference.core, field: fieldIndex) { words in words.payload.storeScalar(value) }
     }
@@ -60,7 +60,7 @@ public struct ScalarField<Value: SlotScalar>: Sendable, FieldHandle {
     @inlinable @inline(__always) @discardableResult
     public func exchange(_ value: Value) -> Value {
         if let marker = gate.enter() {
-            defer { gate.leave(marker) }
+            defer { gate.leave(marker, notifying: fieldIndex) }
             return word.exchangeScalar(value)
         }
         return FieldReference.writeLockFree(reference.session, reference.core, field: fieldIndex) { words in words.payload.exchangeScalar(value) }
@@ -72,7 +72,7 @@ public struct ScalarField<Value: SlotScalar>: Sendable, FieldHandle {
     @inlinable @inline(__always)
     public func compareExchange(expected: Value, desired: Value) -> (exchanged: Bool, original: Value) {
         if let marker = gate.enter() {
-            defer { gate.leave(marker) }
+            defer { gate.leave(marker, notifying: fieldIndex) }
             return word.compareExchangeScalar(expected: expected, desired: desired)
         }
         return FieldReference.writeLockFree(reference.session, reference.core, field: fieldIndex) { words in
@@ -86,7 +86,7 @@ extension ScalarField where Value: SlotInteger {
     @inlinable @inline(__always) @discardableResult
     public func add(_ delta: Value) -> Value {
         if let marker = gate.enter() {
-            defer { gate.leave(marker) }
+            defer { gate.leave(marker, notifying: fieldIndex) }
             return word.addScalar(delta)
         }
         return FieldReference.writeLockFree(reference.session, reference.core, field: fieldIndex) { words in words.payload.addScalar(delta) }
@@ -98,7 +98,7 @@ extension ScalarField where Value: BinaryFloatingPoint {
     @inlinable @discardableResult
     public func add(_ delta: Value) -> Value {
         if let marker = gate.enter() {
-            defer { gate.leave(marker) }
+            defer { gate.leave(marker, notifying: fieldIndex) }
             return ScalarField.add(delta, to: word)
         }
         return FieldReference.writeLockFree(reference.session, reference.core, field: fieldIndex) { words in ScalarField.add(delta, to: words.payload) }

@@ -21,6 +21,7 @@ enum CommandLineTool {
         RepairCommand.self,
         TortureCommand.self,
         WorkerCommand.self,
+        WaitWorkerCommand.self,
         PowerLossCommand.self,
     ]
 
