@@ -62,6 +62,10 @@ final class StoreCore: @unchecked Sendable {
     let growthFailures = LockedState<[Int: SlotStoreError]>([:])
     /// Once this file is retired: where its fields are in the live file (see ``Forwarding``).
     let forwarding: Forwarding
+    /// This open's slot in the per-process fields (see `PerProcessLayout`);
+    /// nil without such fields, or with every slot taken. Set once, during
+    /// the open, before any other thread sees this engine.
+    nonisolated(unsafe) var processSlot: ProcessSlotClaim?
 
     init(path: String, file: MappedFile, header: FileHeader, layout: Layout, schema: Schema, options: OpenOptions) {
         self.path = path
@@ -219,6 +223,9 @@ final class StoreCore: @unchecked Sendable {
         // here is only possible after a power loss without flushOnCommit.
         for field in layout.fields where field.type.isMap {
             MapTable(core: self, field: field).settleOddBuckets()
+        }
+        for field in layout.fields where field.perProcess != nil {
+            SequenceWord(address(field.offset + PerProcessLayout.foldSequenceOffset)).settle()
         }
     }
 

@@ -21,6 +21,7 @@ enum CommandLineTool {
         RepairCommand.self,
         TortureCommand.self,
         WorkerCommand.self,
+        PerProcessWorkerCommand.self,
         PowerLossCommand.self,
     ]
 

@@ -1,0 +1,84 @@
+import Foundation
+import Glibc
+import SlotStore
+
+/// `slotstore _perprocess ROLE PATH ...`: the processes the per-process field
+/// tests and the gauges demo start, on a store of ``schema``.
+enum PerProcessWorkerCommand: Command {
+    static let name = "_perprocess"
+    static let abstract = "a per-process field worker for the gauges demo and the tests"
+    static let hidden = true
+    static let usage = """
+    usage: slotstore _perprocess ROLE PATH ...   (a store of PerProcessWorkerCommand.schema)
+      hold PATH INFLIGHT REQUESTS PEAK LOW LAST
+                              add INFLIGHT to "inflight" (liveSum) and REQUESTS to "requests" (sum),
+                              store PEAK in "peak" (max), LOW in "low" (min), LAST in "last"
+                              (mostRecent); print "SLOTSTORE-HOLDING slot S"; wait until the
+                              plain int64 "go" is at least 1, add -1 to "inflight", print
+                              "after generation G contribution C"; wait until "go" is at least 2
+      requests PATH COUNT     COUNT simulated requests: "inflight" +1, "requests" +1, "inflight" -1
+      fork PATH               add 1 to "inflight" and "requests"; fork; the child adds 5 to both
+                              through the same handles and prints "child slot S contribution C";
+                              the parent waits for it and prints "parent slot S contribution C"
+    """
+
+    /// The schema every role expects.
+    static let schemaJSON = """
+    {"version":1,"fields":[{"name":"inflight","type":"int64","perProcess":"liveSum"},\
+    {"name":"requests","type":"int64","perProcess":"sum"},{"name":"peak","type":"double","perProcess":"max"},\
+    {"name":"low","type":"int64","perProcess":"min"},{"name":"last","type":"int64","perProcess":"mostRecent"},\
+    {"name":"go","type":"int64"}]}
+    """
+
+    static func run(_ arguments: inout Arguments) throws -> Int32 {
+        let role = try arguments.positional("role")
+        let path = try arguments.positional("store path")
+        let store = try SlotStore(path: path)
+        let inflight = try store.perProcess("inflight", as: Int64.self)
+        let requests = try store.perProcess("requests", as: Int64.self)
+        switch role {
+        case "hold":
+            inflight.add(Int64(try number(arguments.positional("inflight"))))
+            requests.add(Int64(try number(arguments.positional("requests"))))
+            try store.perProcess("peak", as: Double.self).store(Double(try arguments.positional("peak")) ?? 0)
+            try store.perProcess("low", as: Int64.self).store(Int64(try number(arguments.positional("low"))))
+            try store.perProcess("last", as: Int64.self).store(Int64(try number(arguments.positional("last"))))
+            Output.out("SLOTSTORE-HOLDING slot \(store.processSlot.map(String.init) ?? "none")")
+            let go = try store.scalar("go", as: Int64.self)
+            // The test sets "go" once the store is where it wants it (compacted, say).
+            while go.load() < 1 { usleep(1_000) }
+            inflight.add(-1)
+            Output.out("after generation \(store.generation) contribution \(inflight.contribution)")
+            while go.load() < 2 { usleep(1_000) }
+        case "requests":
+            let count = try number(arguments.positional("count"))
+            for _ in 0..<count {
+                inflight.add(1)
+                requests.add(1)
+                inflight.add(-1)
+            }
+            Output.out("done \(count)")
+        case "fork":
+            inflight.add(1)
+            requests.add(1)
+            let child = fork()
+            if child == 0 {
+                inflight.add(5)
+                requests.add(5)
+                Output.out("child slot \(store.processSlot.map(String.init) ?? "none") contribution \(inflight.contribution)")
+                exit(0)
+            }
+            var status: Int32 = 0
+            waitpid(child, &status, 0)
+            Output.out("parent slot \(store.processSlot.map(String.init) ?? "none") contribution \(inflight.contribution)")
+        default:
+            throw UsageError("unknown role \(role)")
+        }
+        return ExitStatus.success
+    }
+
+    private static func number(_ text: String) throws -> Int {
+        guard let value = Int(text) else { throw UsageError("expected a number, found \(text)") }
+        return value
+    }
+}
