@@ -45,7 +45,12 @@ struct PerProcessTests {
         let slots = LockRegion.threadSlotCount(lockSize: layout.lockSize)
         #expect(store.core.header.formatMinor == 2)
         // 4096-byte pages: a 16 KiB lock region holds 252 thread slots, so 252 process slots.
-        if layout.pageSize == 4096 { #expect(slots == 252) }
+        if layout.pageSize == 4096 {
+            #expect(slots == 252)
+            // The example in FileFormat.md.
+            #expect(layout.fields.map { $0.offset - layout.dataOffset } == [0, 16_192, 32_384, 48_576, 64_768, 64_832])
+            #expect(layout.fields.map(\.size) == [16_192, 16_192, 16_192, 16_192, 64, 8])
+        }
         let inflight = try #require(layout.field(named: "inflight"))
         #expect(inflight.offset == layout.dataOffset && inflight.offset % 64 == 0)
         #expect(inflight.size == 64 * (1 + slots) && inflight.processSlots == slots)
@@ -251,6 +256,31 @@ struct PerProcessTests {
         let next = try SlotStore(path: path)
         #expect(try value(next, "inflight") == .int(0) && value(next, "requests") == .int(6))
         _ = store
+    }
+}
+
+extension PerProcessTests {
+    @Test("slotstore gauges-demo: liveSum back to exactly the parked requests after kills, sum keeps every completed one")
+    func gaugesDemo() throws {
+        let result = try Tool.run(["gauges-demo", "--workers", "4", "--kills", "2", "--dir", directory.path])
+        #expect(result.succeeded, "\(result.stdout)\(result.stderr)")
+        #expect(result.stdout.contains("✓ all 2 live workers parked inside a request: inflight 2 (liveSum)"), "\(result.stdout)")
+        #expect(result.stdout.contains("✓ every worker stopped: inflight 0 (liveSum)"), "\(result.stdout)")
+        #expect(!result.stdout.contains("✗"), "\(result.stdout)")
+    }
+
+    @Test("get, inspect and metrics show the aggregate")
+    func tools() throws {
+        let (path, store) = try makeStore("tools.slots")
+        let holder = try Tool.Holder(["_perprocess", "hold", path, "3", "40", "2.5", "-1", "9"])
+        try store.perProcess("inflight", as: Int64.self).add(2)
+        #expect(try Tool.run(["get", path, "inflight"]).stdout == "5\n")
+        #expect(try Tool.run(["get", path, "requests"]).stdout == "40\n")
+        let inspect = try Tool.run(["inspect", path]).stdout
+        #expect(inspect.split(separator: "\n").contains { $0.contains("inflight") && $0.hasSuffix("5") }, "\(inspect)")
+        let metrics = try Tool.run(["metrics", path]).stdout
+        #expect(metrics.contains("\nslotstore_inflight 5\n") && metrics.contains("\nslotstore_peak 2.5\n") && metrics.contains("\nslotstore_low -1\n"), "\(metrics)")
+        holder.kill()
     }
 }
 

@@ -81,28 +81,37 @@ struct ProcessSlotWords {
 
     /// The aggregate as the words read now (the caller makes it consistent).
     func aggregateBits() -> UInt64 {
+        ProcessSlotWords.aggregate(field) { word($0).pointee.load(ordering: .acquiring) }
+    }
+
+    /// The aggregate of `field` from its words as `load` reads them (by file
+    /// offset, 8 bytes): through a mapping, or from a file image for tools.
+    static func aggregate(_ field: FieldLayout, load: (Int) -> UInt64) -> UInt64 {
         guard let aggregate = field.perProcess, case .scalar(let type) = field.type else { return 0 }
+        let base = load(field.baseOffset)
+        if aggregate == .mostRecent { return base }
+        // One pass, no allocation: a read is a lock-free path.
+        var integerTotal = base
+        var floatTotal = type.isFloatingPoint ? type.double(fromBits: base) : 0
+        var extreme: UInt64? = load(field.offset + PerProcessLayout.baseHasValueOffset) != 0 ? base : nil
+        for slot in 0..<field.processSlots {
+            let at = field.slotOffset(slot)
+            guard UInt32(truncatingIfNeeded: load(at + PerProcessLayout.stateOffset)) != PerProcessLayout.empty else { continue }
+            let bits = load(at + PerProcessLayout.valueOffset)
+            switch aggregate {
+            case .sum, .liveSum:
+                if type.isFloatingPoint { floatTotal += type.double(fromBits: bits) } else { integerTotal &+= bits }
+            case .max, .min:
+                guard load(at + PerProcessLayout.hasValueOffset) != 0 else { continue }
+                extreme = extreme.map { type.extreme($0, bits, largest: aggregate == .max) } ?? bits
+            case .mostRecent:
+                break
+            }
+        }
         switch aggregate {
-        case .mostRecent:
-            return baseBits
-        case .sum, .liveSum:
-            if type.isFloatingPoint {
-                var total = type.double(fromBits: baseBits)
-                for slot in 0..<field.processSlots where state(slot) != PerProcessLayout.empty {
-                    total += type.double(fromBits: value(slot))
-                }
-                return type.bits(fromDouble: total)
-            }
-            var total = baseBits
-            for slot in 0..<field.processSlots where state(slot) != PerProcessLayout.empty { total &+= value(slot) }
-            return type.truncated(total)
-        case .max, .min:
-            var result: UInt64? = baseHasValue ? baseBits : nil
-            for slot in 0..<field.processSlots where state(slot) != PerProcessLayout.empty && hasValue(slot) {
-                let bits = value(slot)
-                result = result.map { type.extreme($0, bits, largest: aggregate == .max) } ?? bits
-            }
-            return result ?? 0
+        case .sum, .liveSum: return type.isFloatingPoint ? type.bits(fromDouble: floatTotal) : type.truncated(integerTotal)
+        case .max, .min: return extreme ?? 0
+        case .mostRecent: return base
         }
     }
 }

@@ -288,6 +288,8 @@ struct StoreFileState {
 
     func value(of field: FieldLayout) -> FieldValue {
         switch field.type {
+        case .scalar(let type) where field.perProcess != nil:
+            return type.value(fromBits: ProcessSlotWords.aggregate(field) { data.u64($0) })
         case .scalar(let type):
             return type.value(fromBits: data.bits(field.offset, width: type.byteWidth))
         case .array(let element, let count):

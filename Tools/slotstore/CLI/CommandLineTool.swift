@@ -22,6 +22,7 @@ enum CommandLineTool {
         TortureCommand.self,
         WorkerCommand.self,
         PerProcessWorkerCommand.self,
+        GaugesDemoCommand.self,
         PowerLossCommand.self,
     ]
 

@@ -17,6 +17,7 @@ enum PerProcessWorkerCommand: Command {
                               plain int64 "go" is at least 1, add -1 to "inflight", print
                               "after generation G contribution C"; wait until "go" is at least 2
       requests PATH COUNT     COUNT simulated requests: "inflight" +1, "requests" +1, "inflight" -1
+      serve PATH              the gauges demo's worker (a store of GaugesDemoCommand.schema)
       fork PATH               add 1 to "inflight" and "requests"; fork; the child adds 5 to both
                               through the same handles and prints "child slot S contribution C";
                               the parent waits for it and prints "parent slot S contribution C"
@@ -34,6 +35,7 @@ enum PerProcessWorkerCommand: Command {
         let role = try arguments.positional("role")
         let path = try arguments.positional("store path")
         let store = try SlotStore(path: path)
+        if role == "serve" { return try serve(store) }
         let inflight = try store.perProcess("inflight", as: Int64.self)
         let requests = try store.perProcess("requests", as: Int64.self)
         switch role {
@@ -73,6 +75,35 @@ enum PerProcessWorkerCommand: Command {
             Output.out("parent slot \(store.processSlot.map(String.init) ?? "none") contribution \(inflight.contribution)")
         default:
             throw UsageError("unknown role \(role)")
+        }
+        return ExitStatus.success
+    }
+
+    /// The gauges demo's worker (see `GaugesDemoCommand.schema`): simulated
+    /// requests of 0.1 to 1 ms until "stop"; while "park" is set, it stays
+    /// inside a request once it has counted itself in "parked".
+    private static func serve(_ store: SlotStore) throws -> Int32 {
+        let inflight = try store.perProcess("inflight", as: Int64.self)
+        let completed = try store.perProcess("requests_total", as: Int64.self)
+        let started = try store.perProcess("started_total", as: Int64.self)
+        let shared = try store.scalar("inflight_shared", as: Int64.self)
+        let (park, parked, stop) = (try store.scalar("park", as: Int64.self), try store.scalar("parked", as: Int64.self),
+                                    try store.scalar("stop", as: Int64.self))
+        var random = SystemRandomNumberGenerator()
+        while stop.load() == 0 {
+            inflight.add(1)
+            shared.add(1)
+            started.add(1)
+            if park.load() != 0 {
+                parked.add(1)
+                while park.load() != 0 { usleep(1_000) }
+                parked.add(-1)
+            } else {
+                usleep(UInt32.random(in: 100...1_000, using: &random))
+            }
+            completed.add(1)
+            shared.add(-1)
+            inflight.add(-1)
         }
         return ExitStatus.success
     }
