@@ -225,15 +225,17 @@ struct PerProcessTests {
         #expect(after.generation == 2)
         #expect(try value(after, "inflight") == .int(15))  // 3 + 5 + 7 carried over, 100 dropped
         #expect(try value(after, "requests") == .int(100))
-        doomed.kill()  // dead after the compaction, before following
-        try after.scalar("go", as: Int64.self).store(1)
+        doomed.kill()  // dead after the compaction, before following: its PID names no process
+        #expect(try value(SlotStore(path: path), "inflight") == .int(8))
         // Each live holder subtracts 1 in the new file and still owns the rest.
-        for holder in [first, second] { _ = holder }
-        let reports = [first, second].map { holder in holder.readLine() }
+        let reports = [first, second].map { holder in
+            holder.send("go")
+            return holder.readLine()
+        }
         #expect(reports.allSatisfy { $0.hasPrefix("after generation 2") }, "\(reports)")
         #expect(Set(reports) == ["after generation 2 contribution 2", "after generation 2 contribution 4"])
         let check = try SlotStore(path: path)
-        #expect(try value(check, "inflight") == .int(6))  // the doomed 7 dropped, 3-1 + 5-1 kept
+        #expect(try value(check, "inflight") == .int(6))  // 3-1 + 5-1 kept
         #expect(try value(check, "requests") == .int(100))
         #expect(try value(check, "peak") == .double(4))
         first.kill()
@@ -281,6 +283,76 @@ extension PerProcessTests {
         let metrics = try Tool.run(["metrics", path]).stdout
         #expect(metrics.contains("\nslotstore_inflight 5\n") && metrics.contains("\nslotstore_peak 2.5\n") && metrics.contains("\nslotstore_low -1\n"), "\(metrics)")
         holder.kill()
+    }
+}
+
+extension PerProcessTests {
+    @Test("every slot taken: liveSum refuses a handle (processSlotsFull), sum falls back to the base; a gone owner's slot taken again is folded first")
+    func slotsFull() throws {
+        let (path, store) = try makeStore("full.slots")
+        let slotCount = try #require(store.core.layout.field(named: "inflight")).processSlots
+        let holder = try Tool.Holder(["_perprocess", "hold", path, "3", "30", "1", "0", "0"])
+        var opens = [store]
+        for _ in 0..<(slotCount - 2) { opens.append(try SlotStore(path: path)) }
+        #expect(Set(opens.compactMap(\.processSlot)).count == slotCount - 1)
+        let extra = try SlotStore(path: path)
+        #expect(extra.processSlot == nil)
+        #expect(throws: SlotStoreError.processSlotsFull(path: path, field: "inflight", slots: slotCount)) {
+            try extra.perProcess("inflight", as: Int64.self)
+        }
+        try extra.perProcess("requests", as: Int64.self).add(5)  // to the base, under the lock
+        #expect(try value(store, "requests") == .int(35))
+        extra.close()
+        // The only free slot is the killed holder's, still carrying its +3: the next open folds it before taking it.
+        holder.kill()
+        let reclaim = try SlotStore(path: path)
+        #expect(reclaim.processSlot != nil)
+        #expect(try value(reclaim, "inflight") == .int(0))
+        #expect(try value(reclaim, "requests") == .int(35))
+        for open in opens { open.close() }
+    }
+}
+
+extension PerProcessTests {
+    /// `slotstore _perprocess hold …` in a PID namespace of its own; returns the
+    /// unshare process once the worker holds its contributions.
+    func holdInOtherNamespace(_ path: String, inflight: String) throws -> LineProcess {
+        let process = try LineProcess(PIDNamespaces.unshare, ["--pid", "--fork", "--mount-proc", Tool.executable,
+                                                              "_perprocess", "hold", path, inflight, "1", "0", "0", "0"])
+        #expect(process.line(startingWith: "SLOTSTORE-HOLDING") != nil)
+        return process
+    }
+
+    /// SIGKILL of the namespace's first process ends the namespace.
+    func killNamespace(_ process: LineProcess) {
+        for child in childPIDs(of: process.pid) { kill(child, SIGKILL) }
+        process.process.waitUntilExit()
+    }
+
+    @Test("another PID namespace: a holder's liveSum is dropped after SIGKILL (its OFD lock tells), and after a compaction a follower folds it",
+          .enabled(if: PIDNamespaces.available, "needs `unshare --pid --fork` (root)"))
+    func otherPIDNamespace() throws {
+        let (path, store) = try makeStore("ns.slots")
+        let foreign = try holdInOtherNamespace(path, inflight: "7")
+        #expect(try value(store, "inflight") == .int(7))
+        killNamespace(foreign)
+        #expect(try value(SlotStore(path: path), "inflight") == .int(0))
+
+        // After a compaction, a slot carried over for a process of another
+        // namespace can't be judged by its PID: the follower, which still has
+        // the old file open, sees neither file's lock held and folds it.
+        let follower = try Tool.Holder(["_perprocess", "hold", path, "3", "1", "0", "0", "0"])
+        let doomed = try holdInOtherNamespace(path, inflight: "7")
+        store.close()
+        try SlotStore.compact(at: path)
+        killNamespace(doomed)
+        let fresh = try SlotStore(path: path)
+        let before = try value(fresh, "inflight")
+        #expect(before == .int(10), "\(before)")  // kept: its owner might not have followed yet
+        follower.send("go")
+        #expect(follower.readLine() == "after generation 2 contribution 2")
+        #expect(try value(fresh, "inflight") == .int(2))
+        follower.kill()
     }
 }
 

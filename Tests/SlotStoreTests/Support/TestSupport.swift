@@ -102,6 +102,7 @@ enum Tool {
         init(_ arguments: [String], environment: [String: String] = [:], marker: String = "SLOTSTORE-HOLDING") throws {
             process = Tool.process(arguments, environment: environment)
             process.standardOutput = out
+            process.standardInput = input
             try process.run()
             var received = Data()
             while !String(decoding: received, as: UTF8.self).contains(marker) {
@@ -116,6 +117,10 @@ enum Tool {
         }
 
         private var pending = Data()
+        private let input = Pipe()
+
+        /// Writes a line to the process's standard input.
+        func send(_ line: String) { input.fileHandleForWriting.write(Data((line + "\n").utf8)) }
 
         /// The process's next line of output (an exact wait on its pipe); "" at its end.
         func readLine() -> String {

@@ -13,9 +13,10 @@ enum PerProcessWorkerCommand: Command {
       hold PATH INFLIGHT REQUESTS PEAK LOW LAST
                               add INFLIGHT to "inflight" (liveSum) and REQUESTS to "requests" (sum),
                               store PEAK in "peak" (max), LOW in "low" (min), LAST in "last"
-                              (mostRecent); print "SLOTSTORE-HOLDING slot S"; wait until the
-                              plain int64 "go" is at least 1, add -1 to "inflight", print
-                              "after generation G contribution C"; wait until "go" is at least 2
+                              (mostRecent); print "SLOTSTORE-HOLDING slot S"; at a line on standard
+                              input (idle until then, without touching the store) add -1 to "inflight"
+                              and print "after generation G contribution C"; exit at the next line or
+                              the end of input
       requests PATH COUNT     COUNT simulated requests: "inflight" +1, "requests" +1, "inflight" -1
       serve PATH              the gauges demo's worker (a store of GaugesDemoCommand.schema)
       fork PATH               add 1 to "inflight" and "requests"; fork; the child adds 5 to both
@@ -46,12 +47,12 @@ enum PerProcessWorkerCommand: Command {
             try store.perProcess("low", as: Int64.self).store(Int64(try number(arguments.positional("low"))))
             try store.perProcess("last", as: Int64.self).store(Int64(try number(arguments.positional("last"))))
             Output.out("SLOTSTORE-HOLDING slot \(store.processSlot.map(String.init) ?? "none")")
-            let go = try store.scalar("go", as: Int64.self)
-            // The test sets "go" once the store is where it wants it (compacted, say).
-            while go.load() < 1 { usleep(1_000) }
+            // Idle until told, touching nothing: a process that doesn't follow a
+            // compaction until its next operation, as an idle worker.
+            _ = readLine()
             inflight.add(-1)
             Output.out("after generation \(store.generation) contribution \(inflight.contribution)")
-            while go.load() < 2 { usleep(1_000) }
+            _ = readLine()
         case "requests":
             let count = try number(arguments.positional("count"))
             for _ in 0..<count {
