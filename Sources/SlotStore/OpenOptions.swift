@@ -63,6 +63,11 @@ public struct OpenOptions: Sendable {
     /// of at random, several times faster for maps bigger than the caches.
     /// Nil: a new random seed.
     var initialHashSeed: UInt64?
+    /// For a process following a compaction in place: the process slot it
+    /// had in the file before, and its token (see `PerProcessLayout`).
+    var processSlotPreference: ProcessSlotClaim?
+    /// False for a compaction's new file, whose slots the copy fills.
+    var claimsProcessSlot = true
 
     /// Creates options; every parameter has the default described on its property.
     public init(mode: Mode = .createOrOpen, fileMode: UInt32 = 0o600, lockTimeout: Duration = .seconds(5),

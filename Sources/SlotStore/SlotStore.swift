@@ -91,7 +91,38 @@ public final class SlotStore: Sendable {
         guard case .scalar(Value.scalarType) = field.type else {
             throw .wrongFieldType(path: path, name: name, expected: Value.scalarType.rawValue, found: field.type.description)
         }
+        if let aggregate = field.perProcess {
+            throw .wrongFieldType(path: path, name: name, expected: "\(Value.scalarType.rawValue) written in common (scalar(_:as:))",
+                                  found: "\(field.type) per process (\(aggregate.rawValue)); use perProcess(_:as:)")
+        }
         return ScalarField(reference: FieldReference(session: session, core: core, layout: field))
+    }
+
+    /// This open's slot in the store's per-process fields (see
+    /// ``PerProcessAggregate``): the index tools show its contribution under.
+    /// Nil when the store has none, or every slot was taken.
+    public var processSlot: Int? { core.processSlot?.slot }
+
+    /// The handle of per-process field `name` (see ``PerProcessAggregate``),
+    /// whose stored type must be `Value`'s.
+    ///
+    /// - Throws: ``SlotStoreError/wrongFieldType(path:name:expected:found:)``
+    ///   for a field that isn't per process or of another type, and, for a
+    ///   `liveSum` field, ``SlotStoreError/processSlotsFull(path:field:slots:)``
+    ///   when this open found every process slot held: its contribution could
+    ///   not be dropped at its death. (Other aggregates then write to the
+    ///   folded base under the lock, where a gone process's contribution would
+    ///   have gone anyway.)
+    public func perProcess<Value: SlotScalar>(_ name: String, as type: Value.Type = Value.self) throws(SlotStoreError) -> PerProcessField<Value> {
+        let (core, field) = try layout(of: name)
+        guard case .scalar(Value.scalarType) = field.type, let aggregate = field.perProcess else {
+            throw .wrongFieldType(path: path, name: name, expected: "\(Value.scalarType.rawValue) per process",
+                                  found: field.perProcess.map { "\(field.type) per process (\($0.rawValue))" } ?? "\(field.type) written in common; use scalar(_:as:)")
+        }
+        if aggregate == .liveSum && core.processSlot == nil {
+            throw .processSlotsFull(path: path, field: name, slots: field.processSlots)
+        }
+        return PerProcessField(reference: FieldReference(session: session, core: core, layout: field))
     }
 
     /// The handle of array field `name`, whose elements must be of `Value`'s type.

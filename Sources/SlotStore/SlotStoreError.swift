@@ -90,6 +90,9 @@ public enum SlotStoreError: Error, Sendable, Equatable, CustomStringConvertible 
     /// A ``SlotStore`` follows by itself; you see this only from code holding
     /// the old file's engine directly.
     case storeRetired(path: String)
+    /// Every process slot of a `liveSum` field is held by a live process, so
+    /// this process's contribution could not be dropped at its death.
+    case processSlotsFull(path: String, field: String, slots: Int)
 
     /// A stable number for this kind of error.
     public var code: Int {
@@ -128,6 +131,7 @@ public enum SlotStoreError: Error, Sendable, Equatable, CustomStringConvertible 
         case .ownedByAnotherUser: 32
         case .storeRetired: 33
         case .directoryNotFound: 34
+        case .processSlotsFull: 35
         }
     }
 
@@ -158,6 +162,7 @@ public enum SlotStoreError: Error, Sendable, Equatable, CustomStringConvertible 
         case .mapFull(let path, let field, let capacity, let count): .mapFull(path: path == old ? new : path, field: field, capacity: capacity, count: count)
         case .migrationRefused(let path, let reasons): .migrationRefused(path: path == old ? new : path, reasons: reasons)
         case .storeInUse(let path, let operation): .storeInUse(path: path == old ? new : path, operation: operation)
+        case .processSlotsFull(let path, let field, let slots): .processSlotsFull(path: path == old ? new : path, field: field, slots: slots)
         case .storeClosed(let path): .storeClosed(path: path == old ? new : path)
         case .readTimeout(let path, let field, let seconds): .readTimeout(path: path == old ? new : path, field: field, seconds: seconds)
         case .committedButNotFlushed(let path, let detail): .committedButNotFlushed(path: path == old ? new : path, detail: detail)
@@ -220,6 +225,8 @@ public enum SlotStoreError: Error, Sendable, Equatable, CustomStringConvertible 
             "\(path): the migration was refused, nothing was changed: \(reasons.joined(separator: "; "))"
         case .storeInUse(let path, let operation):
             "\(path): \(operation) is refused while the store is open elsewhere (another process, or another SlotStore object in this one), and nothing was changed; close it there first, or write the result elsewhere (`slotstore compact --output NEWPATH`)"
+        case .processSlotsFull(let path, let field, let slots):
+            "\(path): per-process field \"\(field)\" (liveSum) has no slot for this process: all \(slots) are held by processes that have the store open, and without a slot of its own this process's contribution could not be dropped when it dies; close the SlotStore objects you don't need (each open holds one), or open the store in fewer processes"
         case .storeClosed(let path):
             "\(path): this store was closed in this process; open it again to use it"
         case .readTimeout(let path, let field, let seconds):

@@ -63,7 +63,7 @@ struct ToolTests {
         #expect(lines.first == path)
         #expect(lines.contains("  lock      free"))
         #expect(lines.contains("  journal   clean"))
-        #expect(lines.contains { $0.hasPrefix("  format    \(FileHeader.currentMajor).\(FileHeader.currentMinor), page ") })
+        #expect(lines.contains { $0.hasPrefix("  format    \(FileHeader.currentMajor).\(FileHeader.minor(for: Self.schema)), page ") })
         #expect(lines.contains { $0.hasPrefix("  schema    version 3, hash 0x") && $0.hasSuffix("\(Self.schema.fields.count) fields") })
         #expect(lines.contains { $0.hasPrefix("  regions   header 0+") && $0.contains("lock ") && $0.contains("journal ") && $0.contains("data ") })
         for field in Self.schema.fields {
@@ -251,7 +251,7 @@ struct ToolTests {
         #expect(Set(report.keys) == inspectKeys)
         #expect(report["path"] as? String == path)
         let format = try #require(dictionary(report["format"]))
-        #expect(format["version"] as? String == "\(FileHeader.currentMajor).\(FileHeader.currentMinor)")
+        #expect(format["version"] as? String == "\(FileHeader.currentMajor).\(FileHeader.minor(for: Self.schema))")
         #expect(int(format["fileSize"]) == fileBytes(path).count)
         #expect(int(format["generation"]) == 1)
         #expect(format["createdAt"] is String && int(format["pageSize"]).map { $0 >= 4096 } == true)
@@ -504,7 +504,7 @@ struct ToolTests {
             }
         }
         if kind == .wrongVersion {
-            #expect(try slotstore("get", path, "i64").stderr.contains("format version 2.\(FileHeader.currentMinor)"))
+            #expect(try slotstore("get", path, "i64").stderr.contains("format version 2.\(FileHeader.minor(for: Self.schema))"))
         }
         if kind == .missing {
             #expect(!FileManager.default.fileExists(atPath: path), "a read-only command created the store")

@@ -37,6 +37,7 @@ extension StoreCore {
         let layout = Layout(schema: schema, schemaBytes: schemaBytes.count, pageSize: pageSize,
                             cacheLineAligned: options.cacheLineAligned)
         let header = FileHeader(
+            formatMinor: FileHeader.minor(for: schema),
             pageSize: UInt32(pageSize),
             flags: options.cacheLineAligned ? [.cacheLineAligned] : [],
             lockABI: LockRegion.currentABI,
@@ -135,6 +136,14 @@ extension StoreCore {
         // while it holds the exclusive open lock; an opener that waited on the
         // old file must not use it. Same inode as the path now, or start over.
         guard core.isStillAtPath() else { return nil }
+        if options.claimsProcessSlot && layout.fields.contains(where: { $0.processSlots > 0 }) {
+            do {
+                try core.attachProcessSlot(preferring: options.processSlotPreference)
+            } catch {
+                core.close()
+                throw error
+            }
+        }
         return core
     }
 

@@ -64,6 +64,10 @@ final class StoreCore: @unchecked Sendable {
     let forwarding: Forwarding
     /// This process's threads waiting for a change in this file (see `ChangeWaiting`).
     let waiters = ChangeWaiters()
+    /// This open's slot in the per-process fields (see `PerProcessLayout`);
+    /// nil without such fields, or with every slot taken. Set once, during
+    /// the open, before any other thread sees this engine.
+    nonisolated(unsafe) var processSlot: ProcessSlotClaim?
 
     init(path: String, file: MappedFile, header: FileHeader, layout: Layout, schema: Schema, options: OpenOptions) {
         self.path = path
@@ -227,6 +231,9 @@ final class StoreCore: @unchecked Sendable {
         // here is only possible after a power loss without flushOnCommit.
         for field in layout.fields where field.type.isMap {
             MapTable(core: self, field: field).settleOddBuckets()
+        }
+        for field in layout.fields where field.perProcess != nil {
+            SequenceWord(address(field.offset + PerProcessLayout.foldSequenceOffset)).settle()
         }
     }
 

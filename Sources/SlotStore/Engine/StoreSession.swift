@@ -72,7 +72,13 @@ final class StoreSession: Sendable {
             while engines.current.gate.isRetired {
                 let old = engines.current
                 do throws(SlotStoreError) {
-                    let next = try StoreCore.open(path: path, schema: nil, options: options).0
+                    // This process's contribution follows it (see `PerProcessLayout`).
+                    var following = options
+                    following.processSlotPreference = old.processSlot
+                    let next = try StoreCore.open(path: path, schema: nil, options: following).0
+                    // While the old file is still open here: fold the slots the
+                    // compaction carried over for processes that died before following.
+                    try? next.foldGoneContributions(takingOver: false, predecessor: old)
                     if next.gate.isRetired {
                         // Marked retired yet at the path: taking the lock makes
                         // it live (see acquireLock), unless it was just replaced too.
@@ -137,7 +143,8 @@ final class StoreSession: Sendable {
     private static func forward(_ retired: [StoreCore], to live: StoreCore) {
         for old in retired {
             let numbers = old.layout.fields.map { field -> Int in
-                guard let found = live.layout.field(named: field.name), field.type.acceptsLiveSwitch(to: found.type) else { return -1 }
+                guard let found = live.layout.field(named: field.name),
+                      field.type.acceptsLiveSwitch(to: found.type, perProcess: field.perProcess, found.perProcess) else { return -1 }
                 return found.index
             }
             old.forwarding.fill(live: live, numbers: numbers)
@@ -274,20 +281,40 @@ final class StoreSession: Sendable {
 struct FieldWords {
     /// The scalar, or an array's first element.
     @usableFromInline let payload: MappedAddress
-    /// An array's element-write counter (a scalar's own word otherwise).
+    /// An array's element-write counter (a scalar's own word otherwise; a
+    /// per-process field's has-value word).
     @usableFromInline let elementWrites: MappedAddress
+    /// Whether a write must set the has-value word (per-process max and min).
+    @usableFromInline let marksValue: Bool
 
     init(_ core: StoreCore, _ field: FieldLayout) {
+        if field.perProcess != nil {
+            // This process's own slot in this file (its base without one).
+            let words = core.contributionWords(field)
+            payload = words.value
+            elementWrites = words.hasValue ?? words.value
+            marksValue = field.perProcess == .max || field.perProcess == .min
+            return
+        }
         payload = core.address(field.payloadOffset)
         elementWrites = field.hasSequence ? core.address(field.secondWordOffset) : payload
+        marksValue = false
     }
 
     /// The words of field number `number` of `core`, read in place (copying
     /// the field's layout costs retains of its name and type).
     init(_ core: StoreCore, fieldNumber number: Int) {
         let layout = core.layout
+        if let aggregate = layout.fields[number].perProcess {
+            let words = core.contributionWords(layout.fields[number])
+            payload = words.value
+            elementWrites = words.hasValue ?? words.value
+            marksValue = aggregate == .max || aggregate == .min
+            return
+        }
         payload = core.address(layout.fields[number].payloadOffset)
         elementWrites = layout.fields[number].hasSequence ? core.address(layout.fields[number].secondWordOffset) : payload
+        marksValue = false
     }
 }
 
@@ -295,7 +322,14 @@ extension FieldType {
     /// Whether a handle resolved for a field of this type keeps working on a
     /// field of `other`: the same type, or a string, bytes or map with more room.
     func acceptsLiveSwitch(to other: FieldType) -> Bool {
-        switch (self, other) {
+        acceptsLiveSwitch(to: other, perProcess: nil, nil)
+    }
+
+    /// The same, for fields with their per-process aggregates, which must not
+    /// change: a per-process handle writes a slot, a plain one the shared word.
+    func acceptsLiveSwitch(to other: FieldType, perProcess aggregate: PerProcessAggregate?, _ otherAggregate: PerProcessAggregate?) -> Bool {
+        guard aggregate == otherAggregate else { return false }
+        return switch (self, other) {
         case (.string(let old), .string(let new)), (.bytes(let old), .bytes(let new)): new >= old
         case (.map(let oldKey, let oldValue, _), .map(let newKey, let newValue, _)): oldKey == newKey && oldValue == newValue
         default: self == other

@@ -13,8 +13,15 @@ struct FileHeader: Equatable, Sendable {
     static let byteOrderMark: UInt32 = 0x0A0B_0C0D
     static let currentMajor: UInt16 = 1
     /// 1.1 added map fields and the hash seed at offset 144; 1.0 files open unchanged
-    /// and compaction upgrades them.
-    static let currentMinor: UInt16 = 1
+    /// and compaction upgrades them. 1.2 added per-process fields, which an
+    /// older reader can't ignore: only a store that has one is written as
+    /// 1.2 (see ``minor(for:)``), and a minor above this one is refused.
+    static let currentMinor: UInt16 = 2
+
+    /// The minor version a store of `schema` is written with: the lowest that
+    /// has every feature it uses, so a store without per-process fields stays
+    /// 1.1, byte for byte what builds before 1.2 write, and they can open it.
+    static func minor(for schema: Schema) -> UInt16 { schema.hasPerProcessFields ? 2 : 1 }
     static let checksumOffset = 252
 
     struct Flags: OptionSet, Sendable {
@@ -94,8 +101,8 @@ struct FileHeader: Equatable, Sendable {
         }
         let major = bytes.littleEndian(UInt16.self, at: 12)
         let minor = bytes.littleEndian(UInt16.self, at: 14)
-        guard major == currentMajor else {
-            throw .unsupportedVersion(path: path, found: "\(major).\(minor)", supported: "\(currentMajor).x")
+        guard major == currentMajor, minor <= currentMinor else {
+            throw .unsupportedVersion(path: path, found: "\(major).\(minor)", supported: "\(currentMajor).0 to \(currentMajor).\(currentMinor)")
         }
         let stored = bytes.littleEndian(UInt32.self, at: checksumOffset)
         let computed = CRC32C.checksum(bytes[0..<checksumOffset])

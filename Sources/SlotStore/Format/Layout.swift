@@ -26,15 +26,22 @@ struct FieldLayout: Sendable, Hashable {
     let hasSequence: Bool
     /// Capacity of the payload in bytes.
     let payloadCapacity: Int
+    /// For a per-process scalar, its aggregate (see ``PerProcessLayout``).
+    let perProcess: PerProcessAggregate?
+    /// A per-process field's process slots (0 for `mostRecent` and every other field).
+    let processSlots: Int
 
     static let prefixBytes = 16
 
-    init(index: Int, name: String, type: FieldType, offset: Int, size: Int) {
+    init(index: Int, name: String, type: FieldType, offset: Int, size: Int,
+         perProcess: PerProcessAggregate? = nil, processSlots: Int = 0) {
         self.index = index
         self.name = name
         self.type = type
         self.offset = offset
         self.size = size
+        self.perProcess = perProcess
+        self.processSlots = processSlots
         switch type {
         case .scalar(let scalar):
             hasSequence = false
@@ -169,11 +176,24 @@ struct Layout: Sendable {
     static let lockRegionBytes = 16 * 1024
 
     /// The field slots of `schema` placed from `dataOffset`, and the bytes they need.
-    static func placeFields(_ schema: Schema, dataOffset: Int, cacheLineAligned: Bool) -> (fields: [FieldLayout], bytes: Int) {
+    /// `processSlots`: how many processes a per-process field has room for
+    /// (one per thread slot of the lock region, so one per possible attachment).
+    static func placeFields(_ schema: Schema, dataOffset: Int, cacheLineAligned: Bool, processSlots: Int) -> (fields: [FieldLayout], bytes: Int) {
         var cursor = dataOffset
         var placed: [FieldLayout] = []
         placed.reserveCapacity(schema.fields.count)
         for (index, field) in schema.fields.enumerated() {
+            if let aggregate = field.perProcess {
+                // Always on cache lines: each process's slot is a line of its
+                // own, so processes adding at once don't bounce one line.
+                let slots = aggregate.hasSlots ? processSlots : 0
+                cursor = roundUp(cursor, to: 64)
+                let size = PerProcessLayout.bytes(processSlots: slots)
+                placed.append(FieldLayout(index: index, name: field.name, type: field.type, offset: cursor, size: size,
+                                          perProcess: aggregate, processSlots: slots))
+                cursor += size
+                continue
+            }
             var size = FieldLayout.slotSize(of: field.type)
             if cacheLineAligned {
                 cursor = roundUp(cursor, to: 64)
@@ -207,6 +227,11 @@ struct Layout: Sendable {
                 let whole = geometry.totalBytes + geometry.bucketCount * UndoJournal.recordHeaderBytes
                 return total + min(whole, 1 << 20) + 64 * UndoJournal.recordHeaderBytes
             }
+            if field.perProcess != nil {
+                // A write of the aggregate journals the base words; folding a
+                // gone process's slot journals them and the slot's first words.
+                return total + 2 * UndoJournal.recordHeaderBytes + PerProcessLayout.headerJournalBytes + PerProcessLayout.slotJournalBytes
+            }
             return total + UndoJournal.recordHeaderBytes + FieldLayout.slotSize(of: field.type)
         }
     }
@@ -222,7 +247,8 @@ struct Layout: Sendable {
         schemaOffset = journalOffset + journalSize
         schemaSize = roundUp(max(schemaBytes, 1), to: pageSize)
         dataOffset = schemaOffset + schemaSize
-        let placed = Layout.placeFields(schema, dataOffset: dataOffset, cacheLineAligned: cacheLineAligned)
+        let placed = Layout.placeFields(schema, dataOffset: dataOffset, cacheLineAligned: cacheLineAligned,
+                                        processSlots: LockRegion.threadSlotCount(lockSize: lockSize))
         dataSize = roundUp(max(placed.bytes, 1), to: pageSize)
         fields = placed.fields
         indexByName = Dictionary(uniqueKeysWithValues: placed.fields.map { ($0.name, $0.index) })
@@ -240,7 +266,8 @@ struct Layout: Sendable {
         dataOffset = Int(header.dataOffset)
         dataSize = Int(header.dataSize)
         let placed = Layout.placeFields(schema, dataOffset: dataOffset,
-                                        cacheLineAligned: header.flags.contains(.cacheLineAligned))
+                                        cacheLineAligned: header.flags.contains(.cacheLineAligned),
+                                        processSlots: LockRegion.threadSlotCount(lockSize: lockSize))
         guard placed.bytes <= dataSize else {
             throw .corruptHeader(path: path, detail: "the schema's fields need \(placed.bytes) data bytes but the data region holds \(dataSize)")
         }

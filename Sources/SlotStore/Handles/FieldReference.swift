@@ -92,7 +92,7 @@ extension StoreSession {
         guard let found = core.layout.field(named: field.name) else {
             throw .unknownField(path: path, name: field.name, available: core.layout.fields.map(\.name))
         }
-        guard field.type.acceptsLiveSwitch(to: found.type) else {
+        guard field.type.acceptsLiveSwitch(to: found.type, perProcess: field.perProcess, found.perProcess) else {
             throw .wrongFieldType(path: path, name: field.name,
                                   expected: "\(field.type) (the type its handle was looked up with, before a compaction in place changed the field; look the handle up again)",
                                   found: found.type.description)

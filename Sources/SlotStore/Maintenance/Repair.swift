@@ -114,7 +114,30 @@ extension SlotStore {
                 store.close()
             }
         }
+        // 3. Per-process contributions of processes that are gone: an open folds them.
+        let gone = goneContributions(state: state, layout: layout, fd: image.fd)
+        if !gone.isEmpty && report.refused == nil {
+            report.actions.append("fold the per-process contributions of \(gone.count) process slot(s) whose processes are gone (liveSum fields drop them), in \(layout.fields.filter { $0.processSlots > 0 }.map(\.name).joined(separator: ", "))")
+            if !dryRun {
+                if imageOpen {
+                    image.close()
+                    imageOpen = false
+                }
+                let store = try SlotStore(path: path, options: openOptions)
+                store.close()
+            }
+        }
         return report
+    }
+
+    /// The process slots holding a contribution whose owner's OFD lock nobody holds.
+    private static func goneContributions(state: StoreFileState, layout: Layout, fd: Int32) -> [Int] {
+        guard let field = layout.fields.first(where: { $0.processSlots > 0 }) else { return [] }
+        return (0..<field.processSlots).filter { slot in
+            let at = field.slotOffset(slot)
+            return state.data(at + PerProcessLayout.stateOffset, count: 4).bits(at + PerProcessLayout.stateOffset, width: 4) == UInt64(PerProcessLayout.claimed)
+                && !OpenGate.byteHeldByOthers(fd, PerProcessLayout.processSlotLockBase + slot)
+        }
     }
 
     private static func write(_ bytes: [UInt8], at offset: Int, _ image: FileImage) throws(SlotStoreError) {

@@ -347,6 +347,8 @@ struct StoreFileState {
     /// A scalar's, or a string's or bytes' value when short; nil for the rest.
     func value(of field: FieldLayout) -> FieldValue {
         switch field.type {
+        case .scalar(let type) where field.perProcess != nil:
+            return type.value(fromBits: ProcessSlotWords.aggregate(field) { u64($0) })
         case .scalar(let type):
             return type.value(fromBits: data(field.offset, count: 8).bits(field.offset, width: type.byteWidth))
         case .array(let element, let count):

@@ -100,7 +100,7 @@ extension SlotStore {
         if inPlace && !dryRun, case .success(false) = OpenGate.tryExclusive(source.core.file.fd) {
             let changed = source.schema.fields.filter { old in
                 guard let new = target.field(named: old.name) else { return true }
-                return !old.type.acceptsLiveSwitch(to: new.type)
+                return !old.type.acceptsLiveSwitch(to: new.type) || old.perProcess != new.perProcess
             }
             guard changed.isEmpty else {
                 let names = changed.map { "\"\($0.name)\"" }.joined(separator: ", ")
@@ -124,6 +124,7 @@ extension SlotStore {
         options.initialGeneration = source.core.header.generation &+ 1
         // A file of format 1.0 has no seed yet (0): it gets a random one.
         options.initialHashSeed = source.core.header.hashSeed == 0 ? nil : source.core.header.hashSeed
+        options.claimsProcessSlot = false  // its per-process slots are the source's, copied below
         let result = try SlotStore(path: temporary, schema: target, options: options)
         defer {
             result.close()
@@ -204,6 +205,11 @@ extension SlotStore {
                 if lockFreeWritableOnly && !old.type.isLockFreeWritable { continue }
                 let fate = plan.fields.first { $0.name == field.name }?.fate ?? "copy"
                 let step = "copying \(field.name)"
+                if old.perProcess != nil && old.perProcess == new.perProcess && old.type == new.type {
+                    // Each live process's contribution stays its own (see `copyContributions`).
+                    try result.copyContributions(from: source, old, to: new)
+                    continue
+                }
                 if old.type.isMap && new.type.isMap {
                     let copy = MapCopy(from: MapTable(core: source, field: old), to: MapTable(core: result, field: new),
                                        fate: fate, path: path)
@@ -291,7 +297,7 @@ extension SlotStore {
                            cacheLineAligned: header.flags.contains(.cacheLineAligned))
         return CompactionPlan(path: path, output: output, bytesBefore: Int(header.fileSize),
                               bytesAfter: after.fileSize, formatBefore: header.formatVersion,
-                              formatAfter: "\(FileHeader.currentMajor).\(FileHeader.currentMinor)",
+                              formatAfter: "\(FileHeader.currentMajor).\(FileHeader.minor(for: target))",
                               schemaVersion: target.version, fields: fields, dryRun: dryRun)
     }
 }

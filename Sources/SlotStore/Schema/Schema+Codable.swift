@@ -68,15 +68,29 @@ extension FieldType: Codable {
 }
 
 extension Field: Codable {
-    private enum CodingKeys: String, CodingKey { case name, growth }
+    private enum CodingKeys: String, CodingKey { case name, growth, perProcess }
 
-    /// Decodes a field: its `name`, in the same object its type's keys, and a
-    /// map's optional `growth` ({"maxCapacity": N, "threshold": 0.9}).
+    /// Decodes a field: its `name`, in the same object its type's keys, a
+    /// map's optional `growth` ({"maxCapacity": N, "threshold": 0.9}), and a
+    /// scalar's optional `perProcess` aggregate ("sum", "liveSum", "max",
+    /// "min" or "mostRecent").
     public init(from decoder: any Decoder) throws {
         let container = try decoder.container(keyedBy: CodingKeys.self)
         let name = try container.decode(String.self, forKey: .name)
         do {
-            self.init(name, try FieldType(from: decoder), growth: try container.decodeIfPresent(MapGrowth.self, forKey: .growth))
+            let perProcess: PerProcessAggregate?
+            if let aggregate = try container.decodeIfPresent(String.self, forKey: .perProcess) {
+                guard let known = PerProcessAggregate(rawValue: aggregate) else {
+                    throw DecodingError.dataCorruptedError(
+                        forKey: .perProcess, in: container,
+                        debugDescription: "unknown perProcess aggregate \"\(aggregate)\"; expected one of \(PerProcessAggregate.allCases.map(\.rawValue).joined(separator: ", "))")
+                }
+                perProcess = known
+            } else {
+                perProcess = nil
+            }
+            self.init(name, try FieldType(from: decoder), growth: try container.decodeIfPresent(MapGrowth.self, forKey: .growth),
+                      perProcess: perProcess)
         } catch DecodingError.dataCorrupted(let context) {
             throw DecodingError.dataCorrupted(.init(codingPath: context.codingPath,
                                                     debugDescription: "field \"\(name)\": " + context.debugDescription))
@@ -88,6 +102,7 @@ extension Field: Codable {
         var container = encoder.container(keyedBy: CodingKeys.self)
         try container.encode(name, forKey: .name)
         try container.encodeIfPresent(growth, forKey: .growth)
+        try container.encodeIfPresent(perProcess, forKey: .perProcess)
         try type.encode(to: encoder)
     }
 }

@@ -6,34 +6,59 @@ public struct Field: Sendable, Hashable {
     public var type: FieldType
     /// For a map, how it grows by itself; nil for a map of fixed capacity (and every other field).
     public var growth: MapGrowth?
+    /// For an integer or floating-point scalar written by each process on its
+    /// own, how the contributions add up (see ``PerProcessAggregate``); nil
+    /// for a field every process writes in common.
+    public var perProcess: PerProcessAggregate?
 
     /// Creates a field.
-    public init(_ name: String, _ type: FieldType, growth: MapGrowth? = nil) {
+    public init(_ name: String, _ type: FieldType, growth: MapGrowth? = nil, perProcess: PerProcessAggregate? = nil) {
         self.name = name
         self.type = type
         self.growth = growth
+        self.perProcess = perProcess
     }
 
-    /// An `int8` field.
-    public static func int8(_ name: String) -> Field { Field(name, .scalar(.int8)) }
-    /// An `int16` field.
-    public static func int16(_ name: String) -> Field { Field(name, .scalar(.int16)) }
-    /// An `int32` field.
-    public static func int32(_ name: String) -> Field { Field(name, .scalar(.int32)) }
-    /// An `int64` field.
-    public static func int64(_ name: String) -> Field { Field(name, .scalar(.int64)) }
-    /// A `uint8` field.
-    public static func uint8(_ name: String) -> Field { Field(name, .scalar(.uint8)) }
-    /// A `uint16` field.
-    public static func uint16(_ name: String) -> Field { Field(name, .scalar(.uint16)) }
-    /// A `uint32` field.
-    public static func uint32(_ name: String) -> Field { Field(name, .scalar(.uint32)) }
-    /// A `uint64` field.
-    public static func uint64(_ name: String) -> Field { Field(name, .scalar(.uint64)) }
-    /// A `float` field.
-    public static func float(_ name: String) -> Field { Field(name, .scalar(.float)) }
-    /// A `double` field.
-    public static func double(_ name: String) -> Field { Field(name, .scalar(.double)) }
+    /// An `int8` field; with `perProcess`, one whose processes each write their own contribution.
+    public static func int8(_ name: String, perProcess: PerProcessAggregate? = nil) -> Field {
+        Field(name, .scalar(.int8), perProcess: perProcess)
+    }
+    /// An `int16` field; with `perProcess`, one whose processes each write their own contribution.
+    public static func int16(_ name: String, perProcess: PerProcessAggregate? = nil) -> Field {
+        Field(name, .scalar(.int16), perProcess: perProcess)
+    }
+    /// An `int32` field; with `perProcess`, one whose processes each write their own contribution.
+    public static func int32(_ name: String, perProcess: PerProcessAggregate? = nil) -> Field {
+        Field(name, .scalar(.int32), perProcess: perProcess)
+    }
+    /// An `int64` field; with `perProcess`, one whose processes each write their own contribution.
+    public static func int64(_ name: String, perProcess: PerProcessAggregate? = nil) -> Field {
+        Field(name, .scalar(.int64), perProcess: perProcess)
+    }
+    /// A `uint8` field; with `perProcess`, one whose processes each write their own contribution.
+    public static func uint8(_ name: String, perProcess: PerProcessAggregate? = nil) -> Field {
+        Field(name, .scalar(.uint8), perProcess: perProcess)
+    }
+    /// A `uint16` field; with `perProcess`, one whose processes each write their own contribution.
+    public static func uint16(_ name: String, perProcess: PerProcessAggregate? = nil) -> Field {
+        Field(name, .scalar(.uint16), perProcess: perProcess)
+    }
+    /// A `uint32` field; with `perProcess`, one whose processes each write their own contribution.
+    public static func uint32(_ name: String, perProcess: PerProcessAggregate? = nil) -> Field {
+        Field(name, .scalar(.uint32), perProcess: perProcess)
+    }
+    /// A `uint64` field; with `perProcess`, one whose processes each write their own contribution.
+    public static func uint64(_ name: String, perProcess: PerProcessAggregate? = nil) -> Field {
+        Field(name, .scalar(.uint64), perProcess: perProcess)
+    }
+    /// A `float` field; with `perProcess`, one whose processes each write their own contribution.
+    public static func float(_ name: String, perProcess: PerProcessAggregate? = nil) -> Field {
+        Field(name, .scalar(.float), perProcess: perProcess)
+    }
+    /// A `double` field; with `perProcess`, one whose processes each write their own contribution.
+    public static func double(_ name: String, perProcess: PerProcessAggregate? = nil) -> Field {
+        Field(name, .scalar(.double), perProcess: perProcess)
+    }
     /// A `bool` field.
     public static func bool(_ name: String) -> Field { Field(name, .scalar(.bool)) }
     /// A map field of at most `capacity` entries, or one that starts at
@@ -114,6 +139,11 @@ public struct Schema: Sendable, Hashable {
                 }
                 try growth.validate(field: field.name, capacity: capacity)
             }
+            if let aggregate = field.perProcess {
+                guard case .scalar(let scalar) = field.type, scalar != .bool else {
+                    throw .invalidSchema("field \"\(field.name)\" is declared per process (\(aggregate.rawValue)), which only integer and floating-point scalars can be; it is \(field.type)")
+                }
+            }
         }
     }
 
@@ -172,9 +202,15 @@ public struct Schema: Sendable, Hashable {
 
     /// A stable text form of the fields, independent of JSON formatting; its
     /// hash is the schema hash stored in the file header.
+    ///
+    /// A per-process field adds "@" and its aggregate ("inflight:int64@liveSum"):
+    /// its layout differs, so the hash must. Fields without it hash as before.
     var canonicalDescription: String {
-        fields.map { "\($0.name):\($0.type)" }.joined(separator: ";")
+        fields.map { "\($0.name):\($0.type)" + ($0.perProcess.map { "@\($0.rawValue)" } ?? "") }.joined(separator: ";")
     }
+
+    /// Whether a field is declared per process: such a store is format 1.2.
+    var hasPerProcessFields: Bool { fields.contains { $0.perProcess != nil } }
 
     /// The 64-bit FNV-1a hash of ``canonicalDescription``.
     var fieldsHash: UInt64 { FNV1a.hash(Array(canonicalDescription.utf8)) }

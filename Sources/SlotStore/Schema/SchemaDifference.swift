@@ -14,6 +14,8 @@ public enum SchemaDifference: Sendable, Hashable, CustomStringConvertible {
     case reordered(stored: [String], given: [String])
     /// A map's growth policy differs (nil: the map has a fixed capacity).
     case growthChanged(name: String, stored: MapGrowth?, given: MapGrowth?)
+    /// A scalar's per-process aggregate differs (nil: a field every process writes in common).
+    case perProcessChanged(name: String, stored: PerProcessAggregate?, given: PerProcessAggregate?)
 
     /// A sentence describing the difference.
     public var description: String {
@@ -25,6 +27,8 @@ public enum SchemaDifference: Sendable, Hashable, CustomStringConvertible {
         case .resized(let name, let stored, let given): "field \"\(name)\" resized from \(stored) to \(given)"
         case .growthChanged(let name, let stored, let given):
             "field \"\(name)\" growth changed from \(stored.map { "\"\($0)\"" } ?? "none (fixed capacity)") to \(given.map { "\"\($0)\"" } ?? "none (fixed capacity)")"
+        case .perProcessChanged(let name, let stored, let given):
+            "field \"\(name)\" per-process aggregate changed from \(stored.map { "\"\($0.rawValue)\"" } ?? "none (shared)") to \(given.map { "\"\($0.rawValue)\"" } ?? "none (shared)")"
         case .reordered(let stored, let given):
             "fields reordered: stored \(stored.joined(separator: ", ")), given \(given.joined(separator: ", "))"
         }
@@ -46,6 +50,10 @@ extension Schema {
             let storedType = stored.type
             if stored.growth != field.growth {
                 result.append(.growthChanged(name: field.name, stored: stored.growth, given: field.growth))
+                continue
+            }
+            if stored.perProcess != field.perProcess {
+                result.append(.perProcessChanged(name: field.name, stored: stored.perProcess, given: field.perProcess))
                 continue
             }
             if storedType == field.type || Schema.hasGrown(stored, from: field) { continue }

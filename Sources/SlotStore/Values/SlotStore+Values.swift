@@ -72,7 +72,11 @@ extension SlotStore {
         guard case .scalar(let type) = field.type, type != .bool else {
             throw .invalidValue(path: path, field: name, detail: "add needs an integer or floating-point field, and \(name) is \(field.type)")
         }
-        let word = core.address(field.offset)
+        // A per-process field: this process's own contribution.
+        let word = field.perProcess != nil ? core.contributionWords(field).value : core.address(field.offset)
+        if field.perProcess == .max || field.perProcess == .min, let marks = core.contributionWords(field).hasValue {
+            marks.atomic(UInt64.self).pointee.store(1, ordering: .releasing)
+        }
         while true {
             let oldBits = word.loadBits(width: type.byteWidth)
             let next: FieldValue
@@ -139,6 +143,9 @@ extension StoreCore {
     /// A field's value; `locked` means the caller holds the lock, so no seqlock retry is needed.
     func readValue(_ field: FieldLayout, locked: Bool) throws(SlotStoreError) -> FieldValue {
         switch field.type {
+        case .scalar(let type) where field.perProcess != nil:
+            // The aggregate; under the lock no fold is under way.
+            return type.value(fromBits: locked ? processSlotWords(field).aggregateBits() : try readAggregate(field))
         case .scalar(let type):
             return type.value(fromBits: address(field.offset).loadBits(width: type.byteWidth))
         case .array(let element, let count):
@@ -172,6 +179,8 @@ extension StoreCore {
     /// Writes an already converted value; call with the lock held.
     func writeValue(_ value: FieldValue, to field: FieldLayout) throws(SlotStoreError) {
         switch (field.type, value) {
+        case (.scalar(let type), _) where field.perProcess != nil:
+            try writeAggregate(type.bits(of: value), to: field)
         case (.scalar(let type), _):
             try recordUndo(offset: field.offset, length: 8, sequenceOffset: 0)
             address(field.offset).storeBits(type.bits(of: value), width: type.byteWidth)

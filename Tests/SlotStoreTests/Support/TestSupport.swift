@@ -102,6 +102,7 @@ enum Tool {
         init(_ arguments: [String], environment: [String: String] = [:], marker: String = "SLOTSTORE-HOLDING") throws {
             process = Tool.process(arguments, environment: environment)
             process.standardOutput = out
+            process.standardInput = input
             try process.run()
             var received = Data()
             while !String(decoding: received, as: UTF8.self).contains(marker) {
@@ -109,6 +110,29 @@ enum Tool {
                 if chunk.isEmpty { break }
                 received.append(chunk)
             }
+            // What came after the marker's line, for readLine().
+            if let newline = received.firstIndex(of: 0x0A, after: String(decoding: received, as: UTF8.self).range(of: marker)) {
+                pending = Data(received[received.index(after: newline)...])
+            }
+        }
+
+        private var pending = Data()
+        private let input = Pipe()
+
+        /// Writes a line to the process's standard input.
+        func send(_ line: String) { input.fileHandleForWriting.write(Data((line + "\n").utf8)) }
+
+        /// The process's next line of output (an exact wait on its pipe); "" at its end.
+        func readLine() -> String {
+            while !pending.contains(0x0A) {
+                let chunk = out.fileHandleForReading.availableData
+                if chunk.isEmpty { break }
+                pending.append(chunk)
+            }
+            let end = pending.firstIndex(of: 0x0A) ?? pending.endIndex
+            let line = String(decoding: pending[pending.startIndex..<end], as: UTF8.self)
+            pending = end < pending.endIndex ? Data(pending[pending.index(after: end)...]) : Data()
+            return line
         }
 
         var pid: Int32 { process.processIdentifier }
@@ -179,4 +203,14 @@ struct SeededRandom: RandomNumberGenerator {
     mutating func below(_ bound: Int) -> Int { bound <= 1 ? 0 : Int(next() % UInt64(bound)) }
     mutating func chance(_ percent: Int) -> Bool { below(100) < percent }
     mutating func pick<T>(_ values: [T]) -> T { values[below(values.count)] }
+}
+
+extension Data {
+    /// The first `byte` at or after the UTF-8 offset where `range` ends in this data's text.
+    fileprivate func firstIndex(of byte: UInt8, after range: Range<String.Index>?) -> Index? {
+        guard let range else { return nil }
+        let text = String(decoding: self, as: UTF8.self)
+        let offset = text.utf8.distance(from: text.startIndex, to: range.upperBound)
+        return self[(startIndex + offset)...].firstIndex(of: byte)
+    }
 }

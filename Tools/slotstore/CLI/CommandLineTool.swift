@@ -22,6 +22,8 @@ enum CommandLineTool {
         TortureCommand.self,
         WorkerCommand.self,
         WaitWorkerCommand.self,
+        PerProcessWorkerCommand.self,
+        GaugesDemoCommand.self,
         PowerLossCommand.self,
     ]
 
