@@ -78,6 +78,45 @@ struct MapGrowthTests {
         #expect(sessions.count == 6)
     }
 
+    @Test("whole-map writes by name and creating a store with its values grow the map to what the entries need")
+    func wholeMapWritesGrow() throws {
+        let entries = (0..<100).map { FieldValue.MapEntry(key: .string("k\($0)"), value: .int(Int64($0))) }
+        let path = directory.file("whole.slots")
+        let store = try SlotStore(path: path, schema: Self.schema(capacity: 16))
+        try store.setValue(.map(entries), for: "sessions")
+        let sessions = try store.map("sessions", key: String.self, value: Int64.self)
+        #expect(sessions.count == 100)
+        #expect(sessions.capacity == 128, "16 → 32 → 64 → 128, as 100 inserts one by one would have grown it")
+        #expect(try sessions.get("k99") == 99)
+
+        let created = directory.file("created.slots")
+        try SlotStore.create(at: created, schema: Self.schema(capacity: 16), values: ["sessions": .map(entries)])
+        let reopened = try SlotStore(path: created, schema: Self.schema(capacity: 16))
+        let createdMap = try reopened.map("sessions", key: String.self, value: Int64.self)
+        #expect(createdMap.count == 100 && createdMap.capacity == 128)
+        // Past the maximum it is still full.
+        #expect(throws: SlotStoreError.self) {
+            try SlotStore.create(at: directory.file("over.slots"), schema: Self.schema(capacity: 16, maxCapacity: 50),
+                                 values: ["sessions": .map(entries)])
+        }
+    }
+
+    @Test("a first opener removes what a killed growth left beside the store")
+    func killedGrowthLeavesNothingForLong() throws {
+        let path = directory.file("leftover.slots")
+        _ = try SlotStore(path: path, schema: Self.schema(capacity: 64)).close()
+        let result = try Tool.run(["_worker", "map-grow", path, "sessions", "1000", "1"],
+                                  environment: ["SLOTSTORE_FAULT": "afterBulkCopy:kill"])
+        #expect(result.signaled)
+        func leftovers() throws -> [String] {
+            try FileManager.default.contentsOfDirectory(atPath: directory.path).filter { $0.contains("leftover.slots.compacting") }
+        }
+        #expect(try !leftovers().isEmpty, "the killed growth's half-built file is there")
+        let store = try SlotStore(path: path)
+        #expect(try leftovers().isEmpty, "the next first opener removed it")
+        #expect(try store.map("sessions", key: String.self, value: Int64.self).count == 58)
+    }
+
     @Test("growth in the schema: JSON round trip, validation, and a changed policy is a schema difference")
     func schemaForm() throws {
         let json = #"{"version":1,"fields":[{"name":"m","type":"map","key":{"type":"string","capacity":8},"value":{"type":"int64"},"capacity":16,"growth":{"maxCapacity":1000}}]}"#
@@ -92,6 +131,8 @@ struct MapGrowthTests {
         #expect(invalid(.map("m", key: .scalar(.int64), value: .scalar(.int64), capacity: 16, growth: MapGrowth(maxCapacity: 8))))
         #expect(invalid(.map("m", key: .scalar(.int64), value: .scalar(.int64), capacity: 16, growth: MapGrowth(maxCapacity: 64, threshold: 0.2))))
         #expect(invalid(Field("n", .scalar(.int64), growth: MapGrowth(maxCapacity: 64))))
+        let misspelled = json.replacingOccurrences(of: #""growth":{"maxCapacity":1000}"#, with: #""growth":{"maxCapacity":1000,"factor":3}"#)
+        #expect(throws: SlotStoreError.self, "an unknown growth key is refused, not ignored") { try Schema(json: Array(misspelled.utf8)) }
 
         let path = directory.file("policy.slots")
         _ = try SlotStore(path: path, schema: Self.schema())

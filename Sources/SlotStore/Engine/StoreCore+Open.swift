@@ -245,7 +245,13 @@ extension StoreCore {
         let journalWasDirty = journal.isDirty
         let staleHolder = lock.holder.pointee.load(ordering: .relaxed)
         lock.initializeMutex()
-        if !nothingToRepair { repairDataAfterInterruptedWrite() }
+        if !nothingToRepair {
+            repairDataAfterInterruptedWrite()
+            // A compaction or growth killed mid-way left its half-built file
+            // beside the store; with nobody else here, nobody else will build
+            // one now, and a map that stopped growing would never remove it.
+            TemporaryFiles.removeStale(for: path)
+        }
         resolveInterruptedRetirement()
         // Thread slots need no reset: a slot means something only while its
         // OFD lock is held, and claiming one clears it.

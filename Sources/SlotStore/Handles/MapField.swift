@@ -197,10 +197,9 @@ public struct MapField<Key: SlotMapKey, Value: SlotMapValue>: Sendable, FieldHan
             return
         case .mapFull:
             if gate.isRetired { return }
-            if let failure = core.growthFailure(field: table.field.index) {
-                throw .invalidValue(path: core.path, field: name,
-                                    detail: "the map is full (\(table.geometry.capacity) entries) and growing it failed: \(failure)")
-            }
+            // Growing failed (no room for the bigger file, a lock timeout):
+            // that error says what to do, where mapFull would not.
+            if let failure = core.growthFailure(field: table.field.index) { throw failure }
             throw error
         default:
             throw error

@@ -125,7 +125,13 @@ extension SlotStore {
         // A file of format 1.0 has no seed yet (0): it gets a random one.
         options.initialHashSeed = source.core.header.hashSeed == 0 ? nil : source.core.header.hashSeed
         options.claimsProcessSlot = false  // its per-process slots are the source's, copied below
-        let result = try SlotStore(path: temporary, schema: target, options: options)
+        let result: SlotStore
+        do {
+            result = try SlotStore(path: temporary, schema: target, options: options)
+        } catch {
+            // No room for the new file, say: the caller knows the store, not the hidden name it was built under.
+            throw error.replacingPath(temporary, with: destination)
+        }
         defer {
             result.close()
             unlink(temporary)  // gone already once renamed or linked into place

@@ -21,8 +21,13 @@
 ///
 /// An insert inside a ``SlotStore/transaction(_:)`` never grows the map in
 /// the middle of the transaction: one that finds the map full throws
-/// `mapFull`, the transaction rolls back, and the map grows as its lock is
-/// released, so running the transaction again succeeds.
+/// `mapFull`, the transaction rolls back, and the map doubles as its lock is
+/// released; run the transaction again (a transaction inserting more entries
+/// than the map's free room plus its capacity needs one more try per
+/// doubling). A whole-map write by name (``SlotStore/setValue(_:for:)``,
+/// `slotstore set`, `load` into an existing store) and
+/// ``SlotStore/create(at:schema:values:options:)`` grow the map to what its
+/// entries need first, at once.
 public struct MapGrowth: Sendable, Hashable, Codable {
     /// The largest capacity the map may grow to.
     public var maxCapacity: Int
@@ -48,13 +53,37 @@ public struct MapGrowth: Sendable, Hashable, Codable {
         return max(1, min(capacity, Int((Double(capacity) * threshold).rounded(.up))))
     }
 
-    private enum CodingKeys: String, CodingKey { case maxCapacity, threshold }
+    /// The capacity a map of `capacity` reaches when `count` entries are
+    /// inserted one by one: doubled at each growth count, up to the maximum.
+    /// What a whole-map write (by name, `load`, `create(at:values:)`) gives it at once.
+    func capacity(toHold count: Int, from capacity: Int) -> Int {
+        var result = capacity
+        while count >= growthCount(capacity: result) && result < maxCapacity { result = nextCapacity(after: result) }
+        return result
+    }
 
-    /// Decodes `{"maxCapacity": N, "threshold": T}`; the threshold may be left out (0.9).
+    private enum CodingKeys: String, CodingKey, CaseIterable { case maxCapacity, threshold }
+
+    /// Decodes `{"maxCapacity": N, "threshold": T}`; the threshold may be left
+    /// out (0.9). Any other key is an error: a misspelled or unsupported
+    /// policy ("factor") must not be silently ignored.
     public init(from decoder: any Decoder) throws {
         let container = try decoder.container(keyedBy: CodingKeys.self)
+        let known = Set(CodingKeys.allCases.map(\.stringValue))
+        if let unknown = try decoder.container(keyedBy: AnyKey.self).allKeys.first(where: { !known.contains($0.stringValue) }) {
+            throw DecodingError.dataCorruptedError(
+                forKey: .maxCapacity, in: container,
+                debugDescription: "unknown growth key \"\(unknown.stringValue)\"; a growth policy has \"maxCapacity\" and optionally \"threshold\" (maps double)")
+        }
         self.init(maxCapacity: try container.decode(Int.self, forKey: .maxCapacity),
                   threshold: try container.decodeIfPresent(Double.self, forKey: .threshold) ?? 0.9)
+    }
+
+    private struct AnyKey: CodingKey {
+        let stringValue: String
+        var intValue: Int? { nil }
+        init(stringValue: String) { self.stringValue = stringValue }
+        init?(intValue: Int) { nil }
     }
 
     func validate(field: String, capacity: Int) throws(SlotStoreError) {

@@ -200,6 +200,20 @@ public struct Schema: Sendable, Hashable {
         }
     }
 
+    /// This schema with each growing map given the capacity that `values`
+    /// need, as inserting their entries one by one would have grown it (at
+    /// most its maximum; a map over that still fails with `mapFull`).
+    func grown(toHold values: [String: FieldValue]) -> Schema {
+        var result = self
+        for index in result.fields.indices {
+            guard let growth = result.fields[index].growth,
+                  case .map(let key, let value, let capacity) = result.fields[index].type,
+                  case .map(let entries)? = values[result.fields[index].name] else { continue }
+            result.fields[index].type = .map(key: key, value: value, capacity: growth.capacity(toHold: entries.count, from: capacity))
+        }
+        return result
+    }
+
     /// A stable text form of the fields, independent of JSON formatting; its
     /// hash is the schema hash stored in the file header.
     ///

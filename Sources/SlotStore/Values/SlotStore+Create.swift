@@ -27,6 +27,7 @@ extension SlotStore {
                               options: OpenOptions) throws(SlotStoreError) {
         try checkNothingAt(path)
         try schema.validate()
+        let schema = schema.grown(toHold: values)
         var converted: [(String, FieldValue)] = []
         for (name, value) in values.sorted(by: { $0.key < $1.key }) {
             guard let field = schema.field(named: name) else {

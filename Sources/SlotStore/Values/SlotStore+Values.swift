@@ -46,6 +46,7 @@ extension SlotStore {
     /// Replaces several fields in one transaction: all are checked first, then
     /// all are written, or none.
     public func setValues(_ values: [String: FieldValue]) throws(SlotStoreError) {
+        try growMaps(toHold: values)
         try lockedTransaction { core throws(SlotStoreError) in
             var checked: [(FieldLayout, FieldValue)] = []
             for (name, value) in values.sorted(by: { $0.key < $1.key }) {
@@ -210,6 +211,23 @@ extension StoreCore {
             }
         default:
             throw .invalidValue(path: path, field: field.name, detail: "\(value) does not match \(field.type)")
+        }
+    }
+}
+
+extension SlotStore {
+    /// Before a whole-map write by name: grows each growing map in `values`
+    /// to the capacity its entries need (one compaction in place, as the
+    /// inserts one by one would have done in several), so the write fits.
+    func growMaps(toHold values: [String: FieldValue]) throws(SlotStoreError) {
+        let core = try liveCore()
+        for field in core.schema.fields {
+            guard let growth = field.growth, case .map(_, _, let capacity) = field.type,
+                  case .map(let entries)? = values[field.name] else { continue }
+            let target = growth.capacity(toHold: entries.count, from: capacity)
+            guard target > capacity else { continue }
+            try SlotStore.growMap(at: path, field: field.name, from: capacity, to: target,
+                                  lockTimeout: core.lockTimeout, allowOtherOwner: core.allowsOtherOwner)
         }
     }
 }
