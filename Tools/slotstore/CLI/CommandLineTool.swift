@@ -19,6 +19,7 @@ enum CommandLineTool {
         CompactCommand.self,
         VerifyCommand.self,
         RepairCommand.self,
+        CompletionCommand.self,
         TortureCommand.self,
         WorkerCommand.self,
         PowerLossCommand.self,
@@ -43,6 +44,7 @@ enum CommandLineTool {
         }
         var arguments = Arguments(Array(words.dropFirst()))
         Settings.allowOtherOwner = arguments.flag("--allow-other-owner")
+        Settings.command = name
         if arguments.flag("--help") || arguments.flag("-h") {
             Output.out(command.usage)
             return ExitStatus.success
@@ -56,7 +58,7 @@ enum CommandLineTool {
             Output.error("slotstore \(name): \(error)")
             return ExitStatus.usage
         } catch let error as SlotStoreError {
-            Output.error("slotstore \(name): \(error)")
+            Output.error("slotstore \(name): \(CLIMessages.describe(error))")
             return ExitStatus.usage
         } catch {
             Output.error("slotstore \(name): \(error)")
@@ -86,11 +88,23 @@ enum CommandLineTool {
 enum Settings {
     /// Set once from `--allow-other-owner` before the command runs.
     nonisolated(unsafe) static var allowOtherOwner = false
+    /// The running command's name, for messages.
+    nonisolated(unsafe) static var command = ""
+    /// How long a command waits for the store's lock: `--lock-timeout`, read
+    /// by each command that may take it, before it opens the store.
+    nonisolated(unsafe) static var lockTimeout = OpenOptions().lockTimeout
 
     /// Open options for a command, with the global settings applied.
     static func options(_ mode: OpenOptions.Mode, fileMode: UInt32 = 0o600, cacheLineAligned: Bool = false) -> OpenOptions {
-        var options = OpenOptions(mode: mode, fileMode: fileMode, cacheLineAligned: cacheLineAligned)
+        var options = OpenOptions(mode: mode, fileMode: fileMode, lockTimeout: lockTimeout, cacheLineAligned: cacheLineAligned)
         options.allowOtherOwner = allowOtherOwner
         return options
     }
+
+    /// `--lock-timeout` as the usages show it.
+    static let lockTimeoutUsage = """
+      --lock-timeout T     how long to wait for the store's lock, held by another process,
+                           before giving up: 500ms, 2s, 1m (default 5s); a note on standard
+                           error names the holder after half a second of waiting
+    """
 }
