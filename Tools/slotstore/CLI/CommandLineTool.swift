@@ -67,8 +67,10 @@ enum CommandLineTool {
     }
 
     static var overview: String {
-        let rows = commands.filter { !$0.hidden }.map { command in
-            "  " + command.name.padding(toLength: 10, withPad: " ", startingAt: 0) + command.abstract
+        let visible = commands.filter { !$0.hidden }
+        let width = (visible.map { $0.name.count }.max() ?? 0) + 2
+        let rows = visible.map { command in
+            "  " + command.name.padding(toLength: width, withPad: " ", startingAt: 0) + command.abstract
         }
         return """
         usage: slotstore <command> [options]

@@ -64,7 +64,7 @@ enum DemoCommand: Command {
 
         // 1. The victim: same program, told to halt mid-write holding the lock.
         let victimIncrements = victimWrites * DemoWorker.writeEvery
-        let victim = try spawnWorker(path: path, id: victimID, count: increments,
+        let victim = try spawnWorker(path: path, id: victimID, count: increments, pause: 0,
                                      fault: "midWrite:hold:\(victimWrites)", captureOutput: true)
         try waitForHolding(victim)
         let held = try store.status
@@ -74,7 +74,7 @@ enum DemoCommand: Command {
         // 2. The workers start; their first string write will queue behind the victim.
         let pause = DemoWorker.pausePoint(count: increments)
         let children = try (0..<workers).map { id in
-            try spawnWorker(path: path, id: id, count: increments, fault: nil, captureOutput: true)
+            try spawnWorker(path: path, id: id, count: increments, pause: pause, fault: nil, captureOutput: true)
         }
         say("● started \(counted(workers, "worker")): PIDs \(children.map { String($0.processIdentifier) }.joined(separator: ", "))")
         usleep(150_000)  // display only: let the workers pile up behind the lock
@@ -162,7 +162,7 @@ enum DemoCommand: Command {
         let generations = finishedIn.map { $0.map(String.init) ?? "?" }
         let allInNewFile = finishedIn.allSatisfy { $0 == store.generation }
         say("  compaction generation \(store.generation), motd holds up to \(capacity) bytes; \(counted(Int(during), "increment")) landed during it,"
-            + " from \(writing) of \(counted(workers, "worker")); the workers finished in generation \(generations.joined(separator: ", "))")
+            + " from \(writing) of \(counted(workers, "worker")); \(workers == 1 ? "the worker" : "the workers") finished in generation \(generations.joined(separator: ", "))")
 
         let perWorkerExact = perWorker == Array(repeating: Int64(increments), count: workers) + [Int64(victimIncrements)]
         let ok = failed.isEmpty && total == expected && perWorkerExact && intact && recovered.recoveries >= 1
@@ -191,10 +191,11 @@ enum DemoCommand: Command {
         return String(decoding: template.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self)
     }
 
-    private static func spawnWorker(path: String, id: Int, count: Int, fault: String?, captureOutput: Bool) throws -> Process {
+    /// `pause` 0: never pause (the victim, which dies before any pause point).
+    private static func spawnWorker(path: String, id: Int, count: Int, pause: Int, fault: String?, captureOutput: Bool) throws -> Process {
         let process = Process()
         process.executableURL = URL(fileURLWithPath: "/proc/self/exe").resolvingSymlinksInPath()
-        process.arguments = ["_worker", "demo", path, String(id), String(count), String(DemoWorker.pausePoint(count: count))]
+        process.arguments = ["_worker", "demo", path, String(id), String(count), String(pause)]
         var environment = ProcessInfo.processInfo.environment
         environment["SLOTSTORE_FAULT"] = fault
         process.environment = environment
