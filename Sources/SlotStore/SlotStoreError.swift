@@ -220,7 +220,7 @@ public enum SlotStoreError: Error, Sendable, Equatable, CustomStringConvertible 
         case .invalidValue(let path, let field, let detail):
             "\(path): invalid value for field \"\(field)\": \(detail); the stored value is unchanged"
         case .mapFull(let path, let field, let capacity, let count):
-            "\(path): map \"\(field)\" is full: \(count) entries for a capacity of \(capacity); remove entries, or give it a larger capacity (`slotstore compact PATH --capacity \(field)=N`, or `SlotStore.compact(at:capacities:)`); nothing was inserted"
+            "\(path): map \"\(field)\" is full: \(counted(count, "entry", plural: "entries")) for a capacity of \(capacity); remove entries, or give it a larger capacity (`slotstore compact PATH --capacity \(field)=N`, or `SlotStore.compact(at:capacities:)`); nothing was inserted"
         case .migrationRefused(let path, let reasons):
             "\(path): the migration was refused, nothing was changed: \(reasons.joined(separator: "; "))"
         case .storeInUse(let path, let operation):
@@ -258,4 +258,9 @@ public enum SlotStoreError: Error, Sendable, Equatable, CustomStringConvertible 
 private func hex(_ value: UInt32) -> String {
     let digits = String(value, radix: 16)
     return "0x" + String(repeating: "0", count: max(0, 8 - digits.count)) + digits
+}
+
+/// `count` and `noun` in the right number, for messages: "1 record", "2 records".
+func counted(_ count: some BinaryInteger, _ noun: String, plural: String? = nil) -> String {
+    "\(count) \(count == 1 ? noun : plural ?? noun + "s")"
 }

@@ -240,7 +240,7 @@ struct ToolTests {
         let path = directory.file("json.slots")
         let created = try slotstore("create", path, "--schema", schemaFile(), "--json")
         expectSuccess(created)
-        let inspectKeys: Set<String> = ["path", "format", "schema", "regions", "lock", "journal", "fields"]
+        let inspectKeys: Set<String> = ["path", "format", "schema", "regions", "lock", "journal", "fields", "attached"]
         #expect(Set(try jsonObject(created.stdout).keys) == inspectKeys)
 
         expectSuccess(try slotstore("set", path, "name", "json"))
@@ -735,7 +735,7 @@ struct ToolTests {
         let inspect = try slotstore("inspect", path)
         expectSuccess(inspect)
         #expect(inspect.stdout.contains("  lock      needs recovery: held by PID "))
-        #expect(inspect.stdout.contains("  journal   dirty: 1 record(s)"))
+        #expect(inspect.stdout.contains("  journal   dirty: 1 record, "))
         let inspection = try jsonObject(slotstore("inspect", path, "--json").stdout)
         #expect(dictionary(inspection["lock"])?["state"] as? String == "needs-recovery")
         #expect(bool(dictionary(inspection["lock"])?["holderAlive"]) == false)
@@ -828,7 +828,7 @@ struct ToolTests {
         #expect(codes.contains("journal-dirty") && codes.contains("lock-owner-dead"), "\(codes)")
         let repair = try slotstore("repair", path)
         expectSuccess(repair)
-        #expect(repair.stdout.contains("roll back its interrupted write (1 journal record(s))"), "\(repair.stdout)")
+        #expect(repair.stdout.contains("roll back its interrupted write (1 journal record)"), "\(repair.stdout)")
         #expect(try !store.status.journalDirty && store.status.lockHolderPID == nil)
         #expect(try store.string("name").load() == "the old value")
         #expect(try slotstore("get", path, "name").stdout == "the old value\n")

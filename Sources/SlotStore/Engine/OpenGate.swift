@@ -55,6 +55,15 @@ enum OpenGate {
         return .success(request.l_type != Int16(F_UNLCK))
     }
 
+    /// Whether another open file description holds the exclusive lock on
+    /// byte 0 (a first opener resetting the store, or a compaction in place
+    /// with nobody else attached): what makes an opener wait. An error reads as "no".
+    static func heldExclusivelyByOthers(_ fd: Int32) -> Bool {
+        var request = lockRequest(type: Int16(F_RDLCK))
+        guard fcntl(fd, getLock, &request) == 0 else { return false }
+        return request.l_type == Int16(F_WRLCK)
+    }
+
     /// Tries for the exclusive lock on one byte without waiting: how a thread
     /// slot is claimed. The kernel drops it when the descriptor closes or the
     /// process dies.

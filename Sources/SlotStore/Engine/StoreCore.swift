@@ -528,7 +528,7 @@ final class StoreCore: @unchecked Sendable {
     func arrayCountError(field index: Int, given: Int) -> SlotStoreError {
         let field = layout.fields[index]
         let count = if case .array(_, let count) = field.type { count } else { 0 }
-        return .invalidValue(path: path, field: field.name, detail: "expected exactly \(count) elements, found \(given)")
+        return .invalidValue(path: path, field: field.name, detail: "expected exactly \(counted(count, "element")), found \(given)")
     }
 
     /// Journals a scalar's 8-byte slot before a transaction changes it.

@@ -159,7 +159,7 @@ public struct ArrayField<Value: SlotScalar>: Sendable, FieldHandle {
 
     func checkCount(_ given: Int) throws(SlotStoreError) {
         guard given == count else {
-            throw .invalidValue(path: core.path, field: name, detail: "expected exactly \(count) elements, found \(given)")
+            throw .invalidValue(path: core.path, field: name, detail: "expected exactly \(counted(count, "element")), found \(given)")
         }
     }
 

@@ -98,7 +98,7 @@ public struct MapField<Key: SlotMapKey, Value: SlotMapValue>: Sendable, FieldHan
     @usableFromInline
     func valueError(_ size: Int) -> SlotStoreError {
         if case .array(_, let count) = valueType {
-            return .invalidValue(path: core.path, field: name, detail: "expected exactly \(count) elements, found \(size)")
+            return .invalidValue(path: core.path, field: name, detail: "expected exactly \(counted(count, "element")), found \(size)")
         }
         var capacity = 0
         if case .string(let limit) = valueType { capacity = limit }

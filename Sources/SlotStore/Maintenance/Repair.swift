@@ -27,7 +27,15 @@ extension SlotStore {
     ///   - allowOtherOwner: repair a store that belongs to another user.
     /// - Throws: only when there is no file to repair.
     public static func repair(at path: String, dryRun: Bool = false, allowOtherOwner: Bool = false) throws(SlotStoreError) -> RepairReport {
-        var openOptions = OpenOptions(mode: .open)
+        try repair(at: path, dryRun: dryRun, allowOtherOwner: allowOtherOwner, lockTimeout: OpenOptions().lockTimeout)
+    }
+
+    /// ``repair(at:dryRun:allowOtherOwner:)``, waiting at most `lockTimeout`
+    /// for the lock (taken to recover a dead holder's while others have the
+    /// store open) and to open the store: for `slotstore repair --lock-timeout`.
+    @_spi(Tools)
+    public static func repair(at path: String, dryRun: Bool, allowOtherOwner: Bool, lockTimeout: Duration) throws(SlotStoreError) -> RepairReport {
+        var openOptions = OpenOptions(mode: .open, lockTimeout: lockTimeout)
         openOptions.allowOtherOwner = allowOtherOwner
         let image = try FileImage.open(path, writable: !dryRun)
         var report = RepairReport(path: path, dryRun: dryRun, actions: [], refused: nil)
@@ -85,7 +93,7 @@ extension SlotStore {
                 return report
             }
             if lock.state == "needs-recovery" || lock.state == "stale" {
-                report.actions.append("recover the lock left by \(lock.holderName) (not running) and roll back its interrupted write (\(state.journalRecords.count) journal record(s))")
+                report.actions.append("recover the lock left by \(lock.holderName) (not running) and roll back its interrupted write (\(counted(state.journalRecords.count, "journal record")))")
                 if !dryRun {
                     image.close()
                     imageOpen = false
@@ -101,7 +109,7 @@ extension SlotStore {
                 report.actions.append("reset the lock held by \(lock.holderName) (\(why))")
             }
             if state.journalUsed != 0 {
-                report.actions.append("roll back the interrupted write in the journal (\(state.journalRecords.count) record(s), \(state.journalUsed) bytes), or complete it if it is a durable commit with every record sealed")
+                report.actions.append("roll back the interrupted write in the journal (\(counted(state.journalRecords.count, "record")), \(counted(state.journalUsed, "byte"))), or complete it if it is a durable commit with every record sealed")
             }
             if !oddFields.isEmpty {
                 report.actions.append("settle the sequence words of \(oddFields.joined(separator: ", "))")
@@ -117,7 +125,7 @@ extension SlotStore {
         // 3. Per-process contributions of processes that are gone: an open folds them.
         let gone = goneContributions(state: state, layout: layout, fd: image.fd)
         if !gone.isEmpty && report.refused == nil {
-            report.actions.append("fold the per-process contributions of \(gone.count) process slot(s) whose processes are gone (liveSum fields drop them), in \(layout.fields.filter { $0.processSlots > 0 }.map(\.name).joined(separator: ", "))")
+            report.actions.append("fold the per-process contributions of \(gone.count) process slot\(gone.count == 1 ? "" : "s") whose \(gone.count == 1 ? "process is" : "processes are") gone (liveSum fields drop them), in \(layout.fields.filter { $0.processSlots > 0 }.map(\.name).joined(separator: ", "))")
             if !dryRun {
                 if imageOpen {
                     image.close()

@@ -139,6 +139,20 @@ public struct StoreInspection: Sendable, Codable, Hashable {
         public var max: Int
     }
 
+    /// A process that has the store open, as its attachment and thread slots
+    /// in the lock region record it.
+    public struct AttachedProcess: Sendable, Codable, Hashable {
+        /// The PID the process recorded: the number its own PID namespace gives it.
+        public var pid: Int32
+        /// Whether its PID namespace is known to differ from the inspecting
+        /// process's (another container sharing the file): the PID then names
+        /// another process here, or none.
+        public var inAnotherPIDNamespace: Bool
+        /// The lock region's slots it holds: one per open of the store (its
+        /// attachment slot), and one per thread that has written lock-free.
+        public var slots: Int
+    }
+
     /// The inspected path.
     public var path: String
     /// Header facts.
@@ -153,6 +167,11 @@ public struct StoreInspection: Sendable, Codable, Hashable {
     public var journal: Journal
     /// Every field in file order.
     public var fields: [FieldInfo]
+    /// The processes that have the store open (other than through the
+    /// inspecting descriptor), by PID. A slot counts while the kernel holds
+    /// its byte lock for a live open file description, so a process that
+    /// died is never listed, in whatever PID namespace it ran.
+    public var attached: [AttachedProcess] = []
 }
 
 extension SlotStore {
@@ -208,7 +227,22 @@ extension SlotStore {
             lock: state.lock,
             journal: .init(state: state.journalRecords.isEmpty && state.journalUsed == 0 ? "clean" : "dirty",
                            records: state.journalRecords.count, bytes: state.journalUsed),
-            fields: fields)
+            fields: fields, attached: state.attachedProcesses)
+    }
+
+    /// The lock as ``inspect(at:)`` reports it, read without the fields: what
+    /// `slotstore` polls while a command waits for the lock, to name the holder.
+    /// `openedExclusively` is true while another process holds the store
+    /// exclusively (a first opener resetting it, or a compaction in place
+    /// with nobody else attached), which makes openers wait.
+    @_spi(Tools)
+    public static func lockState(at path: String) throws(SlotStoreError) -> (lock: StoreInspection.Lock, openedExclusively: Bool) {
+        let image = try FileImage.open(path, writable: false)
+        defer { image.close() }
+        let header = try image.header.get()
+        let layout = try Layout(header: header, schema: image.schema(for: header).get(), path: path)
+        let state = StoreFileState(image: image, header: header, layout: layout)
+        return (state.lock, OpenGate.heldExclusivelyByOthers(image.fd))
     }
 }
 
@@ -293,6 +327,25 @@ struct StoreFileState {
                      lastRecoveredPID: lastRecovered != 0 ? lastRecovered : nil,
                      lastRecoveredInAnotherPIDNamespace: lastRecovered != 0 && ProcessIdentity.isOtherPIDNamespace(lastRecoveredNamespace),
                      retirement: retirement)
+    }
+
+    /// The live owners of the lock region's slots, grouped by process.
+    var attachedProcesses: [StoreInspection.AttachedProcess] {
+        var slots: [StoreInspection.AttachedProcess] = []
+        for slot in 0..<LockRegion.threadSlotCount(lockSize: layout.lockSize)
+        where OpenGate.byteHeldByOthers(image.fd, LockRegion.threadSlotLockBase + slot) {
+            let offset = layout.lockOffset + LockRegion.threadSlotsOffset + slot * LockRegion.threadSlotBytes + LockRegion.slotOwnerOffset
+            let record = RegionBytes(bytes: image.bytes(at: offset, count: 8), origin: offset)
+            let pid = Int32(truncatingIfNeeded: record.bits(offset, width: 4))
+            guard pid != 0 else { continue }  // being claimed: its owner is not written yet
+            let otherNamespace = ProcessIdentity.isOtherPIDNamespace(UInt32(truncatingIfNeeded: record.bits(offset + 4, width: 4)))
+            if let index = slots.firstIndex(where: { $0.pid == pid && $0.inAnotherPIDNamespace == otherNamespace }) {
+                slots[index].slots += 1
+            } else {
+                slots.append(.init(pid: pid, inAnotherPIDNamespace: otherNamespace, slots: 1))
+            }
+        }
+        return slots.sorted { ($0.inAnotherPIDNamespace ? 1 : 0, $0.pid) < ($1.inAnotherPIDNamespace ? 1 : 0, $1.pid) }
     }
 
     var retirement: String {

@@ -119,7 +119,7 @@ extension SlotStore {
             find("journal-damaged", "the undo journal is damaged: \(damage); `slotstore repair` rolls back the intact records and clears it")
         }
         if state.journalUsed != 0 && !liveWriter {
-            find("journal-dirty", "the undo journal holds \(state.journalRecords.count) record(s) (\(state.journalUsed) bytes) of an interrupted write; `slotstore repair` (or the next writer) rolls it back, or completes it if it is a durable commit whose records are all sealed")
+            find("journal-dirty", "the undo journal holds \(counted(state.journalRecords.count, "record")) (\(counted(state.journalUsed, "byte"))) of an interrupted write; `slotstore repair` (or the next writer) rolls it back, or completes it if it is a durable commit whose records are all sealed")
         }
 
         checked.append("fields")
@@ -155,25 +155,25 @@ extension SlotStore {
             case .map:
                 let scan = state.mapScan(field)
                 if scan.storedCount != UInt64(scan.entryCount) {
-                    find("map-count", "map \"\(field.name)\" records \(scan.storedCount) entries but holds \(scan.entryCount)")
+                    find("map-count", "map \"\(field.name)\" records \(counted(scan.storedCount, "entry", plural: "entries")) but holds \(scan.entryCount)")
                 }
                 if scan.storedTombstones != UInt64(scan.tombstones) {
-                    find("map-count", "map \"\(field.name)\" records \(scan.storedTombstones) tombstones but holds \(scan.tombstones)")
+                    find("map-count", "map \"\(field.name)\" records \(counted(scan.storedTombstones, "tombstone")) but holds \(scan.tombstones)")
                 }
                 if scan.entryCount > scan.geometry.capacity {
-                    find("map-count", "map \"\(field.name)\" holds \(scan.entryCount) entries, over its capacity \(scan.geometry.capacity)")
+                    find("map-count", "map \"\(field.name)\" holds \(counted(scan.entryCount, "entry", plural: "entries")), over its capacity \(scan.geometry.capacity)")
                 }
                 if !scan.unreachable.isEmpty {
                     find("map-unreachable", "map \"\(field.name)\" has \(scan.unreachable.count) entr\(scan.unreachable.count == 1 ? "y" : "ies") a lookup cannot reach from its hash (buckets \(scan.unreachable.prefix(5).map(String.init).joined(separator: ", ")))")
                 }
                 if scan.duplicateKeys > 0 {
-                    find("map-duplicate", "map \"\(field.name)\" holds \(scan.duplicateKeys) duplicate key(s)")
+                    find("map-duplicate", "map \"\(field.name)\" holds \(counted(scan.duplicateKeys, "duplicate key"))")
                 }
                 if scan.badKeyLengths > 0 {
-                    find("map-key-length", "map \"\(field.name)\" has \(scan.badKeyLengths) key(s) longer than the key capacity")
+                    find("map-key-length", "map \"\(field.name)\" has \(counted(scan.badKeyLengths, "key")) longer than the key capacity")
                 }
                 if scan.oddSequences > 0 && !liveWriter {
-                    find("field-sequence", "map \"\(field.name)\" has \(scan.oddSequences) bucket(s) left mid-write; the next writer or `slotstore repair` settles them")
+                    find("field-sequence", "map \"\(field.name)\" has \(counted(scan.oddSequences, "bucket")) left mid-write; the next writer or `slotstore repair` settles them")
                 }
                 if scan.midMove && !liveWriter {
                     find("field-sequence", "map \"\(field.name)\" was left in the middle of a removal moving entries (its move sequence word is odd); the next writer or `slotstore repair` settles it")

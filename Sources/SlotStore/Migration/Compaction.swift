@@ -47,6 +47,21 @@ extension SlotStore {
     }
 
     /// ``compact(at:output:schema:capacities:migration:dryRun:allowOtherOwner:progress:)``,
+    /// waiting at most `lockTimeout` for the source's lock (and to open it):
+    /// for `slotstore compact --lock-timeout`.
+    @_spi(Tools) @discardableResult
+    public static func compact(at path: String, output: String?, schema: Schema?, capacities: [String: Int],
+                               migration: MigrationOptions, dryRun: Bool, allowOtherOwner: Bool,
+                               lockTimeout: Duration, progress: ((WorkProgress) -> Void)?) throws(SlotStoreError) -> CompactionPlan {
+        let seconds = OpenOptions(lockTimeout: lockTimeout).lockTimeoutSeconds
+        let plan = try compact(at: path, output: output, schema: schema, capacities: capacities, migration: migration,
+                               dryRun: dryRun, allowOtherOwner: allowOtherOwner, progress: progress,
+                               lockTimeout: seconds, onlyIfCapacity: nil)
+        guard let plan else { throw .invalidValue(path: path, field: "", detail: "the compaction was skipped") }
+        return plan
+    }
+
+    /// ``compact(at:output:schema:capacities:migration:dryRun:allowOtherOwner:progress:)``,
     /// with the source opened with `lockTimeout` (nil: the default), and, for
     /// a map growth, done only if map `onlyIfCapacity.field` still has that
     /// capacity in the file it opens (nil when it hasn't: nothing was done).
@@ -82,7 +97,11 @@ extension SlotStore {
         let planned = try makePlan(schema: storedSchema, header: storedHeader, path: path,
                                    target: targetSchema(storedSchema, schema, capacities: capacities, path: path),
                                    output: destination, migration: migration, dryRun: dryRun)
-        if dryRun { return planned }
+        if dryRun {
+            var plan = planned
+            if inPlace { plan.refusedWhileInUse = try refusalWhileInUse(at: path, from: storedSchema, to: targetSchema(storedSchema, schema, capacities: capacities, path: path)) }
+            return plan
+        }
         var sourceOptions = OpenOptions(mode: .open)
         sourceOptions.allowOtherOwner = allowOtherOwner
         if let lockTimeout { sourceOptions.lockTimeout = .nanoseconds(Int64(lockTimeout * 1e9)) }
@@ -98,13 +117,8 @@ extension SlotStore {
         // "live", and every field they may hold a handle to must keep working.
         var live = false
         if inPlace && !dryRun, case .success(false) = OpenGate.tryExclusive(source.core.file.fd) {
-            let changed = source.schema.fields.filter { old in
-                guard let new = target.field(named: old.name) else { return true }
-                return !old.type.acceptsLiveSwitch(to: new.type) || old.perProcess != new.perProcess
-            }
-            guard changed.isEmpty else {
-                let names = changed.map { "\"\($0.name)\"" }.joined(separator: ", ")
-                throw .storeInUse(path: path, operation: "compaction in place that drops, retypes or shrinks \(names) (while processes use the store, fields may only be added or given more room)")
+            if let operation = liveSwitchRefusal(from: source.schema, to: target) {
+                throw .storeInUse(path: path, operation: operation)
             }
             live = true
         }
@@ -184,6 +198,32 @@ extension SlotStore {
         plan.bytesAfter = result.core.file.size
         progress?(WorkProgress(step: "wrote \(destination)\(live ? "; the processes using it switch to it on their next operation" : "")", completed: 1, total: 1))
         return plan
+    }
+
+    /// The operation a compaction in place from `stored` to `target` would be
+    /// refused as while others have the store open, or nil: their handles
+    /// must keep working, so fields may only be added or given more room.
+    /// A noun phrase, for ``SlotStoreError/storeInUse(path:operation:)``.
+    private static func liveSwitchRefusal(from stored: Schema, to target: Schema) -> String? {
+        let changed = stored.fields.filter { old in
+            guard let new = target.field(named: old.name) else { return true }
+            return !old.type.acceptsLiveSwitch(to: new.type) || old.perProcess != new.perProcess
+        }
+        guard !changed.isEmpty else { return nil }
+        let names = changed.map { "\"\($0.name)\"" }.joined(separator: ", ")
+        return "compaction in place that drops, retypes or shrinks \(names) (while processes use the store, fields may only be added or given more room)"
+    }
+
+    /// For a dry run: the refusal a compaction in place would meet now, with
+    /// the same test of byte 0's lock that it makes, asked read-only of the
+    /// kernel (`F_OFD_GETLK`), so nothing in the file changes.
+    private static func refusalWhileInUse(at path: String, from stored: Schema, to target: Schema) throws(SlotStoreError) -> String? {
+        guard let operation = liveSwitchRefusal(from: stored, to: target) else { return nil }
+        let image = try FileImage.open(path, writable: false)
+        defer { image.close() }
+        guard case .success(true) = OpenGate.othersHaveOpen(image.fd) else { return nil }
+        return "other processes have the store open, so the \(operation) would be refused, with nothing changed; "
+            + "close the store in those processes first, or write the result to another path"
     }
 
     /// Gives the new file the source's owner when it differs (a compaction by

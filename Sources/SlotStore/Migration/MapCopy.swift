@@ -69,7 +69,7 @@ struct MapCopy {
             try source.forEachHoldingLock { (index: Int, key: UnsafeRawBufferPointer, value: MappedAddress) throws(SlotStoreError) in
                 guard copied < capacity else {
                     throw .migrationRefused(path: destination.core.path, reasons: [
-                        "map \"\(name)\" holds \(total) entries and its new capacity is \(capacity); give it a capacity of at least \(total)",
+                        "map \"\(name)\" holds \(counted(total, "entry", plural: "entries")) and its new capacity is \(capacity); give it a capacity of at least \(total)",
                     ])
                 }
                 if let conversion {

@@ -58,6 +58,13 @@ public struct CompactionPlan: Sendable, Hashable, Codable {
     public var fields: [FieldPlan]
     /// Whether this was only a plan.
     public var dryRun: Bool
+    /// For a dry run in place: a sentence saying the compaction would be
+    /// refused right now (with ``SlotStoreError/storeInUse(path:operation:)``)
+    /// because other processes have the store open and the plan drops,
+    /// retypes or shrinks fields they may hold handles to; nil when it would
+    /// not be. Checked with the same test of the file's locks that the
+    /// compaction makes, read-only: the dry run still changes nothing.
+    public var refusedWhileInUse: String?
 }
 
 struct MigrationRefusal: Error {
@@ -81,7 +88,7 @@ enum MigrationRules {
                                               count: count - values.count))
             } else if values.count > count {
                 guard values[count...].allSatisfy({ $0 == .int(0) || $0 == .uint(0) || $0 == .double(0) || $0 == .bool(false) }) else {
-                    throw refuse("shrinking the array from \(values.count) to \(count) elements would drop non-zero values")
+                    throw refuse("shrinking the array from \(values.count) to \(counted(count, "element")) would drop non-zero values")
                 }
                 input = .array(Array(values[..<count]))
             }

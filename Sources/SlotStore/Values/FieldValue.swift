@@ -118,7 +118,7 @@ extension FieldValue {
             return try convertedScalar(to: scalar, refuse)
         case .array(let element, let count):
             guard case .array(let values) = self else { throw refuse("expected an array of \(count) \(element.rawValue) values, found \(self)") }
-            guard values.count == count else { throw refuse("expected exactly \(count) elements, found \(values.count)") }
+            guard values.count == count else { throw refuse("expected exactly \(counted(count, "element")), found \(values.count)") }
             var converted: [FieldValue] = []
             converted.reserveCapacity(count)
             for value in values { converted.append(try value.convertedScalar(to: element, refuse)) }

@@ -34,6 +34,26 @@ struct Arguments {
         return value
     }
 
+    /// Removes `--name DURATION` and parses it: a number with the unit `ms`,
+    /// `s` or `m` (`500ms`, `2s`, `1.5s`, `1m`), or a bare number of seconds.
+    mutating func durationOption(_ name: String) throws(UsageError) -> Duration? {
+        guard let text = try option(name) else { return nil }
+        guard let duration = Arguments.parseDuration(text) else {
+            throw UsageError("\(name) takes a duration such as 500ms, 2s or 1m (a bare number is seconds), found \"\(text)\"")
+        }
+        return duration
+    }
+
+    static func parseDuration(_ text: String) -> Duration? {
+        let units: [(suffix: String, nanoseconds: Double)] = [("ms", 1e6), ("s", 1e9), ("m", 60e9), ("", 1e9)]
+        for unit in units where text.hasSuffix(unit.suffix) {
+            guard let number = Double(text.dropLast(unit.suffix.count)), number.isFinite, number >= 0,
+                  number * unit.nanoseconds <= 1e9 * 86_400 * 365 else { continue }
+            return .nanoseconds(Int64(number * unit.nanoseconds))
+        }
+        return nil
+    }
+
     /// Removes and returns the next positional argument, naming it in the error if missing.
     mutating func positional(_ what: String) throws(UsageError) -> String {
         guard let index = words.firstIndex(where: { !$0.hasPrefix("--") || $0 == "--" }) else {

@@ -19,6 +19,7 @@ enum CommandLineTool {
         CompactCommand.self,
         VerifyCommand.self,
         RepairCommand.self,
+        CompletionCommand.self,
         TortureCommand.self,
         WorkerCommand.self,
         WaitWorkerCommand.self,
@@ -46,6 +47,7 @@ enum CommandLineTool {
         }
         var arguments = Arguments(Array(words.dropFirst()))
         Settings.allowOtherOwner = arguments.flag("--allow-other-owner")
+        Settings.command = name
         if arguments.flag("--help") || arguments.flag("-h") {
             Output.out(command.usage)
             return ExitStatus.success
@@ -59,7 +61,7 @@ enum CommandLineTool {
             Output.error("slotstore \(name): \(error)")
             return ExitStatus.usage
         } catch let error as SlotStoreError {
-            Output.error("slotstore \(name): \(error)")
+            Output.error("slotstore \(name): \(CLIMessages.describe(error))")
             return ExitStatus.usage
         } catch {
             Output.error("slotstore \(name): \(error)")
@@ -68,8 +70,10 @@ enum CommandLineTool {
     }
 
     static var overview: String {
-        let rows = commands.filter { !$0.hidden }.map { command in
-            "  " + command.name.padding(toLength: 10, withPad: " ", startingAt: 0) + command.abstract
+        let visible = commands.filter { !$0.hidden }
+        let width = (visible.map { $0.name.count }.max() ?? 0) + 2
+        let rows = visible.map { command in
+            "  " + command.name.padding(toLength: width, withPad: " ", startingAt: 0) + command.abstract
         }
         return """
         usage: slotstore <command> [options]
@@ -89,11 +93,23 @@ enum CommandLineTool {
 enum Settings {
     /// Set once from `--allow-other-owner` before the command runs.
     nonisolated(unsafe) static var allowOtherOwner = false
+    /// The running command's name, for messages.
+    nonisolated(unsafe) static var command = ""
+    /// How long a command waits for the store's lock: `--lock-timeout`, read
+    /// by each command that may take it, before it opens the store.
+    nonisolated(unsafe) static var lockTimeout = OpenOptions().lockTimeout
 
     /// Open options for a command, with the global settings applied.
     static func options(_ mode: OpenOptions.Mode, fileMode: UInt32 = 0o600, cacheLineAligned: Bool = false) -> OpenOptions {
-        var options = OpenOptions(mode: mode, fileMode: fileMode, cacheLineAligned: cacheLineAligned)
+        var options = OpenOptions(mode: mode, fileMode: fileMode, lockTimeout: lockTimeout, cacheLineAligned: cacheLineAligned)
         options.allowOtherOwner = allowOtherOwner
         return options
     }
+
+    /// `--lock-timeout` as the usages show it.
+    static let lockTimeoutUsage = """
+      --lock-timeout T     how long to wait for the store's lock, held by another process,
+                           before giving up: 500ms, 2s, 1m (default 5s); a note on standard
+                           error names the holder after half a second of waiting
+    """
 }

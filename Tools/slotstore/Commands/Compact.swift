@@ -1,5 +1,5 @@
 import Foundation
-import SlotStore
+@_spi(Tools) import SlotStore
 
 /// `slotstore compact PATH`
 enum CompactCommand: Command {
@@ -7,7 +7,8 @@ enum CompactCommand: Command {
     static let abstract = "rewrite a store: drop tombstones, resize maps, migrate the schema, upgrade the format"
     static let usage = """
     usage: slotstore compact PATH [--schema NEW.json] [--capacity FIELD=N ...] [--output NEWPATH]
-                                  [--allow-narrowing] [--allow-retyping] [--allow-dropping] [--dry-run] [--json] [--quiet]
+                                  [--allow-narrowing] [--allow-retyping] [--allow-dropping]
+                                  [--dry-run] [--json] [--quiet] [--lock-timeout T]
       Writes a new store with maps rebuilt (tombstones gone, at a new capacity if
       asked), values carried into the new schema by field name, and the current
       format. Adding fields, widening numbers and growing capacities are always
@@ -18,12 +19,23 @@ enum CompactCommand: Command {
       may only add fields, grow strings and bytes, and change a map's capacity;
       other changes need them to close it first. With --output, PATH stays
       in service and the result is a snapshot.
+      --schema NEW.json    migrate to this schema (the format `slotstore create` takes); fields
+                           are matched by name; without it the stored schema is kept
       --capacity FIELD=N   new capacity of a map, string or bytes field (or an array's count); repeatable
-      --dry-run            print the plan (sizes before and after, each field's fate) and change nothing
+      --output NEWPATH     write the result to NEWPATH (which must not exist) and leave PATH as it is
+      --allow-narrowing    allow a smaller number type or capacity, if every stored value fits
+      --allow-retyping     allow another type (numbers, Booleans and strings convert), if every
+                           stored value converts back to exactly itself
+      --allow-dropping     allow fields of PATH that the new schema lacks to be dropped with their values
+      --dry-run            print the plan (sizes before and after, each field's fate) and change
+                           nothing; says if the compaction would be refused now because other
+                           processes have the store open
       --json               print the plan as JSON: {path, output, bytesBefore, bytesAfter, formatBefore,
-                           formatAfter, schemaVersion, dryRun, fields: [{name, fate, from, to}]}
+                           formatAfter, schemaVersion, dryRun, fields: [{name, fate, from, to}],
+                           refusedWhileInUse (dry run, only when it would be)}
       --quiet              no progress on standard error (shown for compactions over a second:
                            a bar on a terminal, one line per step otherwise)
+    \(Settings.lockTimeoutUsage)
     """
 
     static func run(_ arguments: inout Arguments) throws -> Int32 {
@@ -44,12 +56,15 @@ enum CompactCommand: Command {
         let dryRun = arguments.flag("--dry-run")
         let json = arguments.flag("--json")
         let quiet = arguments.flag("--quiet")
+        Settings.lockTimeout = try arguments.durationOption("--lock-timeout") ?? Settings.lockTimeout
         try arguments.finish()
         let schema = try schemaPath.map { try Schema(json: Array(readInputFile($0, what: "schema")), source: $0) }
-        let plan = try ProgressDisplay.run(quiet: quiet) { progress in
-            try SlotStore.compact(at: path, output: output, schema: schema, capacities: capacities,
-                                  migration: migration, dryRun: dryRun, allowOtherOwner: Settings.allowOtherOwner,
-                                  progress: progress)
+        let plan = try LockWait.run(path: path) {
+            try ProgressDisplay.run(quiet: quiet) { progress in
+                try SlotStore.compact(at: path, output: output, schema: schema, capacities: capacities,
+                                      migration: migration, dryRun: dryRun, allowOtherOwner: Settings.allowOtherOwner,
+                                      lockTimeout: Settings.lockTimeout, progress: progress)
+            }
         }
         if json {
             try JSONOutput.print(plan)
@@ -67,6 +82,9 @@ enum CompactCommand: Command {
             default: ""
             }
             Output.out("  \(field.fate.padding(toLength: 7, withPad: " ", startingAt: 0))  \(field.name): \(change)")
+        }
+        if let refusal = plan.refusedWhileInUse {
+            Output.out("  refused  \(refusal) (`slotstore inspect \(path)` lists them)")
         }
         return ExitStatus.success
     }

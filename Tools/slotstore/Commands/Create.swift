@@ -30,7 +30,7 @@ enum CreateCommand: Command {
         if json {
             try JSONOutput.print(SlotStore.inspect(at: path))
         } else {
-            Output.out("created \(path): \(schema.fields.count) fields, schema version \(schema.version), mode \(String(mode, radix: 8))")
+            Output.out("created \(path): \(Plural.count(schema.fields.count, "field")), schema version \(schema.version), mode \(String(mode, radix: 8))")
         }
         return ExitStatus.success
     }

@@ -6,7 +6,7 @@ enum DumpCommand: Command {
     static let name = "dump"
     static let abstract = "print the schema and every value as JSON (one consistent snapshot)"
     static let usage = """
-    usage: slotstore dump PATH [--output FILE] [--quiet]
+    usage: slotstore dump PATH [--output FILE] [--quiet] [--lock-timeout T]
       Prints {"format":"slotstore-dump","formatVersion":1,"schema":…,"values":{…}}.
       All values are read under the store's lock, as one snapshot, and written
       as they are read (a map of any size takes no more memory than a few MiB
@@ -18,6 +18,8 @@ enum DumpCommand: Command {
       --output FILE   write the dump to FILE instead of standard output (built
                       under a hidden name beside it and renamed when complete)
       --quiet         no progress on standard error (shown for dumps over a second)
+      --json          accepted and ignored: the dump is always JSON
+    \(Settings.lockTimeoutUsage)
     """
 
     static func run(_ arguments: inout Arguments) throws -> Int32 {
@@ -25,27 +27,34 @@ enum DumpCommand: Command {
         let output = try arguments.option("--output")
         let quiet = arguments.flag("--quiet")
         _ = arguments.flag("--json")  // dump always prints JSON
+        Settings.lockTimeout = try arguments.durationOption("--lock-timeout") ?? Settings.lockTimeout
         try arguments.finish()
-        let store = try SlotStore(path: path, options: Settings.options(.open))
+        let store = try LockWait.run(path: path) { try SlotStore(path: path, options: Settings.options(.open)) }
         defer { store.close() }
         guard let output else {
             var info = stat()
             if fstat(STDOUT_FILENO, &info) == 0 && (info.st_mode & S_IFMT) == S_IFREG {
-                try ProgressDisplay.run(quiet: quiet) { progress in
-                    try store.writeDump(to: STDOUT_FILENO, outputName: "standard output", progress: progress)
+                try LockWait.run(path: path) {
+                    try ProgressDisplay.run(quiet: quiet) { progress in
+                        try store.writeDump(to: STDOUT_FILENO, outputName: "standard output", progress: progress)
+                    }
                 }
             } else {
                 try Spool.through { fd in
-                    try ProgressDisplay.run(quiet: quiet) { progress in
-                        try store.writeDump(to: fd, outputName: "a temporary file", progress: progress)
+                    try LockWait.run(path: path) {
+                        try ProgressDisplay.run(quiet: quiet) { progress in
+                            try store.writeDump(to: fd, outputName: "a temporary file", progress: progress)
+                        }
                     }
                 }
             }
             return ExitStatus.success
         }
         try OutputFile.write(output, what: "dump") { fd in
-            try ProgressDisplay.run(quiet: quiet) { progress in
-                try store.writeDump(to: fd, outputName: output, progress: progress)
+            try LockWait.run(path: path) {
+                try ProgressDisplay.run(quiet: quiet) { progress in
+                    try store.writeDump(to: fd, outputName: output, progress: progress)
+                }
             }
         }
         return ExitStatus.success

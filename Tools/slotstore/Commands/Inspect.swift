@@ -10,7 +10,13 @@ enum InspectCommand: Command {
       Reads the file without mapping it or taking its lock, so it works on a store
       whose lock is stuck or whose owner is hung. Maps are read a few MiB at a
       time, so memory stays flat whatever their size.
-      --json    print the report as JSON (keys: path, format, schema, regions, lock, journal, fields)
+      Lists the processes that have the store open (their PIDs, marked when they
+      are in another PID namespace, such as another container), told by the
+      locks the kernel holds for them, so a process that died is never listed,
+      with the lock-region slots each holds when more than one (one per open of
+      the store, and one per thread that has written lock-free).
+      --json    print the report as JSON (keys: path, format, schema, regions, lock, journal,
+                fields, attached)
       --quiet   no progress on standard error (shown for reads over a second)
     """
 
@@ -28,13 +34,14 @@ enum InspectCommand: Command {
         var lines = [
             report.path,
             "  format    \(f.version), page \(f.pageSize), \(f.fileSize) bytes, generation \(f.generation), created \(f.createdAt)\(f.cacheLineAligned ? ", cache-line aligned" : "")",
-            "  schema    version \(report.schema.version), hash \(report.schema.hash), \(report.schema.fields) fields",
+            "  schema    version \(report.schema.version), hash \(report.schema.hash), \(Plural.count(report.schema.fields, "field"))",
             "  regions   " + report.regions.map { "\($0.name) \($0.offset)+\($0.size)" }.joined(separator: ", "),
             "  lock      " + describe(report.lock),
             "            acquisitions \(report.lock.acquisitions), recoveries \(report.lock.recoveries), resets \(report.lock.resets)"
                 + (report.lock.lastRecoveredPID.map { ", last recovered from PID \($0)" + (report.lock.lastRecoveredInAnotherPIDNamespace ? " in another PID namespace" : "") } ?? "")
                 + (report.lock.retirement == "live" ? "" : "; \(report.lock.retirement == "retiring" ? "being compacted in place right now" : report.lock.retirement)"),
-            "  journal   " + (report.journal.state == "clean" ? "clean" : "dirty: \(report.journal.records) record(s), \(report.journal.bytes) bytes"),
+            "  attached  " + describe(report.attached),
+            "  journal   " + (report.journal.state == "clean" ? "clean" : "dirty: \(Plural.count(report.journal.records, "record")), \(Plural.count(report.journal.bytes, "byte"))"),
             "  fields",
         ]
         let nameWidth = max(4, report.fields.map(\.name.count).max() ?? 0)
@@ -57,10 +64,19 @@ enum InspectCommand: Command {
         func lengths(_ probe: StoreInspection.ProbeLengths) -> String {
             "mean \(String(format: "%.2f", probe.mean)), p99 \(probe.p99), max \(probe.max)"
         }
-        return "\(map.count) entries, \(map.tombstones) tombstones, capacity \(map.capacity)"
+        return "\(Plural.count(map.count, "entry", plural: "entries")), \(Plural.count(map.tombstones, "tombstone")), capacity \(map.capacity)"
             + (map.growth.map { " (\($0))" } ?? "") + ", \(map.buckets) buckets, "
             + "load \(String(format: "%.3f", map.loadFactor)) (entries and tombstones); "
             + "probe length of a hit \(lengths(map.probeLengths)); of a miss \(lengths(map.missProbeLengths))"
+    }
+
+    /// "PID 12 (3 slots), PID 40 in another PID namespace", or "no process".
+    static func describe(_ attached: [StoreInspection.AttachedProcess]) -> String {
+        guard !attached.isEmpty else { return "no process" }
+        return Plural.count(attached.count, "process", plural: "processes") + ": " + attached.map { process in
+            "PID \(process.pid)" + (process.inAnotherPIDNamespace ? " in another PID namespace" : "")
+                + (process.slots > 1 ? " (\(process.slots) slots)" : "")
+        }.joined(separator: ", ")
     }
 
     static func describe(_ lock: StoreInspection.Lock) -> String {

@@ -6,7 +6,7 @@ enum LoadCommand: Command {
     static let name = "load"
     static let abstract = "write every value of a dump in one transaction (creating the store if needed)"
     static let usage = """
-    usage: slotstore load PATH DUMP.json [--mode 0644] [--json] [--quiet]
+    usage: slotstore load PATH DUMP.json [--mode 0644] [--json] [--quiet] [--lock-timeout T]
       Reads the dump as it goes (never the whole file in memory). If PATH does
       not exist, a store is created from the dump's schema under a hidden name
       beside PATH, filled as the dump is read, flushed, and put in place only
@@ -18,6 +18,7 @@ enum LoadCommand: Command {
       --mode OCTAL   permissions of a created store (default 0600)
       --json         print {"path": …, "created": …, "fields": N}
       --quiet        no progress on standard error (shown for loads over a second)
+    \(Settings.lockTimeoutUsage)
     """
 
     struct Report: Encodable {
@@ -35,12 +36,15 @@ enum LoadCommand: Command {
         }
         let json = arguments.flag("--json")
         let quiet = arguments.flag("--quiet")
+        Settings.lockTimeout = try arguments.durationOption("--lock-timeout") ?? Settings.lockTimeout
         try arguments.finish()
-        let report = try ProgressDisplay.run(quiet: quiet) { progress in
-            try SlotStore.load(dumpAt: dumpPath, into: path, options: Settings.options(.open, fileMode: mode), progress: progress)
+        let report = try LockWait.run(path: path) {
+            try ProgressDisplay.run(quiet: quiet) { progress in
+                try SlotStore.load(dumpAt: dumpPath, into: path, options: Settings.options(.open, fileMode: mode), progress: progress)
+            }
         }
         if json { try JSONOutput.print(Report(path: path, created: report.created, fields: report.fields)) }
-        else { Output.out("loaded \(report.fields) fields into \(path)\(report.created ? " (created)" : "")") }
+        else { Output.out("loaded \(Plural.count(report.fields, "field")) into \(path)\(report.created ? " (created)" : "")") }
         return ExitStatus.success
     }
 }

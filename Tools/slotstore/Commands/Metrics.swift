@@ -6,7 +6,7 @@ enum MetricsCommand: Command {
     static let name = "metrics"
     static let abstract = "print the values in the Prometheus text format"
     static let usage = """
-    usage: slotstore metrics PATH [--prefix P] [--output FILE]
+    usage: slotstore metrics PATH [--prefix P] [--output FILE] [--lock-timeout T]
       Prints every field in the Prometheus text exposition format 0.0.4, each
       read lock-free and consistently on its own (not the store as of one moment):
       numbers as gauges, or counters when the field's name ends in _total;
@@ -18,21 +18,25 @@ enum MetricsCommand: Command {
       --prefix P     the metric name prefix (default slotstore_; "" for none)
       --output FILE  write to FILE atomically instead (a temporary file in its
                      directory, then rename), for the textfile collector
+    \(Settings.lockTimeoutUsage)
     """
 
     static func run(_ arguments: inout Arguments) throws -> Int32 {
         let path = try arguments.positional("store path")
         let prefix = try arguments.option("--prefix") ?? "slotstore_"
         let output = try arguments.option("--output")
+        Settings.lockTimeout = try arguments.durationOption("--lock-timeout") ?? Settings.lockTimeout
         try arguments.finish()
         guard PrometheusText.isValidName(prefix, allowingEmpty: true) else {
             throw UsageError("--prefix must be a metric name prefix ([a-zA-Z_:][a-zA-Z0-9_:]*), found \"\(prefix)\"")
         }
-        let store = try SlotStore(path: path, options: Settings.options(.open))
-        defer { store.close() }
-        // Field by field, lock-free: a scrape never holds the lock writers need.
-        let text = try PrometheusText.render(fields: store.schema.fields, prefix: prefix) { name in
-            try store.value(of: name)
+        let text = try LockWait.run(path: path) {
+            let store = try SlotStore(path: path, options: Settings.options(.open))
+            defer { store.close() }
+            // Field by field, lock-free: a scrape never holds the lock writers need.
+            return try PrometheusText.render(fields: store.schema.fields, prefix: prefix) { name in
+                try store.value(of: name)
+            }
         }
         if let output {
             try AtomicFile.write(text, to: output)

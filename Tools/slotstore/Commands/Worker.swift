@@ -30,7 +30,8 @@ enum WorkerCommand: Command {
                                            sleep 100 us inside it); a lockTimeout adds 1 to "timeouts";
                                            at each even round add 1 to "parked" and wait; end when < 0
       open PATH SCHEMA-JSON                open or create, print "created" or "opened"
-      demo PATH ID COUNT                   the demo's worker loop
+      demo PATH ID COUNT PAUSE             the demo's worker loop: after increment PAUSE (0: never), wait for
+                                           the bool "compacting"; print "finished in generation G"
       map-work PATH FIELD COUNT ID         add 1 to shared keys k0…k9; insert w<ID>-<i>, remove the odd ones
       map-grow PATH FIELD COUNT ID         set g<ID>-<i> to i for i < COUNT in a map that grows, storing i + 1
                                            in the int64 array "progress"[ID] after each; print "done COUNT
@@ -385,7 +386,7 @@ enum WorkerCommand: Command {
             return try ForkWorker.grandchild(path: path)
         case "demo":
             return try DemoWorker.run(path: path, id: number(arguments.positional("id")),
-                                      count: number(arguments.positional("count")))
+                                      count: number(arguments.positional("count")), pause: number(arguments.positional("pause")))
         default:
             throw UsageError("unknown worker role \"\(role)\"")
         }
