@@ -14,7 +14,7 @@ let package = Package(
         .target(name: "SlotStore", dependencies: ["CSlotStore"]),
         .executableTarget(
             name: "slotstore",
-            dependencies: ["SlotStore"],
+            dependencies: ["SlotStore", "CSlotStore"],
             path: "Tools/slotstore"
         ),
         .executableTarget(

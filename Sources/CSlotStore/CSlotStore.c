@@ -8,6 +8,9 @@
 #include <string.h>
 #include <sys/mman.h>
 #include <time.h>
+#include <signal.h>
+#include <sys/prctl.h>
+#include <unistd.h>
 #include <linux/futex.h>
 #include <linux/membarrier.h>
 #include <sys/syscall.h>
@@ -188,4 +191,10 @@ void slotstore_fork_unregister_descriptor(int fd) {
                                             __ATOMIC_ACQ_REL, __ATOMIC_RELAXED)) return;
         }
     }
+}
+
+int slotstore_die_with_parent(void) {
+    if (prctl(PR_SET_PDEATHSIG, SIGKILL) != 0) return -errno;
+    if (getppid() == 1) raise(SIGKILL);
+    return 0;
 }

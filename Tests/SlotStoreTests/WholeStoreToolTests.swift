@@ -119,6 +119,8 @@ struct WholeStoreToolTests {
         for index in 0..<60_000 { try map.set(Int64(index), for: "key-\(index)") }  // a dump of ~2 MB: over the dump's 1 MiB buffer and a pipe's 64 KiB
         let snapshot = directory.file("snapshot.json")
         #expect(try Tool.run(["dump", path, "--output", snapshot]).status == 0)
+        var info = stat()
+        #expect(stat(snapshot, &info) == 0 && info.st_mode & 0o777 == 0o600, "a dump gets the store's permissions, not the umask's")
 
         let process = Tool.process(["dump", path, "--quiet"], environment: [:])
         let pipe = Pipe()

@@ -159,4 +159,10 @@ int slotstore_membarrier_register_global_expedited(void);
 /// a microsecond, by interprocessor interrupts). 0, or -errno.
 int slotstore_membarrier_global_expedited(void);
 
+/// Asks the kernel to SIGKILL the calling process when its parent dies
+/// (PR_SET_PDEATHSIG), and dies at once if the parent is already gone
+/// (reparented to init): for worker processes a tool starts, which must not
+/// outlive it holding a store's lock. 0, or -errno.
+int slotstore_die_with_parent(void);
+
 #endif

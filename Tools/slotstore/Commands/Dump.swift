@@ -50,7 +50,10 @@ enum DumpCommand: Command {
             }
             return ExitStatus.success
         }
-        try OutputFile.write(output, what: "dump") { fd in
+        // A dump holds every value: it gets the store's permissions (0600 by default), not the umask's.
+        var storeInfo = stat()
+        let mode = stat(path, &storeInfo) == 0 ? storeInfo.st_mode & 0o666 : 0o600
+        try OutputFile.write(output, what: "dump", mode: mode) { fd in
             try LockWait.run(path: path) {
                 try ProgressDisplay.run(quiet: quiet) { progress in
                     try store.writeDump(to: fd, outputName: output, progress: progress)
@@ -79,6 +82,7 @@ enum OutputFile {
             close(fd)
             if !finished { unlink(temporary) }
         }
+        _ = fchmod(fd, mode)  // the umask must not widen or narrow what the caller asked for
         try body(fd)
         guard fsync(fd) == 0 || errno == EINVAL else {
             throw InputError("\(path): cannot flush the \(what): \(String(cString: strerror(errno)))")

@@ -1,3 +1,4 @@
+import CSlotStore
 import Foundation
 import Glibc
 import SlotStore
@@ -385,6 +386,9 @@ enum WorkerCommand: Command {
             try arguments.finish()
             return try ForkWorker.grandchild(path: path)
         case "demo":
+            // The demo's workers die with it (`slotstore demo | head -3` kills
+            // the demo by SIGPIPE), instead of holding the store's lock for ever.
+            _ = slotstore_die_with_parent()
             return try DemoWorker.run(path: path, id: number(arguments.positional("id")),
                                       count: number(arguments.positional("count")), pause: number(arguments.positional("pause")))
         default:

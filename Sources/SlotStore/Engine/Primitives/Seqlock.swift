@@ -87,22 +87,31 @@ struct ReadRetry {
     private var attempts = 0
     private var started: UInt64 = 0
 
-    /// Call after a failed attempt. `stalled` says whether the word was odd
-    /// (a writer inside, maybe dead); then every 4,096 attempts `settle` runs,
-    /// by default ``StoreCore/settleStalledWriter()``, which takes and
-    /// releases the lock (recovering a dead writer).
+    /// Call after a failed attempt. Spins 64 attempts, then yields between
+    /// attempts; every 64 attempts it looks at the clock (started at the
+    /// first look). When the word has been odd for over 10 ms (a writer
+    /// inside, maybe dead), `settle` runs, by default
+    /// ``StoreCore/settleStalledWriter()``, which takes and releases the lock
+    /// (recovering a dead writer, waiting at most the lock timeout for a live
+    /// one); past the lock timeout the read gives up. Deadlines are by the
+    /// clock, not by a count of attempts: on a loaded machine each yield can
+    /// take a whole time slice, and 4,096 of them took 10-15 s.
     @inline(never)
     mutating func wait(core: StoreCore, field: String, stalled: @autoclosure () -> Bool,
                        settle: (() throws(SlotStoreError) -> Void)? = nil) throws(SlotStoreError) {
         attempts += 1
         if attempts > 64 { sched_yield() }
-        guard attempts & 4095 == 0 else { return }
-        if stalled() {
+        guard attempts & 63 == 0 else { return }
+        let now = StoreCore.monotonicNanoseconds()
+        if started == 0 {
+            started = now
+            return
+        }
+        let elapsed = Double(now - started) / 1e9
+        if elapsed > 0.01 && stalled() {
             if let settle { try settle() } else { try core.settleStalledWriter() }
         }
-        if started == 0 {
-            started = StoreCore.monotonicNanoseconds()
-        } else if Double(StoreCore.monotonicNanoseconds() - started) / 1e9 > core.lockTimeout {
+        if elapsed > core.lockTimeout {
             throw .readTimeout(path: core.path, field: field, seconds: core.lockTimeout)
         }
     }
