@@ -163,6 +163,26 @@ extension StoreCore {
     }
 }
 
+extension StoreCore {
+    /// `read` while counted in the live file's waiters, following a
+    /// compaction first: a change sequence's first read of each `next()`,
+    /// which a concurrent `close()` must not unmap under (it waits for
+    /// counted threads, and refuses new ones with `storeClosed`).
+    static func readCounted<T>(_ reference: FieldReference, _ read: () throws(SlotStoreError) -> T) throws(SlotStoreError) -> T {
+        var target = WaitTarget(session: reference.session, core: reference.core, field: reference.layout)
+        while true {
+            try target.core.waiters.enter(target.core)
+            if target.needsFollowing {
+                target.core.waiters.leave()
+                try target.follow()
+                continue
+            }
+            defer { target.core.waiters.leave() }
+            return try read()
+        }
+    }
+}
+
 /// Runs a blocking wait on a thread of its own, so an `AsyncSequence` of
 /// changes never blocks Swift's cooperative pool (two threads on a
 /// two-core machine) while it waits; a cancelled task wakes the thread.

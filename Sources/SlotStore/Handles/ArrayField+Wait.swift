@@ -32,7 +32,7 @@ extension ArrayField {
     public func changes() -> some AsyncSequence<[Value], SlotStoreError> & Sendable {
         let field = self
         return ChangeSequence<[Value]>(
-            read: { () throws(SlotStoreError) in try field.snapshot() },
+            read: { () throws(SlotStoreError) in try StoreCore.readCounted(field.reference) { () throws(SlotStoreError) in try field.snapshot() } },
             wait: { old, cancellation, timeout throws(SlotStoreError) in
                 try field.waitForChange(from: old, timeout: timeout, cancellation: cancellation)
             },

@@ -40,7 +40,7 @@ extension MapField {
     public func changes(for key: Key) -> some AsyncSequence<Value?, SlotStoreError> & Sendable {
         let map = self
         return ChangeSequence<Value?>(
-            read: { () throws(SlotStoreError) in try map.get(key) },
+            read: { () throws(SlotStoreError) in try StoreCore.readCounted(map.reference) { () throws(SlotStoreError) in try map.get(key) } },
             wait: { old, cancellation, timeout throws(SlotStoreError) in
                 // `.some(nil)`: the key was removed; nil: no change (timeout or cancellation).
                 try map.waitForChange(of: key, from: old, timeout: timeout, cancellation: cancellation)

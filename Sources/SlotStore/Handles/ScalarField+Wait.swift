@@ -50,7 +50,7 @@ extension ScalarField {
     public func changes() -> some AsyncSequence<Value, SlotStoreError> & Sendable {
         let field = self
         return ChangeSequence<Value>(
-            read: { field.load() },
+            read: { () throws(SlotStoreError) in try StoreCore.readCounted(field.reference) { field.load() } },
             wait: { old, cancellation, timeout throws(SlotStoreError) in
                 try field.waitForChange(from: old, timeout: timeout, cancellation: cancellation)
             },

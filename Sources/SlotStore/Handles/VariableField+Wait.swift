@@ -38,7 +38,7 @@ extension StringField {
     public func changes() -> some AsyncSequence<String, SlotStoreError> & Sendable {
         let field = self
         return ChangeSequence<String>(
-            read: { () throws(SlotStoreError) in try field.load() },
+            read: { () throws(SlotStoreError) in try StoreCore.readCounted(field.field.reference) { () throws(SlotStoreError) in try field.load() } },
             wait: { old, cancellation, timeout throws(SlotStoreError) in
                 try field.waitForChange(from: old, timeout: timeout, cancellation: cancellation)
             },
@@ -80,7 +80,7 @@ extension BytesField {
     public func changes() -> some AsyncSequence<[UInt8], SlotStoreError> & Sendable {
         let field = self
         return ChangeSequence<[UInt8]>(
-            read: { () throws(SlotStoreError) in try field.load() },
+            read: { () throws(SlotStoreError) in try StoreCore.readCounted(field.field.reference) { () throws(SlotStoreError) in try field.load() } },
             wait: { old, cancellation, timeout throws(SlotStoreError) in
                 try field.waitForChange(from: old, timeout: timeout, cancellation: cancellation)
             },
