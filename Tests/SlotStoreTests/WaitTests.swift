@@ -130,6 +130,25 @@ struct WaitTests {
         #expect(ContinuousClock.now - start < .seconds(5))
     }
 
+    /// Found by the outside attack: the forwarding path of a handle resolved
+    /// before a compaction wrote without waking, so waiters saw its writes
+    /// only at their 100 ms re-check.
+    @Test("a handle resolved before a compaction in place wakes waiters in the new file")
+    func oldHandleWakes() throws {
+        let store = try makeStore("old-handle.slots")
+        let x = try store.scalar("x", as: Int64.self)
+        x.add(1)
+        try SlotStore.compact(at: store.path)
+        x.add(1)  // follows the compaction; the next writes take the forwarding path
+        #expect(store.generation == 2)
+        let waiter = try Tool.start(["_wait-worker", "scalar", store.path, "x", String(x.load()), "20000"], environment: WaitTests.noRecheck)
+        try #require(waitUntilAsleepInChangeWait(waiter.pid, threads: 1))
+        let start = ContinuousClock.now
+        x.add(1)
+        #expect(waiter.wait(killingAfter: 30).stdout.hasPrefix("changed"))
+        #expect(ContinuousClock.now - start < .seconds(5), "woken, not found at a re-check (which is 10 minutes here)")
+    }
+
     @Test("a writer killed holding the lock mid-transaction: its waiters wake once another process rolls the write back")
     func rollbackWakesWaiters() throws {
         let path = directory.file("rollback.slots")

@@ -207,6 +207,7 @@ final class StoreSession: Sendable {
         if core.gate.isRetired, let (live, number) = core.forwarding.lookUp(index),
            let marker = live.gate.enter() {
             let result = write(FieldWords(live, fieldNumber: number))
+            live.notifyAfterLockFreeWrite(field: number)
             live.gate.leave(marker)
             return result
         }
