@@ -30,8 +30,9 @@ enum WatchCommand: Command {
       --interval S  refresh at least every S seconds, and the span rates are
                     measured over (default 1; from 0.1 to 86400)
       --json        one JSON object per refresh and line:
-                    {"time": UNIX SECONDS, "values": {FIELD: VALUE, …},
-                     "rates": {FIELD: PER SECOND, …}}; a map's value is
+                    {"time": UNIX SECONDS, "generation": N, "values":
+                     {FIELD: VALUE, …}, "rates": {FIELD: PER SECOND, …}};
+                    values as `dump` prints them, but a map's is
                     {"count", "capacity", "top": [{"key", "value", "rate"}]};
                     rates start with the second line
       --count N     stop after N refreshes (for scripts)
@@ -127,8 +128,9 @@ struct WatchSnapshot {
     let generation: UInt64
     let fields: [WatchedField]
 
-    /// What tells two refreshes apart (the time doesn't).
-    var values: [FieldValue] { fields.map(\.value) }
+    /// What tells two refreshes apart (the time doesn't): the values, and the
+    /// generation, so that a compaction shows in the header at once.
+    var values: [FieldValue] { [.uint(generation)] + fields.map(\.value) }
 }
 
 /// Rates per second from the refreshes of the last interval.
@@ -270,7 +272,10 @@ struct Watcher {
     private func read() throws -> WatchSnapshot {
         // A compaction between listing and reading can drop a field: read again from its schema.
         for attempt in 0..<3 {
+            // Both clocks at one moment: rates use the monotonic one, and a
+            // consumer of --json can check them against the wall times it prints.
             let wallTime = Date().timeIntervalSince1970
+            let time = monotonicSeconds()
             let schema = store.schema
             var fields: [WatchedField] = []
             var dropped: String?
@@ -285,7 +290,7 @@ struct Watcher {
                 if names == nil && attempt < 2 { continue }
                 throw InputError("\(path): field \"\(dropped)\" is no longer in the store (a compaction to generation \(store.generation) dropped it); watch stops. Run it again without that field")
             }
-            return WatchSnapshot(time: monotonicSeconds(), wallTime: wallTime, generation: store.generation, fields: fields)
+            return WatchSnapshot(time: time, wallTime: wallTime, generation: store.generation, fields: fields)
         }
         throw InputError("\(path): the store's fields kept changing under three reads in a row (compactions); watch stops")
     }

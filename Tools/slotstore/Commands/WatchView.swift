@@ -205,12 +205,13 @@ struct WatchView {
         }
         let encoder = JSONEncoder()
         encoder.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
-        let line = JSONRefresh(time: snapshot.wallTime, values: values, rates: rates.fields)
+        let line = JSONRefresh(time: snapshot.wallTime, generation: snapshot.generation, values: values, rates: rates.fields)
         return String(decoding: try encoder.encode(line), as: UTF8.self)
     }
 
     struct JSONRefresh: Encodable {
         let time: Double
+        let generation: UInt64
         let values: [String: JSONValue]
         let rates: [String: Double]
     }
