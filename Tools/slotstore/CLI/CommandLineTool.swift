@@ -15,6 +15,7 @@ enum CommandLineTool {
         AddCommand.self,
         DumpCommand.self,
         MetricsCommand.self,
+        WatchCommand.self,
         LoadCommand.self,
         CompactCommand.self,
         VerifyCommand.self,
