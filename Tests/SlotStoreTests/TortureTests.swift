@@ -118,6 +118,70 @@ struct TortureTests {
         #expect((Self.figure("recoveries", in: summary) ?? 0) + unrecovered == holding + compactorRecoveries, "\(summary)")
     }
 
+    @Test("a map walk that falls back to the lock while a compaction in place replaces the file carries on in the new file")
+    func walkFollowsCompaction() throws {
+        // Found by the torture: workers reading their keys with forEach died
+        // with storeRetired while others grew the map. A walk that removals
+        // keep disturbing copies the map under the lock; a compaction in place
+        // that finished meanwhile has retired the file under it.
+        let directory = TemporaryDirectory()
+        let path = directory.file("walk.slots")
+        let schema = Schema(version: 1, fields: [.map("map", key: .scalar(.int64), value: .scalar(.int64), capacity: 64)])
+        let store = try SlotStore(path: path, schema: schema, options: OpenOptions(lockTimeout: .seconds(10)))
+        let map = try store.map("map", key: Int64.self, value: Int64.self)
+        for key in Int64(0)..<40 { try map.set(key * 10, for: key) }
+
+        // A compactor stopped after its first copy, holding the lock.
+        let compactor = try Tool.Holder(["compact", path], environment: ["SLOTSTORE_FAULT": "afterBulkCopy:wait"])
+        defer { if compactor.isHolding { compactor.kill() } }
+        #expect(compactor.isHolding)
+        // Stands for removals moving entries in this file (their lock is the
+        // compactor's now): every lock-free walk of it fails, so the walk
+        // falls back to one copy under the lock, and waits for the compactor.
+        nonisolated(unsafe) let moves = MapTable(core: store.core, field: store.core.layout.fields[0]).moveSequence
+        let stop = Atomic<Bool>(false)
+        let disturberDone = DispatchSemaphore(value: 0)
+        let disturber = Thread {
+            while !stop.load(ordering: .relaxed) {
+                moves.beginWrite()
+                moves.endWrite()
+            }
+            disturberDone.signal()
+        }
+        disturber.start()
+        let walked = Mutex<Result<Int, any Error>?>(nil)
+        let started = Atomic<Bool>(false)
+        let done = DispatchSemaphore(value: 0)
+        let walker = Thread {
+            started.store(true, ordering: .relaxed)
+            let result = Result { () throws -> Int in
+                var count = 0
+                try map.forEach { key, value in if value == key * 10 { count += 1 } }
+                return count
+            }
+            walked.withLock { $0 = result }
+            done.signal()
+        }
+        walker.start()
+        // Begun before the file is retired, it can't end while the compactor holds the lock.
+        while !started.load(ordering: .relaxed) { sched_yield() }
+        kill(compactor.pid, SIGUSR1)
+        compactor.process.waitUntilExit()
+        #expect(compactor.process.terminationStatus == 0)
+        let finished = done.wait(timeout: .now() + 30) == .success
+        stop.store(true, ordering: .relaxed)
+        disturberDone.wait()
+        #expect(finished, "the walk ended")
+        switch walked.withLock({ $0 }) {
+        case .success(let count)?: #expect(count == 40, "every entry, read from the new file")
+        case .failure(let error)?: Issue.record("the walk failed: \(error)")
+        case nil: break
+        }
+        #expect(store.generation == 2)
+        if !finished { done.wait() }
+        store.close()
+    }
+
     /// A string that carries its own checksum.
     static func checked(_ seed: Int) -> String {
         let body = String(repeating: Character(UnicodeScalar(UInt8(97 + seed % 26))), count: 10 + seed % 50)
