@@ -2223,7 +2223,7 @@ final class TortureRun {
         }
         let rate = elapsed > 0 ? Int(Double(operations) / elapsed) : 0
         let compactions = compactEvery == 0 ? ""
-            : "compactions done \(compactionsDone) (\(growShrinks) shrinking the growing map, \(growShrinksRefused) refused as it outgrew the shrink), "
+            : "compactions done \(compactionsDone) (shrinking the growing map \(growShrinks), refused as it outgrew the shrink \(growShrinksRefused)), "
               + "compactions killed \(compactorsKilled) (\(compactorsKilledAfterRename) after the rename), "
               + "compactor recoveries \(compactorRecoveries), "
               + "compactions failed \(compactionsFailed), kills during compactions \(killsDuringCompactions), "
