@@ -52,12 +52,15 @@ enum TortureCommand: Command {
                           compactions (default: random, printed)
       PATH                the store to create, which must not exist; it is kept afterwards.
                           Default: a new temporary folder, removed afterwards
-    Workers increment their own counters (lock-free), move amounts between accounts
-    in transactions (one in eight pausing 50-300 us inside, so others sleep on the
-    lock), write self-checking strings and bytes, uniform arrays, and insert,
-    remove and add to map entries. About half of the worker processes stop at a
-    fault point holding the lock (SLOTSTORE_FAULT=<point>:hold) and are killed
-    there; the others are killed when the count of operations begun reaches a
+    Workers increment their own counters and array elements (lock-free), move
+    amounts between accounts in transactions (one in eight pausing 50-300 us
+    inside, so others sleep on the lock), write self-checking strings and bytes,
+    uniform arrays, insert, remove and add to map entries, and churn many distinct
+    keys through a second map that grows by itself (16 up to 4096 entries; the
+    live set rises and falls, so it grows again and again), one at a time or two
+    in a transaction. A third of the worker processes stop at a write fault point
+    holding the lock (SLOTSTORE_FAULT=<point>:hold), a third in the first growth
+    they make (afterBulkCopy, afterRetiring or afterRename), and are killed there; the others are killed when the count of operations begun reaches a
     point drawn from the seed (so a seed replays its kill schedule), at once or
     just as they start a locked operation. Most kills are bursts: after the first
     victim, one or two more workers die 1-3 ms apart, preferring workers inside a
@@ -69,12 +72,15 @@ enum TortureCommand: Command {
     between two capacities; about one compaction in four is instead a `slotstore
     compact` process that must die by SIGKILL at SLOTSTORE_FAULT=afterRetiring:kill
     or afterRename:kill (while one runs, only workers holding the lock at a fault
-    point are killed, one at a time, so its own recovery is counted exactly). Every
-    invariant must hold across the switches to the new files, recoveries are
-    totalled over every file the path held, and the parent's store must end in the
-    newest generation; a compaction refused with a clear error (store in use, lock
-    timeout) is counted as failed, and a run without any compaction fails. Prints
-    one line of figures; exits 1 if any invariant failed.
+    point are killed, one at a time, so its own recovery is counted exactly); at
+    low tide a compaction also shrinks the growing map. Every check reads every
+    entry of both maps against the model, and each new file at the path is
+    checked against the one before (a growth keeps the map and doubles the growing
+    map). Every invariant must hold across the switches to the new files,
+    recoveries are totalled over every file the path held, and the parent's store
+    must end in the newest generation; a compaction refused with a clear error
+    (store in use, lock timeout) is counted as failed, and a run without any
+    compaction fails. Prints one line of figures; exits 1 if any invariant failed.
     """
 
     static func run(_ arguments: inout Arguments) throws -> Int32 {
