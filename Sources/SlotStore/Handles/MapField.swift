@@ -251,8 +251,16 @@ public struct MapField<Key: SlotMapKey, Value: SlotMapValue>: Sendable, FieldHan
     /// again, and under the lock after a few tries), so `body` may write the map.
     public func forEach(_ body: (Key, Value) throws -> Void) throws {
         if gate.isRetired { return try live().forEach(body) }
-        try table.forEach { key, value in
-            try body(Key(_keyBytes: key), Value._read(from: SlotMapValueArea(value.pointer), type: valueType))
+        var visited = false
+        do {
+            try table.forEach { key, value in
+                visited = true
+                try body(Key(_keyBytes: key), Value._read(from: SlotMapValueArea(value.pointer), type: valueType))
+            }
+        } catch SlotStoreError.storeRetired where !visited {
+            // The walk fell back to the lock and found the file compacted in
+            // place (or the map grown) meanwhile: walk the new file instead.
+            try live().forEach(body)
         }
     }
 

@@ -52,12 +52,15 @@ enum TortureCommand: Command {
                           compactions (default: random, printed)
       PATH                the store to create, which must not exist; it is kept afterwards.
                           Default: a new temporary folder, removed afterwards
-    Workers increment their own counters (lock-free), move amounts between accounts
-    in transactions (one in eight pausing 50-300 us inside, so others sleep on the
-    lock), write self-checking strings and bytes, uniform arrays, and insert,
-    remove and add to map entries. About half of the worker processes stop at a
-    fault point holding the lock (SLOTSTORE_FAULT=<point>:hold) and are killed
-    there; the others are killed when the count of operations begun reaches a
+    Workers increment their own counters and array elements (lock-free), move
+    amounts between accounts in transactions (one in eight pausing 50-300 us
+    inside, so others sleep on the lock), write self-checking strings and bytes,
+    uniform arrays, insert, remove and add to map entries, and churn many distinct
+    keys through a second map that grows by itself (16 up to 4096 entries; the
+    live set rises and falls, so it grows again and again), one at a time or two
+    in a transaction. A third of the worker processes stop at a write fault point
+    holding the lock (SLOTSTORE_FAULT=<point>:hold), a third in the first growth
+    they make (afterBulkCopy, afterRetiring or afterRename), and are killed there; the others are killed when the count of operations begun reaches a
     point drawn from the seed (so a seed replays its kill schedule), at once or
     just as they start a locked operation. Most kills are bursts: after the first
     victim, one or two more workers die 1-3 ms apart, preferring workers inside a
@@ -69,12 +72,15 @@ enum TortureCommand: Command {
     between two capacities; about one compaction in four is instead a `slotstore
     compact` process that must die by SIGKILL at SLOTSTORE_FAULT=afterRetiring:kill
     or afterRename:kill (while one runs, only workers holding the lock at a fault
-    point are killed, one at a time, so its own recovery is counted exactly). Every
-    invariant must hold across the switches to the new files, recoveries are
-    totalled over every file the path held, and the parent's store must end in the
-    newest generation; a compaction refused with a clear error (store in use, lock
-    timeout) is counted as failed, and a run without any compaction fails. Prints
-    one line of figures; exits 1 if any invariant failed.
+    point are killed, one at a time, so its own recovery is counted exactly); at
+    low tide a compaction also shrinks the growing map. Every check reads every
+    entry of both maps against the model, and each new file at the path is
+    checked against the one before (a growth keeps the map and doubles the growing
+    map). Every invariant must hold across the switches to the new files,
+    recoveries are totalled over every file the path held, and the parent's store
+    must end in the newest generation; a compaction refused with a clear error
+    (store in use, lock timeout) is counted as failed, and a run without any
+    compaction fails. Prints one line of figures; exits 1 if any invariant failed.
     """
 
     static func run(_ arguments: inout Arguments) throws -> Int32 {
@@ -110,9 +116,8 @@ enum TortureCommand: Command {
             directory = try makeTemporaryDirectory(diskBacked: durable)
             path = directory! + "/torture.slots"
         }
-        var killedCompactors: [pid_t] = []
         defer {
-            removeLeftovers(of: killedCompactors, beside: path!)
+            removeLeftovers(beside: path!)
             if let directory {
                 try? SlotStore.remove(at: directory + "/torture.slots")
                 rmdir(directory)
@@ -123,24 +128,23 @@ enum TortureCommand: Command {
                                            durable: durable, compactEveryMS: compactEvery, seed: seed)
         let run = try TortureRun(path: path!, settings: settings)
         let violations = run.execute()
-        killedCompactors = run.killedCompactorPIDs
         return violations == 0 ? ExitStatus.success : ExitStatus.problem
     }
 
-    /// A compactor killed after stopping the writers leaves its new file beside
-    /// the store, `.NAME.compacting-PID` or `.NAME.compacting-PID-UNIQUE` (see
-    /// TemporaryFiles); the next compaction would remove it, but there is none.
-    private static func removeLeftovers(of pids: [pid_t], beside path: String) {
-        guard !pids.isEmpty else { return }
+    /// A compactor (or a worker growing the map) killed during its compaction
+    /// leaves its new file beside the store, `.NAME.compacting-PID-UNIQUE`
+    /// (see TemporaryFiles); the next compaction would remove it, but there is
+    /// none. Every process of the run has ended: all such files are leftovers.
+    private static func removeLeftovers(beside path: String) {
         let slash = path.lastIndex(of: "/")
         let folder = slash.map { String(path[...$0]) } ?? ""
         let name = slash.map { String(path[path.index(after: $0)...]) } ?? path
-        let prefixes = pids.map { ".\(name).compacting-\($0)" }
+        let prefixes = [".\(name).compacting-"]
         guard let stream = opendir(folder.isEmpty ? "." : folder) else { return }
         defer { closedir(stream) }
         while let entry = readdir(stream) {
             let file = withUnsafeBytes(of: entry.pointee.d_name) { String(decoding: $0.prefix { $0 != 0 }, as: UTF8.self) }
-            if prefixes.contains(where: { file == $0 || file.hasPrefix($0 + "-") }) { unlink(folder + file) }
+            if prefixes.contains(where: { file.hasPrefix($0) }) { unlink(folder + file) }
         }
     }
 
@@ -244,11 +248,60 @@ enum TortureSchema {
         fields += (0..<arrays).map { .array("uniform.\($0)", of: .int64, count: arrayCount) }
         fields.append(.map("map", key: .string(capacity: 16), value: .scalar(.int64),
                            capacity: processes * ownKeys + sharedKeys + 8))
+        // One element per worker, written lock-free (add and store).
+        fields.append(.array("tally", of: .int64, count: processes))
+        fields.append(.map("grow", key: .string(capacity: 16), value: .scalar(.int64), capacity: growInitialCapacity,
+                           growth: MapGrowth(maxCapacity: growMaximumCapacity)))
         return Schema(version: 1, fields: fields)
+    }
+
+    /// The map that grows by itself: small at first, so churning workers grow it many times.
+    static let growInitialCapacity = 16
+    static let growMaximumCapacity = 4_096
+
+    /// The most live keys one worker keeps in the growing map at high tide:
+    /// all of them together stay well below the maximum, so `mapFull` there
+    /// is a failure, not the workload.
+    static func churnPeak(processes: Int) -> Int { max(8, min(400, 2_800 / processes)) }
+
+    static func churnKey(slot: Int, _ number: Int) -> String { "g\(slot).\(number)" }
+
+    /// The worker slot and key number of a key of the growing map, or nil for a key no worker makes.
+    static func parseChurnKey(_ key: String) -> (slot: Int, number: Int)? {
+        guard key.hasPrefix("g"), let dot = key.firstIndex(of: "."),
+              let slot = Int(key[key.index(after: key.startIndex)..<dot]),
+              let number = Int(key[key.index(after: dot)...]), number >= 0, slot >= 0 else { return nil }
+        guard churnKey(slot: slot, number) == key else { return nil }
+        return (slot, number)
+    }
+
+    /// A digest of a worker's entries in the growing map, for its hello line.
+    static func digest(churn: [Int: Int64]) -> UInt64 {
+        var hash: UInt64 = 0xCBF2_9CE4_8422_2325
+        for (number, value) in churn.sorted(by: { $0.key < $1.key }) {
+            hash = (hash ^ UInt64(number)) &* 0x100_0000_01B3
+            hash = (hash ^ UInt64(bitPattern: value)) &* 0x100_0000_01B3
+        }
+        return hash
     }
 
     static func ownKey(slot: Int, _ key: Int) -> String { "w\(slot).\(key)" }
     static func sharedKey(_ key: Int) -> String { "shared.\(key)" }
+
+    /// The worker slot and own key of a key of `map`, or nil for another key.
+    static func parseOwnKey(_ key: String) -> (slot: Int, key: Int)? {
+        guard key.hasPrefix("w"), let dot = key.firstIndex(of: "."),
+              let slot = Int(key[key.index(after: key.startIndex)..<dot]), let number = Int(key[key.index(after: dot)...]),
+              (0..<ownKeys).contains(number), slot >= 0, ownKey(slot: slot, number) == key else { return nil }
+        return (slot, number)
+    }
+
+    /// The number of a shared key of `map`, or nil for another key.
+    static func parseSharedKey(_ key: String) -> Int? {
+        guard key.hasPrefix("shared."), let number = Int(key.dropFirst(7)), (0..<sharedKeys).contains(number),
+              sharedKey(number) == key else { return nil }
+        return number
+    }
 
     /// A digest of a worker's own map entries, for its hello line.
     static func digest(_ values: [Int64?]) -> UInt64 {
@@ -312,40 +365,65 @@ enum TortureOp: Equatable {
     case sharedAdd(key: Int)
     /// A lock-free read of a string, bytes or array, checked for tearing.
     case check(target: Int)
+    /// Adds to, or stores, the worker's own element of `tally`: lock-free element writes.
+    case tallyAdd(delta: Int64)
+    case tallyStore(value: Int64)
+    /// One insert, removal or update of the worker's keys in the growing map
+    /// (see ``ChurnState``); an insert may grow the map as it returns.
+    case churn(pick: UInt64, value: Int64)
+    /// Two inserts or two removals in the growing map in one transaction: a
+    /// transaction that finds the map full rolls back, and runs again once
+    /// the map has grown.
+    case churnPair(pick: UInt64, value: Int64)
 
     var takesLock: Bool {
         switch self {
-        case .increment, .check: false
+        case .increment, .check, .tallyAdd, .tallyStore: false
         default: true
+        }
+    }
+
+    var isChurn: Bool {
+        switch self {
+        case .churn, .churnPair: true
+        default: false
         }
     }
 
     static func next(_ random: inout SplitMix) -> TortureOp {
         let a = random.next(), b = random.next(), c = random.next()
         switch a % 100 {
-        case 0..<28:
+        case 0..<22:
             return .increment
-        case 28..<43:
+        case 22..<35:
             let from = Int(b % UInt64(TortureSchema.accounts))
             let to = (from + 1 + Int(c % UInt64(TortureSchema.accounts - 1))) % TortureSchema.accounts
             let pause = (c >> 32) % 8 == 0 ? UInt32(50 + (c >> 40) % 251) : 0
             return .transfer(from: from, to: to, amount: Int64(1 + (c >> 16) % 100), pause: pause)
-        case 43..<51:
+        case 35..<42:
             return .text(field: Int(b % UInt64(TortureSchema.texts)),
                          length: 8 + Int((b >> 8) % UInt64(TortureSchema.textCapacity - 24)), salt: c)
-        case 51..<59:
+        case 42..<49:
             return .blob(field: Int(b % UInt64(TortureSchema.blobs)),
                          length: 4 + Int((b >> 8) % UInt64(TortureSchema.blobCapacity - 3)), salt: c)
-        case 59..<67:
+        case 49..<55:
             return .uniform(field: Int(b % UInt64(TortureSchema.arrays)), value: Int64(bitPattern: c))
-        case 67..<75:
+        case 55..<61:
             return .mapSet(key: Int(b % UInt64(TortureSchema.ownKeys)), value: Int64(c % 1_000_000))
-        case 75..<81:
+        case 61..<66:
             return .mapRemove(key: Int(b % UInt64(TortureSchema.ownKeys)))
-        case 81..<87:
+        case 66..<71:
             return .mapAdd(key: Int(b % UInt64(TortureSchema.ownKeys)), delta: Int64(1 + c % 9))
-        case 87..<93:
+        case 71..<76:
             return .sharedAdd(key: Int(b % UInt64(TortureSchema.sharedKeys)))
+        case 76..<80:
+            return .tallyAdd(delta: Int64(1 + b % 1_000))
+        case 80..<81:
+            return .tallyStore(value: Int64(b % 1_000_000_000))
+        case 81..<92:
+            return .churn(pick: b, value: Int64(c % 1_000_000_000))
+        case 92..<95:
+            return .churnPair(pick: b, value: Int64(c % 1_000_000_000))
         default:
             return .check(target: Int(b % UInt64(TortureSchema.texts + TortureSchema.blobs + TortureSchema.arrays)))
         }
@@ -357,22 +435,92 @@ enum TortureOp: Equatable {
     }
 }
 
+// MARK: - Churn in the growing map
+
+/// A worker's keys in the growing map: `g<slot>.<n>`, each `n` inserted once
+/// (`next` counts up across incarnations), so many distinct keys pass through
+/// a live set that follows a tide: it rises to the peak over 4 x peak churn
+/// operations and falls back over as many, and the map grows (and, after a
+/// compaction that shrinks it, grows again) as all workers' tides rise.
+///
+/// An operation's keys depend on the live set, which the worker and the
+/// parent both keep, in the same order: from a restart on (keys sorted), each
+/// applies the same operations. The parent passes `next` and `applied` to a
+/// restarted worker; the live keys the worker reads from the store.
+struct ChurnState: Equatable {
+    /// The next key number to insert.
+    var next = 0
+    /// Churn operations applied: the tide's clock.
+    var applied = 0
+    /// The live key numbers, in the order both sides keep them.
+    var order: [Int] = []
+
+    /// One key's change: its new value, or nil for a removal.
+    struct Change: Equatable {
+        let number: Int
+        let value: Int64?
+    }
+
+    /// The live set the tide aims for after `applied` operations: 0 up to `peak` and back.
+    static func target(applied: Int, peak: Int) -> Int {
+        let half = 4 * peak
+        let phase = applied % (2 * half)
+        return phase < half ? phase * peak / half : (2 * half - phase) * peak / half
+    }
+
+    /// The changes `pick` and `value` make now: `pair` inserts two new keys
+    /// (rising tide, or nothing live) or removes two live ones, in one transaction;
+    /// otherwise one insert, removal or update, mostly toward the tide.
+    func changes(pick: UInt64, value: Int64, pair: Bool, peak: Int) -> [Change] {
+        let live = order.count
+        let rising = live < ChurnState.target(applied: applied, peak: peak)
+        if pair {
+            if rising || live < 2 { return [Change(number: next, value: value), Change(number: next + 1, value: value ^ 0x55)] }
+            let first = Int(pick % UInt64(live))
+            let second = (first + 1 + Int((pick >> 20) % UInt64(live - 1))) % live
+            return [Change(number: order[first], value: nil), Change(number: order[second], value: nil)]
+        }
+        let roll = (pick >> 40) % 8
+        let chosen = live > 0 ? order[Int(pick % UInt64(live))] : 0
+        if live == 0 || (rising && roll < 7) || (!rising && roll == 7) { return [Change(number: next, value: value)] }
+        if rising || roll == 6 { return [Change(number: chosen, value: value)] }
+        return [Change(number: chosen, value: nil)]
+    }
+
+    /// Applies `changes` (from ``changes(pick:value:pair:peak:)``) to the entries and the state.
+    mutating func apply(_ changes: [Change], to entries: inout [Int: Int64]) {
+        applied += 1
+        for change in changes {
+            if let value = change.value {
+                if entries.updateValue(value, forKey: change.number) == nil {
+                    order.append(change.number)
+                    next = max(next, change.number + 1)
+                }
+            } else if entries.removeValue(forKey: change.number) != nil, let index = order.firstIndex(of: change.number) {
+                order.swapAt(index, order.count - 1)
+                order.removeLast()
+            }
+        }
+    }
+}
+
 // MARK: - The worker
 
-/// `slotstore torture --worker SLOT:INCARNATION:SEED [--lock-timeout MS] [--durable] PATH`:
+/// `slotstore torture --worker SLOT:INCARNATION:SEED:NEXT:APPLIED [--lock-timeout MS] [--durable] PATH`:
 /// runs operations until the store's `control.stop` is set, reporting each on
-/// standard output.
+/// standard output. NEXT and APPLIED are its churn state (see ``ChurnState``).
 enum TortureWorker {
     static func run(spec: String, path: String, lockTimeoutMS: Int, durable: Bool) -> Int32 {
         let parts = spec.split(separator: ":").compactMap { UInt64($0) }
-        guard parts.count == 3 else {
-            Output.error("slotstore torture: --worker takes SLOT:INCARNATION:SEED, found \"\(spec)\"")
+        guard parts.count == 5, parts[0] < UInt64(TortureSchema.maximumProcesses), parts[3] < 1 << 40, parts[4] < 1 << 40 else {
+            Output.error("slotstore torture: --worker takes SLOT:INCARNATION:SEED:NEXT:APPLIED, found \"\(spec)\"")
             return ExitStatus.usage
         }
         let options = OpenOptions(mode: .open, lockTimeout: .milliseconds(lockTimeoutMS),
                                   durability: durable ? .flushOnCommit : .processCrash)
         do {
-            try loop(slot: Int(parts[0]), seed: parts[2], path: path, options: options)
+            try loop(slot: Int(parts[0]), seed: parts[2], churn: ChurnState(next: Int(parts[3]), applied: Int(parts[4])),
+                     path: path, options: options)
             return ExitStatus.success
         } catch {
             line("x error \(error)")
@@ -397,8 +545,17 @@ enum TortureWorker {
     static func isTimeout(_ error: any Error) -> Bool {
         switch error as? SlotStoreError {
         case .lockTimeout?, .readTimeout?: true
+        case .invalidValue(_, _, let detail)?: isFailedGrowth(detail)
         default: false
         }
+    }
+
+    /// The detail of the error an insert throws when the map is full and its
+    /// growth failed: with a short lock timeout, the growth's compaction timed
+    /// out waiting for the lock or for a lock-free writer, a timeout too.
+    /// (The library wraps that error in `invalidValue`, so only its text tells.)
+    static func isFailedGrowth(_ detail: String) -> Bool {
+        detail.contains("growing it failed") && (detail.contains("lock was not acquired within") || detail.contains("stayed inside a lock-free write"))
     }
 
     /// `orphaned` for a lock timeout with no live holder (PID 0, or a dead
@@ -407,6 +564,7 @@ enum TortureWorker {
     static func timeoutKind(_ error: any Error) -> String {
         switch error as? SlotStoreError {
         case .lockTimeout(_, let holder, let alive, _, _)?: holder == 0 || !alive ? "orphaned" : "held"
+        case .invalidValue?: "growth"
         default: "read"
         }
     }
@@ -426,6 +584,10 @@ enum TortureWorker {
         let map: MapField<String, Int64>
         let ownKeys: [String]
         let own: [Int64?]
+        let tally: ArrayField<Int64>
+        let grow: MapField<String, Int64>
+        /// This worker's entries in the growing map, by key number.
+        let churn: [Int: Int64]
 
         init(slot: Int, path: String, options: OpenOptions) throws {
             let store = try SlotStore(path: path, options: options)
@@ -444,10 +606,18 @@ enum TortureWorker {
             let ownKeys = (0..<TortureSchema.ownKeys).map { TortureSchema.ownKey(slot: slot, $0) }
             self.ownKeys = ownKeys
             own = try ownKeys.map { try map.get($0) }
+            tally = try store.array("tally", of: Int64.self)
+            let grow = try store.map("grow", key: String.self, value: Int64.self)
+            self.grow = grow
+            var churn: [Int: Int64] = [:]
+            try grow.forEach { key, value in
+                if let parsed = TortureSchema.parseChurnKey(key), parsed.slot == slot { churn[parsed.number] = value }
+            }
+            self.churn = churn
         }
     }
 
-    private static func loop(slot: Int, seed: UInt64, path: String, options: OpenOptions) throws {
+    private static func loop(slot: Int, seed: UInt64, churn startingChurn: ChurnState, path: String, options: OpenOptions) throws {
         // Opening recovers a dead holder, and reading the map may wait for a
         // stalled writer: a timeout there is reported (`t -`) and retried.
         var opened: Opened?
@@ -456,23 +626,41 @@ enum TortureWorker {
                 opened = try Opened(slot: slot, path: path, options: options)
             } catch where isTimeout(error) {
                 line("t - \(timeoutKind(error)) \(error)")
+            } catch {
+                throw OpeningFailure(error: error)
             }
         }
         let handles = opened!
         let (store, stop, quiet, operations) = (handles.store, handles.stop, handles.quiet, handles.operations)
         let (counter, witness) = (handles.counter, handles.witness)
         let (accounts, texts, blobs, arrays, map, ownKeys) = (handles.accounts, handles.texts, handles.blobs, handles.arrays, handles.map, handles.ownKeys)
+        let (tally, grow) = (handles.tally, handles.grow)
+        let peak = TortureSchema.churnPeak(processes: tally.count)
 
         // Only this worker writes these, so it can check them exactly.
         var counterModel = counter.load()
         var witnessModel = witness.load()
         var own = handles.own
-        line("h \(counterModel) \(witnessModel) \(TortureSchema.digest(own))")
+        var tallyModel = tally.load(at: slot)
+        var churn = handles.churn
+        var churnState = startingChurn
+        churnState.order = churn.keys.sorted()
+        churnState.next = max(churnState.next, (churnState.order.last ?? -1) + 1)
+        line("h \(counterModel) \(witnessModel) \(TortureSchema.digest(own)) \(tallyModel) \(TortureSchema.digest(churn: churn))")
 
         func violation(_ text: String) { line("v worker \(slot) (PID \(getpid())): \(text)") }
         func checkOwn(_ key: Int) throws {
             let found = try map.get(ownKeys[key])
             if found != own[key] { violation("map key \(ownKeys[key]) reads \(found.map(String.init) ?? "absent"), expected \(own[key].map(String.init) ?? "absent")") }
+        }
+        /// A lock-free read of one of this worker's keys in the growing map,
+        /// racing the others' inserts, backward shifts and growths.
+        func checkChurn(_ number: Int) throws {
+            let key = TortureSchema.churnKey(slot: slot, number)
+            let found = try grow.get(key)
+            if found != churn[number] {
+                violation("grow key \(key) reads \(found.map(String.init) ?? "absent"), expected \(churn[number].map(String.init) ?? "absent") (map capacity \(grow.capacity), generation \(store.generation))")
+            }
         }
 
         var random = SplitMix(seed: seed)
@@ -540,6 +728,55 @@ enum TortureWorker {
                     applied = true
                     witnessModel += 1
                     if witness.load() != witnessModel { violation("witness.\(slot) is \(witness.load()), expected \(witnessModel)") }
+                case .tallyAdd(let delta):
+                    let value = tally.add(delta, at: slot)
+                    applied = true
+                    tallyModel += delta
+                    if value != tallyModel { violation("tally[\(slot)] is \(value) after adding \(delta), expected \(tallyModel)") }
+                case .tallyStore(let value):
+                    tally.store(value, at: slot)
+                    applied = true
+                    tallyModel = value
+                    if tally.load(at: slot) != value { violation("tally[\(slot)] reads \(tally.load(at: slot)) after storing \(value)") }
+                case .churn(let pick, let value), .churnPair(let pick, let value):
+                    var pair = false
+                    if case .churnPair = op { pair = true }
+                    let changes = churnState.changes(pick: pick, value: value, pair: pair, peak: peak)
+                    if pair {
+                        var attempts = 0
+                        while true {
+                            do {
+                                try store.transaction { tx in
+                                    for change in changes {
+                                        let key = TortureSchema.churnKey(slot: slot, change.number)
+                                        if let value = change.value {
+                                            try tx.store(value, for: key, in: grow)
+                                        } else if try !tx.remove(key, from: grow) {
+                                            violation("removing \(key) in a transaction found it absent")
+                                        }
+                                    }
+                                }
+                                break
+                            } catch SlotStoreError.mapFull where attempts < 3 {
+                                // Rolled back; the map grew as the lock was released.
+                                attempts += 1
+                                line("f")
+                            }
+                        }
+                    } else if let value = changes[0].value {
+                        try grow.set(value, for: TortureSchema.churnKey(slot: slot, changes[0].number))
+                    } else if try !grow.remove(TortureSchema.churnKey(slot: slot, changes[0].number)) {
+                        violation("removing \(TortureSchema.churnKey(slot: slot, changes[0].number)) found it absent")
+                    }
+                    applied = true
+                    churnState.apply(changes, to: &churn)
+                    for change in changes { try checkChurn(change.number) }
+                    if !churnState.order.isEmpty { try checkChurn(churnState.order[Int((pick >> 8) % UInt64(churnState.order.count))]) }
+                    // Its capacity only grows (or shrinks by the parent's compactions): checked by the parent, file by file.
+                    let capacity = grow.capacity
+                    if capacity > TortureSchema.growMaximumCapacity || capacity < TortureSchema.growInitialCapacity {
+                        violation("the growing map has capacity \(capacity), outside \(TortureSchema.growInitialCapacity)...\(TortureSchema.growMaximumCapacity)")
+                    }
                 case .check(let target):
                     // Changes nothing: a timeout in it leaves the model as it is either way.
                     applied = true
@@ -558,6 +795,8 @@ enum TortureWorker {
             } catch where isTimeout(error) {
                 line("t \(applied ? 1 : 0) \(timeoutKind(error)) \(error)")
                 if !applied { continue }
+            } catch {
+                throw OperationFailure(operation: op, applied: applied, error: error)
             }
             emit(UInt8(ascii: "a"))
         }
@@ -566,10 +805,28 @@ enum TortureWorker {
     }
 }
 
+/// A worker's start (opening the store, reading its state) that failed.
+struct OpeningFailure: Error, CustomStringConvertible {
+    let error: any Error
+    var description: String { "opening the store and reading the worker's state failed: \(error)" }
+}
+
+/// A worker's operation that failed with an error the torture doesn't expect: ends the worker, reported as `x`.
+struct OperationFailure: Error, CustomStringConvertible {
+    let operation: TortureOp
+    let applied: Bool
+    let error: any Error
+    var description: String { "\(operation) (\(applied ? "after" : "before") its write) failed: \(error)" }
+}
+
 // MARK: - The parent
 
 final class TortureRun {
     static let faultPoints = ["beforeJournal", "afterJournal", "midWrite", "afterWrite", "beforeUnlock"]
+    /// The points of a compaction in place, reached in a worker only by a
+    /// growth of the map its insert asked for: a worker stopped at one holds
+    /// the lock in the middle of a growth (at afterRename, the new file's lock too).
+    static let growthFaultPoints = ["afterBulkCopy", "afterRetiring", "afterRename"]
 
     /// What the command line chose.
     struct Settings {
@@ -587,10 +844,30 @@ final class TortureRun {
         var seed: UInt64
     }
 
-    struct Model: Equatable {
+    /// What the store holds of one worker's: all of it written by that worker alone.
+    struct Model: Equatable, CustomStringConvertible {
         var counter: Int64 = 0
         var witness: Int64 = 0
         var own = [Int64?](repeating: nil, count: TortureSchema.ownKeys)
+        var tally: Int64 = 0
+        /// Its entries in the growing map, by key number.
+        var churn: [Int: Int64] = [:]
+
+        var description: String {
+            let ownText = own.map { $0.map(String.init) ?? "-" }.joined(separator: ",")
+            return "counter \(counter), witness \(witness), own [\(ownText)], tally \(tally), "
+                + "\(churn.count) grow entries (digest \(String(TortureSchema.digest(churn: churn), radix: 16)))"
+        }
+
+        /// Where `other`'s growing-map entries differ from these, for a violation's text.
+        func churnDifference(from other: Model, slot: Int) -> String {
+            let numbers = Set(churn.keys).union(other.churn.keys).filter { churn[$0] != other.churn[$0] }.sorted()
+            guard !numbers.isEmpty else { return "" }
+            let listed = numbers.prefix(6).map { number in
+                "\(TortureSchema.churnKey(slot: slot, number)) \(other.churn[number].map(String.init) ?? "absent") (model \(churn[number].map(String.init) ?? "absent"))"
+            }
+            return "; grow keys differing: " + listed.joined(separator: ", ") + (numbers.count > 6 ? ", ..." : "")
+        }
     }
 
     /// The part of a kill the seed decides: how many more workers die after
@@ -655,6 +932,8 @@ final class TortureRun {
         var finished = false
         var text: [UInt8]?
         var model = Model()
+        /// Its churn state, kept in step with the worker's (see ``ChurnState``).
+        var churnState = ChurnState()
         /// Dead; its state is read (and the in-flight operation resolved) at the parent's next transaction.
         var awaitingRead = false
         var killAtLockedBegin: LockedBeginKill?
@@ -667,9 +946,11 @@ final class TortureRun {
         case running
         /// Workers were killed (one, or a burst); waiting until the parent
         /// holds the lock once (or another worker is seen holding it) to
-        /// settle the recovery count. `knownHolding` of them were seen
+        /// settle the recovery count. `expected` is the range of recoveries
+        /// their deaths make (see ``recoveryRange(of:)``); `gapsBefore`, the
+        /// files the path held that were never observed, before the kill.
         /// holding the lock at a fault point.
-        case resolving(victims: [Int], recoveriesBefore: UInt64, knownHolding: Int)
+        case resolving(victims: [Int], recoveriesBefore: UInt64, expected: ClosedRange<Int>, gapsBefore: Int)
     }
 
     /// At most one compaction in place at a time.
@@ -733,14 +1014,20 @@ final class TortureRun {
     var observers: [UInt64: SlotStore] = [:]
     /// The device and inode of each observed file, to tell the one at the path from the replaced ones.
     var observedFiles: [UInt64: FileID] = [:]
-    /// The generation and map capacity the file at the path should have.
-    var expectedGeneration: UInt64 = 1
+    /// The capacity "map" has in the file at the path (only the parent's compactions change it).
     var mapCapacity: Int
+    /// The newest generation observed when the compaction under way started.
+    var compactionStartedAt: UInt64 = 0
+    /// Compactions of the parent's that also shrank the growing map (so that it grows again), and the ones
+    /// refused because the map had meanwhile outgrown the capacity asked for.
+    var growShrinks = 0
+    var growShrinksRefused = 0
     /// While a compactor process runs, and until the parent has taken the lock
     /// after its death: the recoveries before it and the kills of workers
     /// holding the lock since. Scheduled kills and bursts wait meanwhile, so
     /// the recoveries in this span are exactly these kills and the compactor's death.
-    var compactorEpoch: (recoveriesBefore: UInt64, holderKills: Int)?
+    /// `holderKills`: the range of recoveries those kills make (see ``recoveryRange(of:)``).
+    var compactorEpoch: (recoveriesBefore: UInt64, holderKills: ClosedRange<Int>, gapsBefore: Int)?
 
     // Handles.
     let stop: ScalarField<Int64>
@@ -753,6 +1040,9 @@ final class TortureRun {
     let blobs: [BytesField]
     let arrays: [ArrayField<Int64>]
     let map: MapField<String, Int64>
+    let tally: ArrayField<Int64>
+    let grow: MapField<String, Int64>
+    let churnPeak: Int
 
     // Figures.
     var operations = 0
@@ -779,6 +1069,16 @@ final class TortureRun {
     var compactorRecoveries = 0
     var killsDuringCompactions = 0
     var killedCompactorPIDs: [pid_t] = []
+    /// The recoveries that followed kills of workers (more than the kills holding the lock when a growth's dead holder held two files' locks).
+    var killRecoveries = 0
+    /// Kills of workers stopped in a growth, at afterBulkCopy, afterRetiring, afterRename.
+    var killsAtGrowthPoints = [0, 0, 0]
+    /// Recovery checks whose lower bound was waived, as a file the path held since the kill was never observed.
+    var settlesAcrossUnobservedFiles = 0
+    /// Transactions that found the growing map full, rolled back, and ran again once it had grown.
+    var transactionsFoundFull = 0
+    /// Checks of every entry of both maps against the model (the parent's transactions).
+    var checks = 0
 
     init(path: String, settings: Settings) throws {
         self.path = path
@@ -812,19 +1112,20 @@ final class TortureRun {
         blobs = try (0..<TortureSchema.blobs).map { try store.bytes("blob.\($0)") }
         arrays = try (0..<TortureSchema.arrays).map { try store.array("uniform.\($0)", of: Int64.self) }
         map = try store.map("map", key: String.self, value: Int64.self)
+        tally = try store.array("tally", of: Int64.self)
+        grow = try store.map("grow", key: String.self, value: Int64.self)
+        churnPeak = TortureSchema.churnPeak(processes: processes)
         for account in accounts { account.store(TortureSchema.accountStart) }
         // Lock-free writes are durable only after sync(): the starting balances are what every check sums to.
         if settings.durable { try store.sync() }
-        // Many files, each mapped (and its descriptor open) by this process's
-        // store and by its observer until the end.
-        if settings.compactEveryMS > 0 {
-            var limit = rlimit()
-            if getrlimit(RLIMIT_NOFILE_VALUE, &limit) == 0 && limit.rlim_cur < limit.rlim_max {
-                limit.rlim_cur = limit.rlim_max
-                _ = setrlimit(RLIMIT_NOFILE_VALUE, &limit)
-            }
+        // Many files (every compaction and growth makes one), each mapped (and
+        // its descriptor open) by this process's store and by its observer until the end.
+        var limit = rlimit()
+        if getrlimit(RLIMIT_NOFILE_VALUE, &limit) == 0 && limit.rlim_cur < limit.rlim_max {
+            limit.rlim_cur = limit.rlim_max
+            _ = setrlimit(RLIMIT_NOFILE_VALUE, &limit)
         }
-        observe(expecting: 1)
+        if observe()?.generation != 1 { violation("the new store is not generation 1") }
         initialRecoveries = totalRecoveries()
         nextKill = drawKill(after: 0)
     }
@@ -873,10 +1174,11 @@ final class TortureRun {
         if compactEvery > 0 { scheduleCompaction(from: start, first: true) }
 
         while true {
+            flushControl()
             let time = now()
             if !stopping && (time >= deadline || reachedOperationLimit()) {
                 stopping = true
-                stop.store(1)
+                setControl(stop, 1)
                 stopDeadline = time + 60
                 for index in slots.indices { slots[index].killAtLockedBegin = nil }
             }
@@ -890,18 +1192,20 @@ final class TortureRun {
                 }
             }
             serviceCompaction()
+            // Growths replace the file at any moment: look at each new one as soon as possible.
+            observe()
 
             switch phase {
-            case .resolving(let victims, let before, let knownHolding):
+            case .resolving(let victims, let before, let expected, let gapsBefore):
                 service(timeout: 0)
                 if let holder = slots.indices.first(where: { slots[$0].running && slots[$0].holding }) {
                     // Mutual exclusion: a worker holding the lock now took it
                     // after every victim that held it died (recovering it), or
                     // none of them held it.
-                    settle(victims: victims, before: before, knownHolding: knownHolding)
+                    settle(victims: victims, before: before, expected: expected, gapsBefore: gapsBefore)
                     killHolder(holder)
                 } else if parentTransaction() {
-                    settle(victims: victims, before: before, knownHolding: knownHolding)
+                    settle(victims: victims, before: before, expected: expected, gapsBefore: gapsBefore)
                     phase = .running
                     restartResolved()
                 }
@@ -977,18 +1281,24 @@ final class TortureRun {
         slot.finished = false
         slot.text = nil
         slot.killAtLockedBegin = nil
+        // The worker starts from its keys in the store, in sorted order: so does the model.
+        slot.churnState.order = slot.model.churn.keys.sorted()
+        slot.churnState.next = max(slot.churnState.next, (slot.churnState.order.last ?? -1) + 1)
         // The fault point and what follows its hold, from this incarnation's
         // own stream: the same in every run of the seed, whenever it starts.
+        // One start in three stops in the first growth it makes (if any),
+        // one in three at a write point, the others nowhere.
         var plan = SplitMix(seed: TortureOp.seed(run: seed ^ 0xFA17_FA17_FA17_FA17, slot: index, incarnation: slot.incarnation))
-        let faulty = plan.next() % 2 == 0
+        let kind = plan.next() % 3
         let point = TortureRun.faultPoints[Int(plan.next() % UInt64(TortureRun.faultPoints.count))]
         let hit = 1 + plan.next() % 100
-        slot.fault = faulty ? "\(point):hold:\(hit)" : nil
+        let growthPoint = TortureRun.growthFaultPoints[Int(plan.next() % UInt64(TortureRun.growthFaultPoints.count))]
+        slot.fault = kind == 0 ? "\(point):hold:\(hit)" : kind == 1 ? "\(growthPoint):hold" : nil
         slot.holderDelay = plan.next() % 3000
         slot.holderBurst = BurstPlan.draw(&plan, burst: min(settings.burst, processes))
 
-        var arguments = [executable, "torture", "--worker", "\(index):\(slot.incarnation):\(workerSeed)",
-                         "--lock-timeout", "\(settings.lockTimeoutMS)"]
+        let spec = "\(index):\(slot.incarnation):\(workerSeed):\(slot.churnState.next):\(slot.churnState.applied)"
+        var arguments = [executable, "torture", "--worker", spec, "--lock-timeout", "\(settings.lockTimeoutMS)"]
         if settings.durable { arguments.append("--durable") }
         let (pid, readEnd) = spawn(arguments + [path], fault: slot.fault, alsoStandardError: false)
         slot.pid = pid
@@ -1070,7 +1380,7 @@ final class TortureRun {
         operations += 1
         var slot = slots[index]
         if !slot.begun { violation("worker \(index) acknowledged an operation it never started") }
-        apply(slot.pending, to: &slot.model, index: index, sharedToo: true)
+        apply(slot.pending, to: &slot.model, churn: &slot.churnState, sharedToo: true)
         slot.begun = false
         slot.pending = TortureOp.next(&slot.random)
         slots[index] = slot
@@ -1083,7 +1393,7 @@ final class TortureRun {
         slots[index].pending = TortureOp.next(&slots[index].random)
     }
 
-    func apply(_ op: TortureOp, to model: inout Model, index: Int, sharedToo: Bool) {
+    func apply(_ op: TortureOp, to model: inout Model, churn state: inout ChurnState, sharedToo: Bool) {
         switch op {
         case .increment: model.counter += 1
         case .mapSet(let key, let value): model.own[key] = value
@@ -1092,6 +1402,12 @@ final class TortureRun {
         case .sharedAdd(let key):
             model.witness += 1
             if sharedToo { shared[key] += 1 }
+        case .tallyAdd(let delta): model.tally &+= delta
+        case .tallyStore(let value): model.tally = value
+        case .churn(let pick, let value):
+            state.apply(state.changes(pick: pick, value: value, pair: false, peak: churnPeak), to: &model.churn)
+        case .churnPair(let pick, let value):
+            state.apply(state.changes(pick: pick, value: value, pair: true, peak: churnPeak), to: &model.churn)
         case .transfer, .text, .blob, .uniform, .check: break
         }
     }
@@ -1100,12 +1416,14 @@ final class TortureRun {
         if line.hasPrefix("SLOTSTORE-HOLDING") {
             slots[index].holding = true
         } else if line.hasPrefix("h ") {
-            let words = line.split(separator: " ")
             let model = slots[index].model
-            let expected = "h \(model.counter) \(model.witness) \(TortureSchema.digest(model.own))"
-            if words.count != 4 || line != expected {
-                violation("worker \(index) started from \(line.dropFirst(2)), the model says \(expected.dropFirst(2)) (counter witness digest)")
+            let expected = "h \(model.counter) \(model.witness) \(TortureSchema.digest(model.own)) \(model.tally) \(TortureSchema.digest(churn: model.churn))"
+            if line != expected {
+                violation("worker \(index) started from \(line.dropFirst(2)), the model says \(expected.dropFirst(2)) (counter witness digest tally grow-digest)")
             }
+        } else if line == "f" {
+            // A transaction found the growing map full, rolled back, and runs again in the grown map.
+            transactionsFoundFull += 1
         } else if line.hasPrefix("t ") {
             // `t 0`: the begun operation timed out before it changed anything;
             // `t 1`: after (its `a` follows); `t -`: while opening.
@@ -1168,10 +1486,16 @@ final class TortureRun {
     /// is counted only against kills at fault points.
     func killBurst(first: Int, plan: BurstPlan) {
         let before = totalRecoveries()
+        let gapsBefore = unobservedGenerations
         var victims: [Int] = []
-        var knownHolding = 0
+        var expected = 0...0
         func take(_ index: Int) {
-            if slots[index].holding { knownHolding += 1 }
+            let range = recoveryRange(of: index)
+            expected = (expected.lowerBound + range.lowerBound)...(expected.upperBound + range.upperBound)
+            if slots[index].holding, let fault = slots[index].fault,
+               let point = TortureRun.growthFaultPoints.firstIndex(where: { fault.hasPrefix($0 + ":") }) {
+                killsAtGrowthPoints[point] += 1
+            }
             switch compaction {
             case .inProcess, .subprocess: killsDuringCompactions += 1
             case .idle, .settling: break
@@ -1200,11 +1524,25 @@ final class TortureRun {
         }
         if victims.count > 1 && !stopping {
             quietGeneration += 1
-            quiet.store(quietGeneration)
-            restartGate = (slots.indices.filter { slots[$0].running }, quietGeneration,
-                           now() + Double(settings.lockTimeoutMS) / 1000 + 2)
+            setControl(quiet, quietGeneration)
+            // The deadline starts once the request is in the store (see flushControl).
+            restartGate = (slots.indices.filter { slots[$0].running }, quietGeneration, .infinity)
+            flushControl()
         }
-        phase = .resolving(victims: victims, recoveriesBefore: before, knownHolding: knownHolding)
+        phase = .resolving(victims: victims, recoveriesBefore: before, expected: expected, gapsBefore: gapsBefore)
+    }
+
+    /// The recoveries the death of the worker at `index` can make: one if it
+    /// was seen holding the lock at a fault point, none or one otherwise.
+    /// A worker may be growing the map (its begun operation an insert there):
+    /// from the growth's rename until the new file's directory entry is
+    /// durable it holds the new file's lock too (see SlotStore.compact), so
+    /// its death can make two (the replaced file's, counted as owed, and
+    /// the new file's); stopped at afterRename, at least one.
+    func recoveryRange(of index: Int) -> ClosedRange<Int> {
+        let slot = slots[index]
+        let growing = slot.begun && slot.pending.isChurn
+        return (slot.holding ? 1 : 0)...(growing ? 2 : 1)
     }
 
     func killWorker(_ index: Int) {
@@ -1228,31 +1566,92 @@ final class TortureRun {
     /// holding the lock is recovered by exactly one lock acquisition, whoever
     /// made it (a later victim of the same burst included). Only one holds the
     /// lock at a time, but a victim that recovered an earlier one's death can
-    /// die holding it in turn: so at most one recovery per victim, and at least
-    /// one per victim seen holding the lock at a fault point.
-    func settle(victims: [Int], before: UInt64, knownHolding: Int) {
+    /// die holding it in turn: so at most one recovery per victim (two for
+    /// one that was growing the map), and at least one per victim seen
+    /// holding the lock at a fault point. Unless a file the path held since
+    /// the kill was never observed (replaced before the parent looked): a
+    /// recovery counted there is invisible, so only the upper bound holds.
+    func settle(victims: [Int], before: UInt64, expected: ClosedRange<Int>, gapsBefore: Int) {
         let named = victims.map(String.init).joined(separator: ", ")
         if compactorEpoch != nil {
             // Checked together with the compactor's own recovery once it is settled.
-            killsHolding += knownHolding
-            compactorEpoch!.holderKills += knownHolding
-            if knownHolding != victims.count {
+            killsHolding += expected.lowerBound
+            compactorEpoch!.holderKills = (compactorEpoch!.holderKills.lowerBound + expected.lowerBound)
+                ... (compactorEpoch!.holderKills.upperBound + expected.upperBound)
+            if expected.lowerBound != victims.count {
                 violation("worker(s) \(named) were killed away from a fault point while a compactor process ran (a bug of the torture)")
             }
             return
         }
         let delta = Int(totalRecoveries() &- before)
-        if delta > victims.count {
-            violation("\(delta) recoveries followed the death of worker(s) \(named), expected at most \(victims.count)")
+        if delta > expected.upperBound {
+            violation("\(delta) recoveries followed the death of worker(s) \(named), expected at most \(expected.upperBound)")
         }
         killsHolding += min(delta, victims.count)
-        if delta < knownHolding {
-            let points = victims.filter { slots[$0].fault != nil }.map { "\($0) at \(slots[$0].fault!)" }.joined(separator: ", ")
-            violation("\(knownHolding) of worker(s) \(named) were killed holding the lock at a fault point (\(points)) but \(delta) recoveries followed")
+        killRecoveries += delta
+        if delta < expected.lowerBound {
+            if unobservedGenerations != gapsBefore {
+                settlesAcrossUnobservedFiles += 1
+            } else {
+                let points = victims.filter { slots[$0].fault != nil }.map { "\($0) at \(slots[$0].fault!)" }.joined(separator: ", ")
+                violation("\(expected.lowerBound) of worker(s) \(named) were killed holding the lock at a fault point (\(points)) but \(delta) recoveries followed")
+            }
         }
     }
 
     // MARK: The parent's checks
+
+    /// Everything the workers wrote that the model predicts, read in one
+    /// transaction: every entry of both maps, parsed back to its writer.
+    struct StoreState {
+        var workers: [Model]
+        var shared: [Int64]
+        /// Problems no single worker's model explains: keys nobody writes, counts that disagree with the entries.
+        var problems: [String] = []
+        var growCapacity = 0
+        var growCount = 0
+    }
+
+    /// Reads the store's state; call inside the parent's transaction.
+    func readState(_ tx: borrowing Transaction) throws -> StoreState {
+        var state = StoreState(workers: (0..<processes).map { index in
+            Model(counter: tx.load(counters[index]), witness: tx.load(witnesses[index]))
+        }, shared: [Int64](repeating: 0, count: TortureSchema.sharedKeys))
+        let tallies = tx.load(tally)
+        if tallies.count == processes { for index in 0..<processes { state.workers[index].tally = tallies[index] } }
+        var strays: [String] = []
+        let mapEntries = try map.entries()
+        for (key, value) in mapEntries {
+            if let (slot, number) = TortureSchema.parseOwnKey(key), slot < processes {
+                state.workers[slot].own[number] = value
+            } else if let number = TortureSchema.parseSharedKey(key) {
+                state.shared[number] = value
+            } else {
+                strays.append("map[\(key)] = \(value)")
+            }
+        }
+        let growEntries = try grow.entries()
+        for (key, value) in growEntries {
+            if let (slot, number) = TortureSchema.parseChurnKey(key), slot < processes, state.workers[slot].churn[number] == nil {
+                state.workers[slot].churn[number] = value
+            } else {
+                strays.append("grow[\(key)] = \(value)")
+            }
+        }
+        if !strays.isEmpty { state.problems.append("keys no worker wrote: \(strays.prefix(6).joined(separator: ", "))") }
+        if map.count != mapEntries.count { state.problems.append("the map counts \(map.count) entries but holds \(mapEntries.count)") }
+        state.growCount = grow.count
+        state.growCapacity = grow.capacity
+        if state.growCount != growEntries.count {
+            state.problems.append("the growing map counts \(state.growCount) entries but holds \(growEntries.count)")
+        }
+        if state.growCapacity < TortureSchema.growInitialCapacity || state.growCapacity > TortureSchema.growMaximumCapacity
+            || growEntries.count > state.growCapacity {
+            state.problems.append("the growing map holds \(growEntries.count) entries at capacity \(state.growCapacity), "
+                                  + "outside \(TortureSchema.growInitialCapacity)...\(TortureSchema.growMaximumCapacity)")
+        }
+        return state
+    }
 
     /// Takes the lock once (recovering any dead holder), checks the invariants
     /// and resolves every dead worker's state. False on a lock timeout.
@@ -1260,13 +1659,13 @@ final class TortureRun {
     /// Holding the lock, the parent first reads every pipe: a locked operation
     /// that committed before the parent took the lock was announced (`b`)
     /// before it started, so each live worker's locked state (its own map
-    /// keys, its witness, its share of the shared keys) is now the model, or
-    /// the model after its begun operation. Counters are lock-free and only
-    /// checked for dead workers.
+    /// keys, its keys in the growing map, its witness, its share of the
+    /// shared keys) is now the model, or the model after its begun operation.
+    /// Counters and tallies are lock-free and only checked for dead workers.
+    /// Every entry of both maps is read and must belong to a worker's model.
     func parentTransaction() -> Bool {
         var global: [String] = []
-        var found: [Int: Model] = [:]
-        var sharedFound = [Int64](repeating: 0, count: TortureSchema.sharedKeys)
+        var state: StoreState?
         var ended: [Int] = []
         do {
             try store.transaction { tx in
@@ -1285,48 +1684,50 @@ final class TortureRun {
                 for (index, field) in arrays.enumerated() where !TortureSchema.uniform(tx.load(field)) {
                     global.append("uniform.\(index) is not uniform: \(tx.load(field))")
                 }
-                for index in slots.indices where slots[index].running || slots[index].awaitingRead {
-                    found[index] = Model(counter: tx.load(counters[index]), witness: tx.load(witnesses[index]),
-                                         own: try (0..<TortureSchema.ownKeys).map {
-                                             try tx.load(TortureSchema.ownKey(slot: index, $0), from: map)
-                                         })
-                }
-                for key in 0..<TortureSchema.sharedKeys {
-                    sharedFound[key] = try tx.load(TortureSchema.sharedKey(key), from: map) ?? 0
-                }
+                state = try readState(tx)
             }
         } catch SlotStoreError.lockTimeout {
             return false
         } catch {
             fatal("the parent's transaction failed: \(error)")
         }
-        // The parent's store switched to a file nobody watches yet: the one
-        // the compaction under way just put at the path (the next compaction
-        // waits until this one's result is in).
-        if observers[store.generation] == nil { observe(expecting: store.generation) }
+        guard let state else { return false }
+        checks += 1
+        // The parent's store may have switched to a file nobody watches yet.
+        observe()
+        global += state.problems
         // A broken invariant stays broken: report each distinct finding once.
         for text in global where reportedGlobal.insert(text).inserted { violation(text) }
         var sharedInFlight = [Int64](repeating: 0, count: TortureSchema.sharedKeys)
-        for (index, state) in found.sorted(by: { $0.key < $1.key }) {
+        for index in slots.indices where slots[index].running || slots[index].awaitingRead {
+            let found = state.workers[index]
             if slots[index].awaitingRead {
-                resolve(index, state)
+                resolve(index, found)
             } else {
                 let slot = slots[index]
                 var before = slot.model
-                before.counter = state.counter
+                before.counter = found.counter
+                before.tally = found.tally
                 var after = before
+                var afterChurn = slot.churnState
                 if slot.begun {
-                    apply(slot.pending, to: &after, index: index, sharedToo: false)
+                    apply(slot.pending, to: &after, churn: &afterChurn, sharedToo: false)
                     if case .sharedAdd(let key) = slot.pending { sharedInFlight[key] += 1 }
                 }
-                if state != before && state != after {
-                    violation("live worker \(index) (incarnation \(slot.incarnation)) has \(state); expected \(before)"
-                              + (slot.begun ? " or, with its begun \(slot.pending), \(after)" : " (no locked operation begun)"))
+                if found != before && found != after {
+                    violation("live worker \(index) (incarnation \(slot.incarnation)) has \(found); expected \(before)"
+                              + (slot.begun ? " or, with its begun \(slot.pending), \(after)" : " (no locked operation begun)")
+                              + before.churnDifference(from: found, slot: index))
                 }
             }
         }
-        for key in 0..<TortureSchema.sharedKeys where sharedFound[key] < shared[key] || sharedFound[key] > shared[key] + sharedInFlight[key] {
-            violation("\(TortureSchema.sharedKey(key)) is \(sharedFound[key]); acknowledged adds make \(shared[key]), \(sharedInFlight[key]) more were begun")
+        for key in 0..<TortureSchema.sharedKeys where state.shared[key] < shared[key] || state.shared[key] > shared[key] + sharedInFlight[key] {
+            violation("\(TortureSchema.sharedKey(key)) is \(state.shared[key]); acknowledged adds make \(shared[key]), \(sharedInFlight[key]) more were begun")
+        }
+        // A worker waiting for its restart (or done) writes nothing: its state is its model.
+        for index in slots.indices where !(slots[index].running || slots[index].awaitingRead) && state.workers[index] != slots[index].model {
+            violation("worker \(index), not running, has \(state.workers[index]); its model is \(slots[index].model)"
+                      + slots[index].model.churnDifference(from: state.workers[index], slot: index))
         }
         for index in ended { exited(index) }
         return true
@@ -1337,20 +1738,60 @@ final class TortureRun {
         var slot = slots[index]
         let before = slot.model
         var after = before
-        if slot.begun { apply(slot.pending, to: &after, index: index, sharedToo: false) }
+        var afterChurn = slot.churnState
+        if slot.begun { apply(slot.pending, to: &after, churn: &afterChurn, sharedToo: false) }
         if found == before {
             slot.model = before
         } else if found == after {
             slot.model = after
+            slot.churnState = afterChurn
             if case .sharedAdd(let key) = slot.pending { shared[key] += 1 }
         } else {
             violation("worker \(index) (incarnation \(slot.incarnation)) left \(found) after its death; expected \(before)"
-                      + (slot.begun ? " or, with its in-flight \(slot.pending), \(after)" : " (no operation was in flight)"))
+                      + (slot.begun ? " or, with its in-flight \(slot.pending), \(after)" : " (no operation was in flight)")
+                      + before.churnDifference(from: found, slot: index))
             slot.model = found
+            slot.churnState = afterChurn
         }
         slot.begun = false
         slot.awaitingRead = false
         slots[index] = slot
+    }
+
+    /// The parent's writes of the control words, in order, not yet in the store.
+    var pendingControl: [(field: ScalarField<Int64>, value: Int64)] = []
+
+    /// Writes `value` to a control word as soon as the parent can take the lock (see ``flushControl()``).
+    func setControl(_ field: ScalarField<Int64>, _ value: Int64) {
+        pendingControl.append((field, value))
+        flushControl()
+    }
+
+    /// Writes the pending control words in one transaction; false if the lock was busy.
+    ///
+    /// Not lock-free stores: while a worker is stopped at afterRetiring in a
+    /// growth, lock-free writers wait for the lock it holds, with no timeout,
+    /// and the parent must go on reading the pipes to kill it. A transaction
+    /// gives up after the parent's 20 ms lock timeout, and is tried again on
+    /// every turn of the loop.
+    @discardableResult
+    func flushControl() -> Bool {
+        guard !pendingControl.isEmpty else { return true }
+        let writes = pendingControl
+        do {
+            try store.transaction { tx in
+                for write in writes { try tx.store(write.value, to: write.field) }
+            }
+        } catch SlotStoreError.lockTimeout {
+            return false
+        } catch {
+            fatal("the parent's write of a control word failed: \(error)")
+        }
+        pendingControl.removeAll()
+        if let gate = restartGate, gate.deadline == .infinity {
+            restartGate!.deadline = now() + Double(settings.lockTimeoutMS) / 1000 + 2
+        }
+        return true
     }
 
     func restartResolved() {
@@ -1363,7 +1804,7 @@ final class TortureRun {
                           + "\(settings.lockTimeoutMS / 1000 + 2) s of the quiet request after a burst, though a lock timeout ends any wait for the lock")
             }
             restartGate = nil
-            quiet.store(0)
+            setControl(quiet, 0)
         }
         for index in slots.indices where !slots[index].running && !slots[index].awaitingRead && !slots[index].finished {
             spawn(index)
@@ -1382,12 +1823,9 @@ final class TortureRun {
     /// it adds to the window of the kill that caused it, like any other.
     /// (Not so for the file at the path: its recovery is due at the next lock.)
     func totalRecoveries() -> UInt64 {
-        var current = pathIdentity()
-        if compactEvery > 0, let identity = current, !observedFiles.values.contains(identity) {
-            // A compaction under way has just put its file at the path.
-            observe()
-            current = pathIdentity()
-        }
+        // A compaction or a growth may have just put its file at the path.
+        observe()
+        let current = pathIdentity()
         var total: UInt64 = 0
         for (generation, observer) in observers {
             guard let status = try? observer.status else { continue }
@@ -1418,42 +1856,100 @@ final class TortureRun {
         return FileID(device: UInt64(info.st_dev), inode: UInt64(info.st_ino))
     }
 
-    /// Watches the file now at the path (if no observer has its generation yet) and returns its observer.
+    /// Watches the file now at the path, if no observer has it yet, and returns its observer.
+    ///
+    /// Workers' growths replace the file at any moment, so the file opened is
+    /// taken for the one `stat` saw only if the path still names it after the
+    /// open. A file replaced before the parent looked is never observed: its
+    /// recoveries go uncounted, so the lower bounds of the recovery checks
+    /// whose window it falls in are waived (counted as unobserved generations).
     @discardableResult
-    func observe(expecting generation: UInt64? = nil) -> SlotStore? {
-        let observer: SlotStore
-        do {
-            observer = try SlotStore(path: path, options: OpenOptions(mode: .open, lockTimeout: .milliseconds(20)))
-        } catch {
-            violation("opening the store at the path failed: \(error)")
-            return nil
+    func observe() -> SlotStore? {
+        for _ in 0..<50 {
+            guard let identity = pathIdentity() else {
+                violation("the store at the path vanished")
+                return nil
+            }
+            if let generation = observedFiles.first(where: { $0.value == identity })?.key { return observers[generation] }
+            let observer: SlotStore
+            do {
+                observer = try SlotStore(path: path, options: OpenOptions(mode: .open, lockTimeout: .milliseconds(20)))
+            } catch {
+                violation("opening the store at the path failed: \(error)")
+                return nil
+            }
+            guard pathIdentity() == identity else {
+                observer.close()
+                continue
+            }
+            let found = observer.generation
+            if let known = observers[found] {
+                violation("two files at the path have generation \(found)")
+                observer.close()
+                return known
+            }
+            observers[found] = observer
+            observedFiles[found] = identity
+            record(observer)
+            return observer
         }
-        let found = observer.generation
-        if let generation, found != generation {
-            violation("the store at the path is generation \(found), expected \(generation)")
-        }
-        if let known = observers[found] {
-            observer.close()
-            return known
-        }
-        // Only compactions change the path, one at a time, and each one's file
-        // is observed before the next starts: the path still holds this file.
-        guard let identity = pathIdentity() else {
-            violation("the store at the path vanished")
-            observer.close()
-            return nil
-        }
-        observers[found] = observer
-        observedFiles[found] = identity
-        return observer
+        violation("the file at the path changed 50 times while the parent opened it")
+        return nil
     }
 
-    /// Checks the generation and the map capacity of the file at the path once a compaction attempt is over.
-    func checkPath(after what: String) {
+    /// The capacities of "map" and "grow" in each observed file, by generation.
+    var fileShapes: [UInt64: (map: Int, grow: Int)] = [:]
+    var newestObserved: UInt64 = 0
+    /// Generations the path held that the parent never saw (replaced first).
+    var unobservedGenerations = 0
+    /// Growths seen as the step from one observed generation to the next.
+    var growthsSeen = 0
+    /// The capacities the parent's compactions gave the growing map.
+    var requestedGrowCapacities: Set<Int> = []
+
+    /// Checks a newly observed file against the one before it: a growth keeps
+    /// "map" and doubles "grow" (up to its maximum); a compaction of the
+    /// parent's changes "map" (it alternates) and leaves "grow" as it was or
+    /// at a capacity it asked for. So between compactions the growing map's
+    /// capacity only grows, one doubling per generation.
+    func record(_ observer: SlotStore) {
+        let generation = observer.generation
+        func capacity(_ name: String) -> Int {
+            if case .map(_, _, let capacity)? = observer.schema.field(named: name)?.type { return capacity }
+            return -1
+        }
+        let shape = (map: capacity("map"), grow: capacity("grow"))
+        fileShapes[generation] = shape
+        if generation < newestObserved {
+            violation("the path went back from generation \(newestObserved) to \(generation)")
+        } else if newestObserved > 0 && generation > newestObserved + 1 {
+            unobservedGenerations += Int(generation - newestObserved - 1)
+        }
+        newestObserved = max(newestObserved, generation)
+        let valid = shape.grow == TortureSchema.growMaximumCapacity
+            || (shape.grow >= TortureSchema.growInitialCapacity && shape.grow < TortureSchema.growMaximumCapacity && shape.grow & (shape.grow - 1) == 0)
+        if !valid { violation("generation \(generation) has the growing map at capacity \(shape.grow): no growth or compaction of the torture makes that") }
+        guard generation > 1, let previous = fileShapes[generation - 1] else { return }
+        if previous.map == shape.map {
+            let doubled = min(TortureSchema.growMaximumCapacity, previous.grow * 2)
+            if shape.grow != doubled || doubled == previous.grow {
+                violation("generation \(generation) keeps the map's capacity (\(shape.map)), so a growth made it, but the growing map went from \(previous.grow) to \(shape.grow)")
+            }
+            growthsSeen += 1
+        } else if shape.grow != previous.grow && !requestedGrowCapacities.contains(shape.grow) {
+            violation("generation \(generation), made by a compaction of the parent's (the map went from \(previous.map) to \(shape.map)), "
+                      + "has the growing map at \(shape.grow), from \(previous.grow): the parent asked for neither")
+        }
+    }
+
+    /// Checks the generation and the map capacity of the file at the path once
+    /// a compaction attempt is over: at least one generation past the one at
+    /// its start if `renamed` (growths add more), and "map" as the parent's
+    /// compactions left it (growths keep it).
+    func checkPath(after what: String, renamed: Bool, startedAt generation: UInt64) {
         guard let observer = observe() else { return }
-        if observer.generation != expectedGeneration {
-            violation("after \(what) the store at the path is generation \(observer.generation), expected \(expectedGeneration)")
-            expectedGeneration = observer.generation
+        if renamed && observer.generation <= generation {
+            violation("after \(what) the store at the path is generation \(observer.generation), expected more than \(generation)")
         }
         if case .map(_, _, let capacity)? = observer.schema.field(named: "map")?.type, capacity != mapCapacity {
             violation("after \(what) the map's capacity is \(capacity), expected \(mapCapacity)")
@@ -1479,18 +1975,30 @@ final class TortureRun {
             guard !stopping, now() >= nextCompaction else { return }
             // Grow the map, or shrink it back.
             let capacity = mapCapacity == mapCapacities[0] ? mapCapacities[1] : mapCapacities[0]
+            observe()
+            compactionStartedAt = newestObserved
             if nextCompactionBySubprocess {
                 // Its death is one more recovery, which can't be told apart from
                 // a killed worker's: start it between kills, and make only kills
                 // at fault points (exactly one recovery each) until it is settled.
                 guard case .running = phase, !slots.contains(where: \.awaitingRead) else { return }
                 for index in slots.indices { slots[index].killAtLockedBegin = nil }
-                compactorEpoch = (totalRecoveries(), 0)
+                compactorEpoch = (totalRecoveries(), 0...0, unobservedGenerations)
                 let point = compactionRandom.next() % 2 == 0 ? "afterRetiring" : "afterRename"
                 let (pid, fd) = spawnCompactor(point: point, capacity: capacity)
                 compaction = .subprocess(pid: pid, fd: fd, point: point, capacity: capacity, output: [])
             } else {
-                let job = CompactionJob(path: path, capacity: capacity)
+                // At low tide, shrink the growing map too, so the rising tide grows it again:
+                // to the live entries and the operations in flight, and a quarter more.
+                var capacities = ["map": capacity]
+                let live = slots.reduce(0) { $0 + $1.model.churn.count } + 4 * processes
+                var shrunk = TortureSchema.growInitialCapacity
+                while shrunk < live + live / 4 + 32 { shrunk *= 2 }
+                if shrunk < grow.capacity {
+                    capacities["grow"] = shrunk
+                    requestedGrowCapacities.insert(shrunk)
+                }
+                let job = CompactionJob(path: path, capacities: capacities)
                 compaction = .inProcess(job: job, thread: startThread(job), capacity: capacity)
             }
             scheduleCompaction(from: now())
@@ -1502,18 +2010,23 @@ final class TortureRun {
             switch outcome {
             case .success:
                 compactionsDone += 1
-                expectedGeneration += 1
+                if job.capacities["grow"] != nil { growShrinks += 1 }
                 mapCapacity = capacity
-                checkPath(after: "compaction \(compactionsDone + compactorsKilled) (in this process, map capacity \(capacity))")
+                checkPath(after: "compaction \(compactionsDone + compactorsKilled) (in this process, map capacity \(capacity))",
+                          renamed: true, startedAt: compactionStartedAt)
             case .failure(let error):
                 switch error {
                 case .storeInUse, .lockTimeout:
                     compactionsFailed += 1
                     if compactionsFailed <= 5 { Output.error("torture: note: a compaction in place was refused: \(error)") }
+                case .migrationRefused(_, let reasons) where job.capacities["grow"] != nil
+                    && reasons.allSatisfy({ $0.hasPrefix("map \"grow\" holds") }):
+                    // The workers' tide rose past the shrunk capacity while the compaction waited: refused, nothing changed.
+                    growShrinksRefused += 1
                 default:
-                    violation("a compaction in place (map capacity \(capacity)) failed: \(error)")
+                    violation("a compaction in place (capacities \(job.capacities.sorted { $0.key < $1.key })) failed: \(error)")
                 }
-                checkPath(after: "a failed compaction")
+                checkPath(after: "a failed compaction", renamed: false, startedAt: compactionStartedAt)
             }
 
         case .subprocess(let pid, let fd, let point, let capacity, var output):
@@ -1538,7 +2051,6 @@ final class TortureRun {
             // The rename is the commit point: past it, the new file is the store.
             if (killed && point == "afterRename") || (!killed && status == 0) {
                 if killed { compactorsKilledAfterRename += 1 }
-                expectedGeneration += 1
                 mapCapacity = capacity
             }
             compaction = .settling(point: point, killed: killed)
@@ -1548,20 +2060,26 @@ final class TortureRun {
             guard case .running = phase, !slots.contains(where: \.awaitingRead), parentTransaction() else { return }
             restartResolved()
             guard case .running = phase, !slots.contains(where: \.awaitingRead), let epoch = compactorEpoch else { return }
-            checkPath(after: "a compactor killed at \(point)")
+            checkPath(after: "a compactor killed at \(point)", renamed: killed && point == "afterRename", startedAt: compactionStartedAt)
             // A compactor dies holding the old file's lock: one recovery (or
             // one dead holder left in the replaced file). Killed after its
             // rename, it also holds the new file's lock (held until the
             // rename is durable): recovered by a process that had the new
             // file open, one more; or reset by the first process to open it
             // after the death, which the store does not count as a recovery.
-            let extra = Int(totalRecoveries() &- epoch.recoveriesBefore) - epoch.holderKills
+            let delta = Int(totalRecoveries() &- epoch.recoveriesBefore)
             let allowed = !killed ? 0...0 : point == "afterRename" ? 1...2 : 1...1
-            if !allowed.contains(extra) {
-                violation("while a compactor process ran (killed at \(point): \(killed)), \(epoch.holderKills) worker(s) were killed holding the lock: "
-                          + "the store files count \(epoch.holderKills + extra) recoveries, expected \(epoch.holderKills) + \(allowed)")
+            let kills = epoch.holderKills
+            let low = kills.lowerBound + allowed.lowerBound, high = kills.upperBound + allowed.upperBound
+            if delta > high || (delta < low && unobservedGenerations == epoch.gapsBefore) {
+                violation("while a compactor process ran (killed at \(point): \(killed)), workers were killed holding the lock "
+                          + "(making \(kills) recoveries): the store files count \(delta) recoveries, expected \(low)...\(high)")
             }
-            compactorRecoveries += max(0, extra)
+            if delta < low && unobservedGenerations != epoch.gapsBefore { settlesAcrossUnobservedFiles += 1 }
+            // Shared out for the figures: the compactor's share within its own range.
+            let compactorShare = max(allowed.lowerBound, min(allowed.upperBound, delta - kills.lowerBound))
+            compactorRecoveries += compactorShare
+            killRecoveries += delta - compactorShare
             compactorEpoch = nil
             compaction = .idle
         }
@@ -1658,55 +2176,47 @@ final class TortureRun {
             attempts += 1
             if attempts > 500 { violation("the parent could not take the lock after every worker ended"); break }
         }
+        // Every entry of both maps, the tallies and counters: exactly the model, nothing in flight.
         do {
-            try store.transaction { tx in
-                for index in 0..<processes {
-                    let model = slots[index].model
-                    let found = Model(counter: tx.load(counters[index]), witness: tx.load(witnesses[index]),
-                                      own: try (0..<TortureSchema.ownKeys).map { try tx.load(TortureSchema.ownKey(slot: index, $0), from: map) })
-                    if found != model { violation("worker \(index)'s final state is \(found), the model says \(model)") }
-                }
-                for key in 0..<TortureSchema.sharedKeys {
-                    let found = try tx.load(TortureSchema.sharedKey(key), from: map) ?? 0
-                    if found != shared[key] { violation("\(TortureSchema.sharedKey(key)) is \(found), the model says \(shared[key])") }
-                }
+            let state = try store.transaction { tx in try readState(tx) }
+            for problem in state.problems where reportedGlobal.insert(problem).inserted { violation(problem) }
+            for index in 0..<processes where state.workers[index] != slots[index].model {
+                violation("worker \(index)'s final state is \(state.workers[index]), the model says \(slots[index].model)"
+                          + slots[index].model.churnDifference(from: state.workers[index], slot: index))
             }
-            var expected: [String: Int64] = [:]
-            for (slot, value) in slots.enumerated() {
-                for (key, entry) in value.model.own.enumerated() { if let entry { expected[TortureSchema.ownKey(slot: slot, key)] = entry } }
+            for key in 0..<TortureSchema.sharedKeys where state.shared[key] != shared[key] {
+                violation("\(TortureSchema.sharedKey(key)) is \(state.shared[key]), the model says \(shared[key])")
             }
-            for (key, value) in shared.enumerated() where value != 0 { expected[TortureSchema.sharedKey(key)] = value }
-            var entries: [String: Int64] = [:]
-            for (key, value) in try map.entries() { entries[key] = value }
-            if entries != expected {
-                let keys = Set(entries.keys).union(expected.keys).filter { entries[$0] != expected[$0] }.sorted()
-                let differences = keys.prefix(10).map { "\($0): \(entries[$0].map(String.init) ?? "absent") (model \(expected[$0].map(String.init) ?? "absent"))" }
-                violation("the map differs from the model at \(keys.count) key(s): \(differences.joined(separator: ", "))")
-            }
-            if map.count != expected.count { violation("the map counts \(map.count) entries, the model \(expected.count)") }
+            let modelled = slots.reduce(0) { $0 + $1.model.churn.count }
+            if state.growCount != modelled { violation("the growing map counts \(state.growCount) entries, the model \(modelled)") }
         } catch {
             violation("the final check failed: \(error)")
         }
         if let status = try? store.status, status.journalDirty || status.lockHolderPID != nil || status.lockNeedsRecovery {
             violation("after the run the journal is \(status.journalDirty ? "dirty" : "clean") and the lock is held by \(status.lockHolderPID.map(String.init) ?? "nobody")\(status.lockNeedsRecovery ? ", needing recovery" : "")")
         }
-        // The parent's store follows every compaction: it ends on the newest file.
+        // The parent's store follows every compaction and growth: it ends on the newest file.
         let generation = store.generation
-        if compactEvery > 0 {
-            if observers[generation] == nil { observe(expecting: generation) }
-            checkPath(after: "the run")
-            if generation != expectedGeneration {
-                violation("the parent's store ends in generation \(generation), but \(compactionsDone) compactions and \(compactorsKilledAfterRename) compactors killed after their rename make \(expectedGeneration)")
-            }
-            if map.capacity != mapCapacity { violation("the parent's map handle says capacity \(map.capacity), the file at the path has \(mapCapacity)") }
-            if compactionsDone + compactorsKilled == 0 { violation("--compact-every \(Int(compactEvery * 1000)) but no compaction happened") }
+        observe()
+        checkPath(after: "the run", renamed: false, startedAt: 0)
+        if generation != newestObserved {
+            violation("the parent's store ends in generation \(generation), the path holds generation \(newestObserved)")
         }
+        // Every generation is one rename: a compaction of the parent's, a compactor killed after its rename, or a growth.
+        let growths = Int(newestObserved) - 1 - compactionsDone - compactorsKilledAfterRename
+        if growths < 0 {
+            violation("the path holds generation \(newestObserved), fewer than \(compactionsDone) compactions and \(compactorsKilledAfterRename) compactors killed after their rename make")
+        }
+        let growCapacity = fileShapes[newestObserved]?.grow ?? 0
+        if map.capacity != mapCapacity { violation("the parent's map handle says capacity \(map.capacity), the file at the path has \(mapCapacity)") }
+        if grow.capacity != growCapacity { violation("the parent's handle on the growing map says capacity \(grow.capacity), the file at the path has \(growCapacity)") }
+        if compactEvery > 0 && compactionsDone + compactorsKilled == 0 { violation("--compact-every \(Int(compactEvery * 1000)) but no compaction happened") }
         // Recoveries are counted in each file: total them over every file the path held.
         let unrecovered = unrecoveredReplacedFiles()
         let recoveries = totalRecoveries() &- initialRecoveries &- UInt64(unrecovered)
-        if recoveries + UInt64(unrecovered) != UInt64(killsHolding + compactorRecoveries) {
+        if recoveries + UInt64(unrecovered) != UInt64(killRecoveries + compactorRecoveries) {
             violation("the store files count \(recoveries) recoveries" + (unrecovered > 0 ? " and \(unrecovered) dead holder(s) of replaced files" : "")
-                      + " but \(killsHolding) kills of workers were followed by one"
+                      + " but kills of workers were followed by \(killRecoveries)"
                       + (compactEvery > 0 ? " and \(compactorsKilled) deaths of compactors by \(compactorRecoveries)" : ""))
         }
         store.close()
@@ -1719,10 +2229,17 @@ final class TortureRun {
         }
         let rate = elapsed > 0 ? Int(Double(operations) / elapsed) : 0
         let compactions = compactEvery == 0 ? ""
-            : "compactions done \(compactionsDone), compactions killed \(compactorsKilled) (\(compactorsKilledAfterRename) after the rename), "
+            : "compactions done \(compactionsDone) (shrinking the growing map \(growShrinks), refused as it outgrew the shrink \(growShrinksRefused)), "
+              + "compactions killed \(compactorsKilled) (\(compactorsKilledAfterRename) after the rename), "
               + "compactor recoveries \(compactorRecoveries), "
               + "compactions failed \(compactionsFailed), kills during compactions \(killsDuringCompactions), "
-              + "generation \(generation), unrecovered in replaced files \(unrecovered), "
+        let growth = "growths \(growths) (\(growthsSeen) seen file to file), grow capacity \(growCapacity) of \(TortureSchema.growMaximumCapacity), "
+            + "grow entries \(slots.reduce(0) { $0 + $1.model.churn.count }) of \(slots.reduce(0) { $0 + $1.churnState.next }) keys inserted, "
+            + "kills during growths \(killsAtGrowthPoints.reduce(0, +)) (afterBulkCopy \(killsAtGrowthPoints[0]), "
+            + "afterRetiring \(killsAtGrowthPoints[1]), afterRename \(killsAtGrowthPoints[2])), "
+            + "transactions that found the map full \(transactionsFoundFull), checks of every entry \(checks), "
+            + "generation \(generation), unobserved generations \(unobservedGenerations) (\(settlesAcrossUnobservedFiles) recovery checks waived), "
+            + "unrecovered in replaced files \(unrecovered), "
         // (No "operations " here: the summary's figures are found by name.)
         let bound = settings.operationLimit > 0 ? "\(seconds) s (or \(settings.operationLimit) operations)" : "\(seconds) s"
         let meanLag = scheduledKills > 0 ? totalKillLag / UInt64(scheduledKills) : 0
@@ -1730,9 +2247,9 @@ final class TortureRun {
         Output.out("torture: \(processes) processes, \(bound)\(settings.durable ? ", durable" : ""), seed \(seed): "
                    + "operations \(operations) (\(rate)/s), kills \(kills), bursts \(bursts) (\(burstVictims) workers), "
                    + "kills holding the lock \(killsHolding) (\(faultHolds) at fault points), "
-                   + "recoveries \(recoveries), lock timeouts \(lockTimeouts) (\(orphanedLockTimeouts) with no live holder), "
+                   + "recoveries \(recoveries) (after kills \(killRecoveries)), lock timeouts \(lockTimeouts) (\(orphanedLockTimeouts) with no live holder), "
                    + "scheduled kills \(scheduledKills) (schedule \(digest), lag mean \(meanLag) max \(maximumKillLag) operations), "
-                   + "\(compactions)violations \(violations.count)")
+                   + "\(compactions)\(growth)violations \(violations.count)")
         return violations.count
     }
 }
@@ -1740,19 +2257,19 @@ final class TortureRun {
 /// One compaction in place by a thread of the parent, with the result for the parent's loop.
 final class CompactionJob: Sendable {
     let path: String
-    let capacity: Int
+    let capacities: [String: Int]
     let outcome = Mutex<Result<Void, SlotStoreError>?>(nil)
 
-    init(path: String, capacity: Int) {
+    init(path: String, capacities: [String: Int]) {
         self.path = path
-        self.capacity = capacity
+        self.capacities = capacities
     }
 
     func run() {
         let result: Result<Void, SlotStoreError>
         do {
-            // Shrinking the map back is narrowing: allowed, as every entry fits.
-            try SlotStore.compact(at: path, capacities: ["map": capacity], migration: MigrationOptions(allowNarrowing: true))
+            // Shrinking a map is narrowing: allowed, as every entry fits (or the compaction is refused).
+            try SlotStore.compact(at: path, capacities: capacities, migration: MigrationOptions(allowNarrowing: true))
             result = .success(())
         } catch {
             result = .failure(error)
