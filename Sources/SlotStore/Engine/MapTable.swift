@@ -315,7 +315,11 @@ struct MapTable: Sendable {
         do {
             try core.transaction { () throws(SlotStoreError) in _ = moveSequence.settle() }
         } catch .storeRetired {
-            return  // the lock was taken and released: a dead writer is rolled back
+            // Retired: the lock was taken and released (a dead writer rolled
+            // back), and no writer can reach this file any more, so a word
+            // still odd is stale: settle it, or a reader would retry it until
+            // its timeout instead of finishing its read.
+            _ = moveSequence.settle()
         } catch .nestedTransaction {
             _ = moveSequence.settle()  // this thread holds the lock, between writes
         }
