@@ -136,14 +136,7 @@ extension StoreCore {
         // sequence moves, nobody has cleared its bits (see ChangeNotification).
         var registered: (core: ObjectIdentifier, sequence: UInt32)?
         while true {
-            // Counted in before the first touch of the mapping: close() waits for us.
-            try target.core.waiters.enter(target.core)
-            if target.needsFollowing {
-                target.core.waiters.leave()
-                try target.follow()
-                continue
-            }
-            let core = target.core
+            let core = try enterLive(&target)
             defer { core.waiters.leave() }
             let sequence = core.wakeSequence.pointee.load(ordering: .acquiring)
             if let cancellation, cancellation.isCancelled(sleepingIn: core) { return nil }
@@ -170,15 +163,21 @@ extension StoreCore {
     /// counted threads, and refuses new ones with `storeClosed`).
     static func readCounted<T>(_ reference: FieldReference, _ read: () throws(SlotStoreError) -> T) throws(SlotStoreError) -> T {
         var target = WaitTarget(session: reference.session, core: reference.core, field: reference.layout)
+        let core = try enterLive(&target)
+        defer { core.waiters.leave() }
+        return try read()
+    }
+
+    /// Counts the calling thread in the waiters of `target`'s file, following
+    /// compactions first, and returns that file's engine; the caller leaves
+    /// its `waiters` when done. Counted in before the first touch of the
+    /// mapping, so close() waits for it (or refuses it with `storeClosed`).
+    static func enterLive(_ target: inout WaitTarget) throws(SlotStoreError) -> StoreCore {
         while true {
             try target.core.waiters.enter(target.core)
-            if target.needsFollowing {
-                target.core.waiters.leave()
-                try target.follow()
-                continue
-            }
-            defer { target.core.waiters.leave() }
-            return try read()
+            guard target.needsFollowing else { return target.core }
+            target.core.waiters.leave()
+            try target.follow()
         }
     }
 }
