@@ -147,9 +147,14 @@ struct PerProcessTests {
         #expect(try value(first, "last") == .int(2))
         #expect(try first.perProcess("inflight", as: Int64.self).contribution == 2)
 
+        let secondSlot = try #require(second.processSlot)
         second.close()
         // Not dropped by a read: only the next claimer folds.
         #expect(try value(first, "inflight") == .int(7))
+        // A process that another test spawns at this moment shares second's
+        // descriptor (and so its slot's lock) until its exec closes it: wait
+        // for the kernel to say the lock is free, as the next opener asks it.
+        while OpenGate.byteHeldByOthers(first.core.file.fd, PerProcessLayout.processSlotLockBase + secondSlot) { sched_yield() }
         let third = try SlotStore(path: path)
         #expect(try value(third, "inflight") == .int(2))
         #expect(try value(third, "requests") == .int(70))
