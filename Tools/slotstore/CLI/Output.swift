@@ -6,7 +6,8 @@ enum Output {
     static func out(_ text: String) { write(STDOUT_FILENO, text + "\n") }
     static func error(_ text: String) { write(STDERR_FILENO, text + "\n") }
 
-    private static func write(_ fd: Int32, _ text: String) {
+    /// All of `text`, as is (no newline added), retrying short writes and EINTR.
+    static func write(_ fd: Int32, _ text: String) {
         var text = text
         text.withUTF8 { bytes in
             var done = 0

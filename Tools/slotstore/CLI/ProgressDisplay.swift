@@ -103,17 +103,7 @@ final class ProgressDisplay {
         write("\r\u{1B}[K" + step + bar + tail)
     }
 
-    private func write(_ text: String) {
-        var text = text
-        text.withUTF8 { bytes in
-            var done = 0
-            while done < bytes.count {
-                let n = Glibc.write(STDERR_FILENO, bytes.baseAddress! + done, bytes.count - done)
-                if n < 0 { if errno == EINTR { continue }; return }
-                done += n
-            }
-        }
-    }
+    private func write(_ text: String) { Output.write(STDERR_FILENO, text) }
 
     static func now() -> UInt64 {
         var time = timespec()
