@@ -357,8 +357,7 @@ struct MutationFuzzTests {
         case .map:
             let maps = layout.fields.filter(\.type.isMap)
             let field = random.pick(maps)
-            guard case .map(let key, let value, let capacity) = field.type else { return "no map" }
-            let geometry = MapGeometry(key: key, value: value, capacity: capacity)
+            guard let geometry = field.mapGeometry else { return "no map" }
             if random.chance(30) {
                 let word = random.pick([MapGeometry.countOffset, MapGeometry.tombstonesOffset, MapGeometry.epochOffset])
                 let current = bytes.littleEndian(UInt64.self, at: field.offset + word)

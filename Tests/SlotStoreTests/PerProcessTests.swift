@@ -83,13 +83,13 @@ struct PerProcessTests {
         header.formatMinor = 3
         patchFile(path, at: 0, header.encoded())
         let before = fileBytes(path)
-        #expect(throws: SlotStoreError.unsupportedVersion(path: path, found: "1.3", supported: "1.0 to 1.2")) {
+        #expect(throws: SlotStoreError.unsupportedVersion(path: path, found: "1.3", supported: "1.0 to 1.2, 2.0")) {
             try SlotStore(path: path)
         }
         #expect(fileBytes(path) == before)
     }
 
-    @Test("Fixtures/format-1.1.slots (made by the build before 1.2) opens, and compaction adds per-process fields as 1.2")
+    @Test("Fixtures/format-1.1.slots (made by the build before 1.2) opens, and compaction adds per-process fields (as 2.0: it has a map)")
     func formatOneOneFixture() throws {
         let fixture = URL(fileURLWithPath: #filePath).deletingLastPathComponent().appendingPathComponent("Fixtures/format-1.1.slots")
         let path = directory.file("old11.slots")
@@ -99,20 +99,23 @@ struct PerProcessTests {
         #expect(old.core.header.formatMinor == 1)
         #expect(try old.value(of: "inflight") == .int(7) && old.value(of: "requests") == .int(1234))
         #expect(try old.value(of: "motd") == .string("written by format 1.1"))
-        // This build lays out the same schema exactly as the fixture's build did.
+        #expect(old.core.layout.mapLayout == .v1)
+        // This build lays out the same schema as the fixture's build did, but
+        // for the map, which a new store holds in layout 2 (format 2.0).
         let same = try SlotStore(path: directory.file("same.slots"), schema: old.schema)
-        #expect(same.core.header.formatMinor == 1 && same.core.header.schemaHash == old.core.header.schemaHash)
-        #expect(same.core.layout.fields.map(\.offset) == old.core.layout.fields.map(\.offset))
-        #expect(same.core.header.dataOffset == old.core.header.dataOffset && same.core.header.fileSize == old.core.header.fileSize)
+        #expect(same.core.header.formatMajor == 2 && same.core.header.formatMinor == 0)
+        #expect(same.core.header.schemaHash == old.core.header.schemaHash)
+        #expect(same.core.layout.fields.dropLast().map(\.offset) == old.core.layout.fields.dropLast().map(\.offset))
+        #expect(same.core.header.dataOffset == old.core.header.dataOffset)
         old.close()
         waitUntilNoOpener(path)
 
         target.fields[0].perProcess = .liveSum
         target.fields[1].perProcess = .sum
         let plan = try SlotStore.compact(at: path, schema: target)
-        #expect(plan.formatBefore == "1.1" && plan.formatAfter == "1.2")
+        #expect(plan.formatBefore == "1.1" && plan.formatAfter == "2.0")
         let upgraded = try SlotStore(path: path)
-        #expect(upgraded.core.header.formatMinor == 2)
+        #expect(upgraded.core.header.formatMajor == 2 && upgraded.core.layout.mapLayout == .v2)
         // The values became the folded bases of the new per-process fields.
         #expect(try upgraded.value(of: "inflight") == .int(7) && upgraded.value(of: "requests") == .int(1234))
         try upgraded.perProcess("requests", as: Int64.self).add(1)

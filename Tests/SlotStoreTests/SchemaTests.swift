@@ -109,7 +109,7 @@ struct FormatTests {
         for field in layout.fields {
             #expect(field.offset % (cacheLine ? 64 : 8) == 0)
             #expect(field.offset >= previousEnd)
-            #expect(field.size >= FieldLayout.slotSize(of: field.type))
+            #expect(field.size >= FieldLayout.slotSize(of: field.type, mapLayout: layout.mapLayout))
             if cacheLine { #expect(field.size % 64 == 0) }
             previousEnd = field.offset + field.size
         }

@@ -63,7 +63,7 @@ struct ToolTests {
         #expect(lines.first == path)
         #expect(lines.contains("  lock      free"))
         #expect(lines.contains("  journal   clean"))
-        #expect(lines.contains { $0.hasPrefix("  format    \(FileHeader.currentMajor).\(FileHeader.minor(for: Self.schema)), page ") })
+        #expect(lines.contains { $0.hasPrefix("  format    \(FileHeader.versionString(for: Self.schema)), page ") })
         #expect(lines.contains { $0.hasPrefix("  schema    version 3, hash 0x") && $0.hasSuffix("\(Self.schema.fields.count) fields") })
         #expect(lines.contains { $0.hasPrefix("  regions   header 0+") && $0.contains("lock ") && $0.contains("journal ") && $0.contains("data ") })
         for field in Self.schema.fields {
@@ -251,7 +251,7 @@ struct ToolTests {
         #expect(Set(report.keys) == inspectKeys)
         #expect(report["path"] as? String == path)
         let format = try #require(dictionary(report["format"]))
-        #expect(format["version"] as? String == "\(FileHeader.currentMajor).\(FileHeader.minor(for: Self.schema))")
+        #expect(format["version"] as? String == FileHeader.versionString(for: Self.schema))
         #expect(int(format["fileSize"]) == fileBytes(path).count)
         #expect(int(format["generation"]) == 1)
         #expect(format["createdAt"] is String && int(format["pageSize"]).map { $0 >= 4096 } == true)
@@ -456,7 +456,7 @@ struct ToolTests {
         case .wrongVersion:
             writeFileBytes(path, bytes)
             var header = try FileHeader.decode(Array(bytes.prefix(FileHeader.size)), path: path)
-            header.formatMajor = 2
+            header.formatMajor = 3
             patchFile(path, at: 0, header.encoded())
             patchFile(path, at: FileHeader.copyOffset, header.encoded())
         case .missing, .directory: break
@@ -504,7 +504,7 @@ struct ToolTests {
             }
         }
         if kind == .wrongVersion {
-            #expect(try slotstore("get", path, "i64").stderr.contains("format version 2.\(FileHeader.minor(for: Self.schema))"))
+            #expect(try slotstore("get", path, "i64").stderr.contains("format version 3.\(FileHeader.version(for: Self.schema).minor)"))
         }
         if kind == .missing {
             #expect(!FileManager.default.fileExists(atPath: path), "a read-only command created the store")

@@ -34,24 +34,20 @@ struct MapTable: Sendable {
     @usableFromInline let cursor: MapCursor
     var seed: UInt64 { cursor.seed }
     var base: MappedAddress { cursor.base }
-    var mask: Int { cursor.mask }
 
     init(core: StoreCore, field: FieldLayout) {
-        guard case .map(let key, let value, let capacity) = field.type else {
+        guard let geometry = field.mapGeometry else {
             preconditionFailure("MapTable over non-map field \(field.name)")
         }
         self.core = core
         self.field = field
-        self.geometry = MapGeometry(key: key, value: value, capacity: capacity)
+        self.geometry = geometry
         self.cursor = MapCursor(engine: Unmanaged.passUnretained(core), fieldIndex: field.index,
-                                fieldOffset: field.offset, base: core.address(field.offset), mask: geometry.bucketCount - 1,
-                                seed: MapTable.seed(store: core.header.hashSeed, fieldIndex: field.index),
-                                bucketCount: geometry.bucketCount, bucketBytes: geometry.bucketBytes, capacity: geometry.capacity,
+                                fieldOffset: field.offset, base: core.address(field.offset), layout: geometry.version,
+                                seed: MapHash.mapSeed(store: core.header.hashSeed, fieldIndex: field.index),
+                                bucketCount: geometry.bucketCount, bucketBytes: geometry.bucketBytes, entryBytes: geometry.entryBytes,
+                                capacity: geometry.capacity,
                                 keyBytes: geometry.keyBytes, valueBytes: geometry.valueBytes, keyCapacity: geometry.keyCapacity)
-    }
-
-    static func seed(store: UInt64, fieldIndex: Int) -> UInt64 {
-        mum(store ^ 0x2D35_8DCC_AA6C_78A5, UInt64(fieldIndex) &+ 0x8BB8_4B93_962E_ACC9)
     }
 
     var count: UnsafeMutablePointer<Atomic<UInt64>> { cursor.count }
@@ -61,37 +57,6 @@ struct MapTable: Sendable {
 
     @inline(__always)
     func bucket(_ index: Int) -> MappedAddress { cursor.bucket(index) }
-
-    /// A keyed, length-aware multiply-mix hash (the wyhash family's `mum`).
-    /// Seeded per store: without the seed, colliding keys can't be precomputed.
-    @inline(__always)
-    static func hash(_ key: UnsafeRawBufferPointer, seed: UInt64) -> UInt64 {
-        var state = seed ^ 0xA076_1D64_78BD_642F
-        var index = 0
-        let count = key.count
-        // Wrapping arithmetic: a key is at most 16 MiB, and overflow checks
-        // were a sixth of a small map's lookup.
-        guard let bytes = key.baseAddress else { return mum(mum(state, 0x8EBC_6AF0_9C88_C6E3), 0x5899_65CC_7537_4CC3 ^ seed) }
-        while index &+ 8 <= count {
-            state = mum(state ^ bytes.loadUnaligned(fromByteOffset: index, as: UInt64.self), 0xE703_7ED1_A0B4_28DB)
-            index &+= 8
-        }
-        var tail: UInt64 = 0
-        var shift: UInt64 = 0
-        while index < count {
-            tail |= UInt64(bytes.load(fromByteOffset: index, as: UInt8.self)) &<< shift
-            shift &+= 8
-            index &+= 1
-        }
-        state = mum(state ^ tail ^ UInt64(count), 0x8EBC_6AF0_9C88_C6E3)
-        return mum(state, 0x5899_65CC_7537_4CC3 ^ seed)
-    }
-
-    @inline(__always)
-    static func mum(_ a: UInt64, _ b: UInt64) -> UInt64 {
-        let product = a.multipliedFullWidth(by: b)
-        return product.high ^ product.low
-    }
 
     @inline(__always)
     static func meta(state: UInt64, keyLength: Int, epoch: UInt64) -> UInt64 {
@@ -423,10 +388,14 @@ struct MapCursor: @unchecked Sendable {
     /// The field's offset in the file, for journal records.
     let fieldOffset: Int
     let base: MappedAddress
-    let mask: Int
+    /// Which hash and which home function (see ``MapLayoutVersion``).
+    let layout: MapLayoutVersion
     let seed: UInt64
     let bucketCount: Int
+    /// The distance between buckets.
     let bucketBytes: Int
+    /// A bucket's bytes without its padding: what journal records and moves copy.
+    let entryBytes: Int
     /// The most entries the map holds.
     let capacity: Int
     let keyBytes: Int
@@ -446,6 +415,15 @@ struct MapCursor: @unchecked Sendable {
     func bucket(_ index: Int) -> MappedAddress {
         base.advanced(by: MapGeometry.headerBytes + index * bucketBytes)
     }
+
+    // Addressing, forwarded to the one definition of each layout's hash and home.
+    @inline(__always) var addressing: MapAddressing { MapAddressing(layout: layout, bucketCount: bucketCount, seed: seed) }
+    @inline(__always) func hash(_ key: UnsafeRawBufferPointer) -> UInt64 { addressing.hash(key) }
+    @inline(__always) func home(of key: UnsafeRawBufferPointer) -> Int { addressing.home(of: key) }
+    @inline(__always) func next(_ index: Int) -> Int { addressing.next(index) }
+    @inline(__always) func previous(_ index: Int) -> Int { addressing.previous(index) }
+    @inline(__always) func advanced(_ index: Int, by offset: Int) -> Int { addressing.advanced(index, by: offset) }
+    @inline(__always) func distance(from start: Int, to end: Int) -> Int { addressing.distance(from: start, to: end) }
 
     /// Copies the value area of `key` into `destination` (`valueBytes` bytes)
     /// while its bucket is stable; false when the key is absent.
@@ -502,7 +480,7 @@ struct MapCursor: @unchecked Sendable {
     func locate(_ key: UnsafeRawBufferPointer) -> (found: Int?, insertAt: Int?) {
         let epoch = self.epoch
         let keyLength = key.count
-        var index = Int(truncatingIfNeeded: MapTable.hash(key, seed: seed)) & mask
+        var index = home(of: key)
         var firstFree: Int?
         for _ in 0..<bucketCount {
             let bucket = self.bucket(index)
@@ -514,7 +492,7 @@ struct MapCursor: @unchecked Sendable {
             } else if Int((meta >> 8) & 0xFF_FFFF) == keyLength && MapTable.keyMatches(bucket, key) {
                 return (index, nil)
             }
-            index = (index &+ 1) & mask
+            index = next(index)
         }
         return (nil, firstFree)
     }
@@ -529,7 +507,7 @@ struct MapCursor: @unchecked Sendable {
 
     func journalBucket(_ index: Int, _ core: StoreCore) throws(SlotStoreError) {
         let offset = bucketOffset(index)
-        try core.recordUndo(offset: offset + 8, length: bucketBytes - 8, sequenceOffset: offset)
+        try core.recordUndo(offset: offset + 8, length: entryBytes - 8, sequenceOffset: offset)
     }
 
     /// Inserts or replaces; `writeValue` fills the value area. Returns whether it inserted.
@@ -622,10 +600,10 @@ struct MapCursor: @unchecked Sendable {
         // The buckets this removal may change: the run from `start` to the
         // first empty bucket, and the tombstones right before `start`.
         var run = 1
-        while run < bucketCount && isOccupied(bucket((start &+ run) & mask), epoch: epoch) { run += 1 }
+        while run < bucketCount && isOccupied(bucket(advanced(start, by: run)), epoch: epoch) { run += 1 }
         var before = 0
-        while before < bucketCount - run && isTombstone(bucket((start &- before &- 1) & mask), epoch: epoch) { before += 1 }
-        let recordBytes = UndoJournal.recordHeaderBytes + bucketBytes - 8
+        while before < bucketCount - run && isTombstone(bucket(advanced(start, by: bucketCount - before - 1)), epoch: epoch) { before += 1 }
+        let recordBytes = UndoJournal.recordHeaderBytes + entryBytes - 8
         let needed = UndoJournal.recordHeaderBytes + 24 + (run + before) * recordBytes
         guard run < bucketCount, needed <= journalRoom(core) else {
             try removeLeavingTombstone(at: start, in: core)
@@ -638,7 +616,7 @@ struct MapCursor: @unchecked Sendable {
         moves.beginWrite()
         var hole = start
         var wroteFirst = false
-        var index = (start &+ 1) & mask
+        var index = next(start)
         while true {
             let source = bucket(index)
             let meta = source.advanced(by: 8).atomic(UInt64.self).pointee.load(ordering: .relaxed)
@@ -647,32 +625,32 @@ struct MapCursor: @unchecked Sendable {
             if state == MapTable.full {
                 let length = min(Int((meta >> 8) & 0xFF_FFFF), keyCapacity)
                 let key = UnsafeRawBufferPointer(start: source.pointer + MapGeometry.bucketPrefixBytes, count: length)
-                let home = Int(truncatingIfNeeded: MapTable.hash(key, seed: seed)) & mask
+                let home = self.home(of: key)
                 // Its path crosses the hole unless its home lies in (hole, index].
-                let homeDistance = (home &- hole) & mask
-                if homeDistance == 0 || homeDistance > (index &- hole) & mask {
+                let homeDistance = distance(from: hole, to: home)
+                if homeDistance == 0 || homeDistance > distance(from: hole, to: index) {
                     try journalBucket(index, core)
                     let target = bucket(hole)
                     let sequence = MapCursor.beginWrite(target)
-                    target.advanced(by: 8).copyBytes(from: UnsafeRawPointer(source.pointer + 8), count: bucketBytes - 8)
+                    target.advanced(by: 8).copyBytes(from: UnsafeRawPointer(source.pointer + 8), count: entryBytes - 8)
                     if !wroteFirst { core.fault(.midWrite); wroteFirst = true }
                     sequence.endWrite()
                     core.fault(.midShift)
                     hole = index
                 }
             }
-            index = (index &+ 1) & mask
+            index = next(index)
         }
         emptyBucket(hole)
         if !wroteFirst { core.fault(.midWrite) }
         // Tombstones right before the new empty bucket: no path crosses them any more.
         var reclaimed: UInt64 = 0
-        var previous = (hole &- 1) & mask
+        var previous = self.previous(hole)
         while reclaimed < UInt64(bucketCount) && isTombstone(bucket(previous), epoch: epoch) {
             try journalBucket(previous, core)
             emptyBucket(previous)
             reclaimed += 1
-            previous = (previous &- 1) & mask
+            previous = self.previous(previous)
         }
         moves.endWrite()
         count.pointee.store(count.pointee.load(ordering: .relaxed) &- 1, ordering: .relaxed)
@@ -787,13 +765,13 @@ struct MapCursor: @unchecked Sendable {
     /// error path, which cost as much as the probe itself on a small map.
     @usableFromInline
     func probeWord(forKey key: UnsafeRawBufferPointer) -> WordProbe {
-        let hash = MapTable.hash(key, seed: seed)
+        let home = self.home(of: key)
         // Read before any bucket, to tell a miss from an entry moved past the probe.
         let moves = moveSequence
         let movesBegun = moves.word.pointee.load(ordering: .acquiring)
         let epoch = self.epoch
         let keyLength = key.count
-        var index = Int(truncatingIfNeeded: hash) & mask
+        var index = home
         for _ in 0..<bucketCount {
             let bucket = self.bucket(index)
             let sequence = SequenceWord(bucket)
@@ -811,13 +789,13 @@ struct MapCursor: @unchecked Sendable {
                 return .found(word)
             }
             guard sequence.endRead(before) else { return .contended }
-            index = (index &+ 1) & mask
+            index = next(index)
         }
         return self.epoch == epoch && movesBegun & 1 == 0 && moves.endRead(movesBegun) ? .absent : .contended
     }
 
     func lookup<R>(_ key: UnsafeRawBufferPointer, _ read: (MappedAddress) -> R) throws(SlotStoreError) -> R? {
-        let home = Int(truncatingIfNeeded: MapTable.hash(key, seed: seed)) & mask
+        let home = self.home(of: key)
         let moves = moveSequence
         var retry = ReadRetry()
         search: while true {
@@ -862,7 +840,7 @@ struct MapCursor: @unchecked Sendable {
                     }
                     break
                 }
-                index = (index + 1) & mask
+                index = next(index)
             }
             if self.epoch != epoch { continue search }
             guard movesBegun & 1 == 0, moves.endRead(movesBegun) else {

@@ -36,8 +36,9 @@ extension StoreCore {
         let pageSize = Int(sysconf(Int32(_SC_PAGESIZE)))
         let layout = Layout(schema: schema, schemaBytes: schemaBytes.count, pageSize: pageSize,
                             cacheLineAligned: options.cacheLineAligned)
+        let version = FileHeader.version(for: schema)
         let header = FileHeader(
-            formatMinor: FileHeader.minor(for: schema),
+            formatMajor: version.major, formatMinor: version.minor,
             pageSize: UInt32(pageSize),
             flags: options.cacheLineAligned ? [.cacheLineAligned] : [],
             lockABI: LockRegion.currentABI,

@@ -11,17 +11,44 @@ struct FileHeader: Equatable, Sendable {
     static let magic: [UInt8] = Array("SlotStor".utf8)
     /// Written little-endian; a big-endian reader sees 0x0D0C0B0A.
     static let byteOrderMark: UInt32 = 0x0A0B_0C0D
-    static let currentMajor: UInt16 = 1
-    /// 1.1 added map fields and the hash seed at offset 144; 1.0 files open unchanged
-    /// and compaction upgrades them. 1.2 added per-process fields, which an
-    /// older reader can't ignore: only a store that has one is written as
-    /// 1.2 (see ``minor(for:)``), and a minor above this one is refused.
-    static let currentMinor: UInt16 = 2
+    /// The newest format this build writes and reads: 2.0.
+    ///
+    /// 1.1 added map fields and the hash seed at offset 144; 1.0 files open
+    /// unchanged and compaction upgrades them. 1.2 added per-process fields,
+    /// which an older reader can't ignore. 2.0 changed the map layout (see
+    /// ``MapLayoutVersion``): a 1.x build can't read a 2.0 map, so only a store
+    /// that has a map is written as 2.0. Every store is written with the
+    /// lowest version that has every feature it uses (see ``version(for:)``),
+    /// so older builds keep opening what they can read; 1.x files open and
+    /// keep their layout until a compaction or migration rewrites them.
+    static let currentMajor: UInt16 = 2
+    static let currentMinor: UInt16 = 0
+    /// The newest minor of each major this build reads; anything newer is
+    /// refused, since a newer minor may change what recovery must undo.
+    static let newestMinorByMajor: [UInt16: UInt16] = [1: 2, 2: 0]
 
-    /// The minor version a store of `schema` is written with: the lowest that
-    /// has every feature it uses, so a store without per-process fields stays
-    /// 1.1, byte for byte what builds before 1.2 write, and they can open it.
-    static func minor(for schema: Schema) -> UInt16 { schema.hasPerProcessFields ? 2 : 1 }
+    /// The version a store of `schema` is written with: the lowest that has
+    /// every feature it uses. A map needs 2.0; per-process fields 1.2; a store
+    /// without either stays 1.1, byte for byte what earlier builds write.
+    static func version(for schema: Schema) -> (major: UInt16, minor: UInt16) {
+        if schema.fields.contains(where: { $0.type.isMap }) { return (2, 0) }
+        return (1, schema.hasPerProcessFields ? 2 : 1)
+    }
+
+    /// ``version(for:)`` as "major.minor".
+    static func versionString(for schema: Schema) -> String {
+        let version = version(for: schema)
+        return "\(version.major).\(version.minor)"
+    }
+
+    /// The versions this build opens, as an error message names them.
+    static var supportedVersions: String {
+        newestMinorByMajor.keys.sorted().map { major in
+            let newest = newestMinorByMajor[major] ?? 0
+            return newest == 0 ? "\(major).0" : "\(major).0 to \(major).\(newest)"
+        }.joined(separator: ", ")
+    }
+
     static let checksumOffset = 252
 
     struct Flags: OptionSet, Sendable {
@@ -101,8 +128,8 @@ struct FileHeader: Equatable, Sendable {
         }
         let major = bytes.littleEndian(UInt16.self, at: 12)
         let minor = bytes.littleEndian(UInt16.self, at: 14)
-        guard major == currentMajor, minor <= currentMinor else {
-            throw .unsupportedVersion(path: path, found: "\(major).\(minor)", supported: "\(currentMajor).0 to \(currentMajor).\(currentMinor)")
+        guard let newestMinor = newestMinorByMajor[major], minor <= newestMinor else {
+            throw .unsupportedVersion(path: path, found: "\(major).\(minor)", supported: supportedVersions)
         }
         let stored = bytes.littleEndian(UInt32.self, at: checksumOffset)
         let computed = CRC32C.checksum(bytes[0..<checksumOffset])

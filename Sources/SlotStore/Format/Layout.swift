@@ -30,11 +30,13 @@ struct FieldLayout: Sendable, Hashable {
     let perProcess: PerProcessAggregate?
     /// A per-process field's process slots (0 for `mostRecent` and every other field).
     let processSlots: Int
+    /// A map field's buckets, in the file's map layout (nil for other fields).
+    let mapGeometry: MapGeometry?
 
     static let prefixBytes = 16
 
     init(index: Int, name: String, type: FieldType, offset: Int, size: Int,
-         perProcess: PerProcessAggregate? = nil, processSlots: Int = 0) {
+         perProcess: PerProcessAggregate? = nil, processSlots: Int = 0, mapLayout: MapLayoutVersion = .v2) {
         self.index = index
         self.name = name
         self.type = type
@@ -42,6 +44,11 @@ struct FieldLayout: Sendable, Hashable {
         self.size = size
         self.perProcess = perProcess
         self.processSlots = processSlots
+        if case .map(let key, let value, let capacity) = type {
+            mapGeometry = MapGeometry(key: key, value: value, capacity: capacity, version: mapLayout)
+        } else {
+            mapGeometry = nil
+        }
         switch type {
         case .scalar(let scalar):
             hasSequence = false
@@ -65,12 +72,12 @@ struct FieldLayout: Sendable, Hashable {
     /// Offset of the value: the scalar itself, or the payload after the prefix.
     var payloadOffset: Int { hasSequence ? offset + FieldLayout.prefixBytes : offset }
 
-    static func slotSize(of type: FieldType) -> Int {
+    static func slotSize(of type: FieldType, mapLayout: MapLayoutVersion) -> Int {
         switch type {
         case .scalar: 8
         case .array(let element, let count): prefixBytes + roundUp(element.byteWidth * count, to: 8)
         case .string(let capacity), .bytes(let capacity): prefixBytes + roundUp(capacity, to: 8)
-        case .map(let key, let value, let capacity): MapGeometry(key: key, value: value, capacity: capacity).totalBytes
+        case .map(let key, let value, let capacity): MapGeometry(key: key, value: value, capacity: capacity, version: mapLayout).totalBytes
         }
     }
 
@@ -85,12 +92,27 @@ struct FieldLayout: Sendable, Hashable {
     }
 }
 
+/// Which bucket layout and hash a map field uses: layout 1 in files of
+/// format 1.x, layout 2 from format 2.0. The engine reads both (a 1.x file
+/// keeps working in place); a compaction or migration writes layout 2.
+enum MapLayoutVersion: Int, Sendable, Hashable {
+    /// Power-of-two bucket counts at a load of at most 3/4, unpadded buckets,
+    /// the chained hash, homes by mask.
+    case v1 = 1
+    /// Bucket counts for a load of at most 0.85, buckets padded so none
+    /// straddles a cache line, the two-lane hash, homes by multiply-shift.
+    case v2 = 2
+
+    /// The layout of maps in a file of format `major`.
+    static func forFormat(major: UInt16) -> MapLayoutVersion { major >= 2 ? .v2 : .v1 }
+}
+
 /// The shape of a map field's slot:
 ///
 /// ```
 /// header (64 bytes)  count u64, tombstones u64, epoch u64, move sequence u64
-/// buckets            bucketCount × bucket
-/// bucket             sequence u64, meta u64, key, value
+/// buckets            bucketCount × bucket (layout 2: from a 64-byte boundary)
+/// bucket             sequence u64, meta u64, key, value, padding
 /// meta               bits 0-1 state (0 empty, 1 full, 2 tombstone),
 ///                    bits 8-31 key length, bits 32-63 epoch
 /// key                capacity rounded up to 8 (8 for integer keys)
@@ -99,8 +121,17 @@ struct FieldLayout: Sendable, Hashable {
 /// ```
 ///
 /// A bucket whose epoch differs from the header's is empty, which makes
-/// `removeAll` one journaled header write. `bucketCount` is a power of two
-/// holding `capacity` entries at a load factor of at most 3/4.
+/// `removeAll` one journaled header write.
+///
+/// Layout 1: `bucketCount` is a power of two holding `capacity` entries at a
+/// load factor of at most 3/4, buckets are not padded, and a key's home
+/// bucket is its hash masked. Layout 2: `bucketCount` is `ceil(capacity ×
+/// 20 / 17)` (at least 4), a load of at most 0.85; a bucket of up to 64 bytes
+/// is padded to a power of two and a larger one to a multiple of 64 when that
+/// adds at most a quarter (else to 8), so with the buckets starting on a
+/// cache line, a bucket of up to 64 bytes never straddles two; a key's home
+/// is `(hash × bucketCount) >> 64`, which spreads any count evenly and keeps
+/// homes in hash order (a copy into a bigger map then writes front to back).
 struct MapGeometry: Sendable, Hashable {
     static let headerBytes = 64
     static let countOffset = 0
@@ -114,24 +145,48 @@ struct MapGeometry: Sendable, Hashable {
     let key: FieldType
     let value: FieldType
     let capacity: Int
+    let version: MapLayoutVersion
     let keyBytes: Int
     let valueBytes: Int
+    /// The bytes of a bucket that hold something: prefix, key and value.
+    /// Journal records and moves copy these, not the padding.
+    let entryBytes: Int
+    /// The distance between buckets: `entryBytes` plus the padding.
     let bucketBytes: Int
     let bucketCount: Int
 
-    init(key: FieldType, value: FieldType, capacity: Int) {
+    init(key: FieldType, value: FieldType, capacity: Int, version: MapLayoutVersion) {
         self.key = key
         self.value = value
         self.capacity = capacity
+        self.version = version
         switch key {
         case .string(let keyCapacity), .bytes(let keyCapacity): keyBytes = roundUp(max(keyCapacity, 1), to: 8)
         default: keyBytes = 8
         }
         valueBytes = FieldLayout.valueBytes(of: value)
-        bucketBytes = MapGeometry.bucketPrefixBytes + keyBytes + valueBytes
-        var buckets = 8
-        while buckets * 3 < capacity * 4 { buckets <<= 1 }
-        bucketCount = buckets
+        entryBytes = MapGeometry.bucketPrefixBytes + keyBytes + valueBytes
+        switch version {
+        case .v1:
+            bucketBytes = entryBytes
+            var buckets = 8
+            while buckets * 3 < capacity * 4 { buckets <<= 1 }
+            bucketCount = buckets
+        case .v2:
+            bucketBytes = MapGeometry.paddedBucketBytes(entryBytes)
+            bucketCount = max(4, (capacity * 20 + 16) / 17)
+        }
+    }
+
+    /// Layout 2's bucket stride for `entryBytes` (a multiple of 8, at least 32).
+    static func paddedBucketBytes(_ entryBytes: Int) -> Int {
+        if entryBytes <= 64 {
+            var stride = 32
+            while stride < entryBytes { stride <<= 1 }
+            return stride
+        }
+        let lines = roundUp(entryBytes, to: 64)
+        return (lines - entryBytes) * 4 <= entryBytes ? lines : entryBytes
     }
 
     var totalBytes: Int { MapGeometry.headerBytes + bucketCount * bucketBytes }
@@ -166,6 +221,8 @@ struct Layout: Sendable {
     let dataOffset: Int
     let dataSize: Int
     let fields: [FieldLayout]
+    /// The map layout of the file (from its format major version).
+    let mapLayout: MapLayoutVersion
     private let indexByName: [String: Int]
 
     var fileSize: Int { dataOffset + dataSize }
@@ -178,7 +235,8 @@ struct Layout: Sendable {
     /// The field slots of `schema` placed from `dataOffset`, and the bytes they need.
     /// `processSlots`: how many processes a per-process field has room for
     /// (one per thread slot of the lock region, so one per possible attachment).
-    static func placeFields(_ schema: Schema, dataOffset: Int, cacheLineAligned: Bool, processSlots: Int) -> (fields: [FieldLayout], bytes: Int) {
+    static func placeFields(_ schema: Schema, dataOffset: Int, cacheLineAligned: Bool, processSlots: Int,
+                            mapLayout: MapLayoutVersion) -> (fields: [FieldLayout], bytes: Int) {
         var cursor = dataOffset
         var placed: [FieldLayout] = []
         placed.reserveCapacity(schema.fields.count)
@@ -194,12 +252,17 @@ struct Layout: Sendable {
                 cursor += size
                 continue
             }
-            var size = FieldLayout.slotSize(of: field.type)
+            var size = FieldLayout.slotSize(of: field.type, mapLayout: mapLayout)
             if cacheLineAligned {
                 cursor = roundUp(cursor, to: 64)
                 size = roundUp(size, to: 64)
+            } else if field.type.isMap && mapLayout == .v2 {
+                // Layout 2's buckets start on a cache line (the header is 64
+                // bytes), so a bucket of up to 64 bytes never straddles two.
+                cursor = roundUp(cursor, to: 64)
             }
-            placed.append(FieldLayout(index: index, name: field.name, type: field.type, offset: cursor, size: size))
+            placed.append(FieldLayout(index: index, name: field.name, type: field.type, offset: cursor, size: size,
+                                      mapLayout: mapLayout))
             cursor += size
         }
         return (placed, cursor - dataOffset)
@@ -223,7 +286,7 @@ struct Layout: Sendable {
             if case .map(let key, let value, let capacity) = field.type {
                 // Every bucket once (with its record header) up to 1 MiB, so a
                 // small map can be rewritten whole in one transaction.
-                let geometry = MapGeometry(key: key, value: value, capacity: capacity)
+                let geometry = MapGeometry(key: key, value: value, capacity: capacity, version: .v2)
                 let whole = geometry.totalBytes + geometry.bucketCount * UndoJournal.recordHeaderBytes
                 return total + min(whole, 1 << 20) + 64 * UndoJournal.recordHeaderBytes
             }
@@ -232,7 +295,7 @@ struct Layout: Sendable {
                 // gone process's slot journals them and the slot's first words.
                 return total + 2 * UndoJournal.recordHeaderBytes + PerProcessLayout.headerJournalBytes + PerProcessLayout.slotJournalBytes
             }
-            return total + UndoJournal.recordHeaderBytes + FieldLayout.slotSize(of: field.type)
+            return total + UndoJournal.recordHeaderBytes + FieldLayout.slotSize(of: field.type, mapLayout: .v2)
         }
     }
 
@@ -247,8 +310,9 @@ struct Layout: Sendable {
         schemaOffset = journalOffset + journalSize
         schemaSize = roundUp(max(schemaBytes, 1), to: pageSize)
         dataOffset = schemaOffset + schemaSize
+        mapLayout = MapLayoutVersion.forFormat(major: FileHeader.version(for: schema).major)
         let placed = Layout.placeFields(schema, dataOffset: dataOffset, cacheLineAligned: cacheLineAligned,
-                                        processSlots: LockRegion.threadSlotCount(lockSize: lockSize))
+                                        processSlots: LockRegion.threadSlotCount(lockSize: lockSize), mapLayout: mapLayout)
         dataSize = roundUp(max(placed.bytes, 1), to: pageSize)
         fields = placed.fields
         indexByName = Dictionary(uniqueKeysWithValues: placed.fields.map { ($0.name, $0.index) })
@@ -265,9 +329,10 @@ struct Layout: Sendable {
         schemaSize = Int(header.schemaSize)
         dataOffset = Int(header.dataOffset)
         dataSize = Int(header.dataSize)
+        mapLayout = MapLayoutVersion.forFormat(major: header.formatMajor)
         let placed = Layout.placeFields(schema, dataOffset: dataOffset,
                                         cacheLineAligned: header.flags.contains(.cacheLineAligned),
-                                        processSlots: LockRegion.threadSlotCount(lockSize: lockSize))
+                                        processSlots: LockRegion.threadSlotCount(lockSize: lockSize), mapLayout: mapLayout)
         guard placed.bytes <= dataSize else {
             throw .corruptHeader(path: path, detail: "the schema's fields need \(placed.bytes) data bytes but the data region holds \(dataSize)")
         }

@@ -500,19 +500,18 @@ struct StoreFileState {
     }
 
     private func scanMap(_ field: FieldLayout) -> MapScan {
-        guard case .map(let keyType, let valueType, let capacity) = field.type else {
-            return MapScan(geometry: MapGeometry(key: .scalar(.int64), value: .scalar(.int64), capacity: 1), storedCount: 0, storedTombstones: 0)
+        guard let geometry = field.mapGeometry else {
+            return MapScan(geometry: MapGeometry(key: .scalar(.int64), value: .scalar(.int64), capacity: 1, version: .v2),
+                           storedCount: 0, storedTombstones: 0)
         }
-        let geometry = MapGeometry(key: keyType, value: valueType, capacity: capacity)
         let header = data(field.offset, count: MapGeometry.headerBytes)
         var scan = MapScan(geometry: geometry, storedCount: header.u64(field.offset + MapGeometry.countOffset),
                            storedTombstones: header.u64(field.offset + MapGeometry.tombstonesOffset))
         scan.midMove = header.u64(field.offset + MapGeometry.moveSequenceOffset) & 1 == 1
         let epoch = header.u64(field.offset + MapGeometry.epochOffset) & 0xFFFF_FFFF
-        let seed = MapTable.seed(store: hashSeed, fieldIndex: field.index)
+        let addressing = MapAddressing(geometry: geometry, storeSeed: hashSeed, fieldIndex: field.index)
         let buckets = geometry.bucketCount
         let bucketBytes = geometry.bucketBytes
-        let mask = buckets - 1
         let keyCapacity = geometry.keyCapacity
         let bucketsStart = field.offset + MapGeometry.headerBytes
         let step = "\(verb) map \(field.name)"
@@ -583,8 +582,8 @@ struct StoreFileState {
                     return
                 }
                 let key = UnsafeRawBufferPointer(start: bytes + MapGeometry.bucketPrefixBytes, count: length)
-                let hash = MapTable.hash(key, seed: seed)
-                let distance = (bucket - Int(truncatingIfNeeded: hash) & mask) & mask
+                let hash = addressing.hash(key)
+                let distance = addressing.distance(from: addressing.home(ofHash: hash), to: bucket)
                 scan.entryCount += 1
                 hits.add(distance + 1)
                 if firstEmpty == nil || distance < runLength {
@@ -599,7 +598,7 @@ struct StoreFileState {
         }
 
         // Every bucket once: from after the empty one round to it (or, with none, from 0).
-        let start = firstEmpty.map { ($0 + 1) & mask } ?? 0
+        let start = firstEmpty.map { addressing.next($0) } ?? 0
         for (from, to) in start == 0 ? [(0, buckets)] : [(start, buckets), (0, start)] {
             forEachChunk(at: bucketsStart + from * bucketBytes, count: (to - from) * bucketBytes, unit: bucketBytes) { offset, bytes in
                 let first = (offset - bucketsStart) / bucketBytes
@@ -616,7 +615,7 @@ struct StoreFileState {
         scan.missProbeLengths = misses.distribution
         if !unreachable.isEmpty {
             scan.unreachable = unreachable.map(\.bucket).sorted()
-            scan.duplicateKeys += duplicatesOfUnreachable(unreachable, field: field, geometry: geometry, seed: seed, epoch: epoch)
+            scan.duplicateKeys += duplicatesOfUnreachable(unreachable, field: field, geometry: geometry, addressing: addressing, epoch: epoch)
         }
         progress?(WorkProgress(step: step, completed: buckets, total: buckets))
         return scan
@@ -651,7 +650,7 @@ struct StoreFileState {
     /// hash one of them has. A key with r reachable and u unreachable copies
     /// has r + u - 1 extra copies, of which the runs counted max(r - 1, 0).
     private func duplicatesOfUnreachable(_ unreachable: [(bucket: Int, hash: UInt64, key: [UInt8])], field: FieldLayout,
-                                         geometry: MapGeometry, seed: UInt64, epoch: UInt64) -> Int {
+                                         geometry: MapGeometry, addressing: MapAddressing, epoch: UInt64) -> Int {
         let hashes = Set(unreachable.map(\.hash))
         let unreachableBuckets = Set(unreachable.map(\.bucket))
         var copies: [[UInt8]: (reachable: Int, unreachable: Int)] = [:]
@@ -666,7 +665,7 @@ struct StoreFileState {
                 let length = Int((meta >> 8) & 0xFF_FFFF)
                 guard length <= geometry.keyCapacity else { continue }
                 let key = UnsafeRawBufferPointer(start: bucket + MapGeometry.bucketPrefixBytes, count: length)
-                guard hashes.contains(MapTable.hash(key, seed: seed)) else { continue }
+                guard hashes.contains(addressing.hash(key)) else { continue }
                 var counts = copies[Array(key), default: (0, 0)]
                 if unreachableBuckets.contains(first + at) { counts.unreachable += 1 } else { counts.reachable += 1 }
                 copies[Array(key)] = counts

@@ -343,7 +343,7 @@ extension SlotStore {
                            cacheLineAligned: header.flags.contains(.cacheLineAligned))
         return CompactionPlan(path: path, output: output, bytesBefore: Int(header.fileSize),
                               bytesAfter: after.fileSize, formatBefore: header.formatVersion,
-                              formatAfter: "\(FileHeader.currentMajor).\(FileHeader.minor(for: target))",
+                              formatAfter: FileHeader.versionString(for: target),
                               schemaVersion: target.version, fields: fields, dryRun: dryRun)
     }
 }

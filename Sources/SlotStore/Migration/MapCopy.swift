@@ -116,7 +116,7 @@ struct MapCopy {
     @inline(__always)
     private func insertFresh(_ key: UnsafeRawBufferPointer, epoch: UInt64) -> MappedAddress {
         let cursor = destination.cursor
-        var index = Int(truncatingIfNeeded: MapTable.hash(key, seed: cursor.seed)) & cursor.mask
+        var index = cursor.home(of: key)
         while true {
             let bucket = cursor.bucket(index)
             let meta = bucket.advanced(by: 8).atomic(UInt64.self).pointee.load(ordering: .relaxed)
@@ -128,7 +128,7 @@ struct MapCopy {
                     MapTable.meta(state: MapTable.full, keyLength: key.count, epoch: epoch), ordering: .relaxed)
                 return bucket.advanced(by: MapGeometry.bucketPrefixBytes + cursor.keyBytes)
             }
-            index = (index &+ 1) & cursor.mask
+            index = cursor.next(index)
         }
     }
 }

@@ -179,8 +179,8 @@ public struct Schema: Sendable, Hashable {
             guard capacity >= 1, capacity <= maximumMapEntries else {
                 throw .invalidSchema("map field \"\(name)\" needs a capacity from 1 to \(maximumMapEntries) entries, found \(capacity)")
             }
-            guard FieldLayout.slotSize(of: type) <= Int(Int32.max) * 8 else {
-                throw .invalidSchema("map field \"\(name)\" would need \(FieldLayout.slotSize(of: type)) bytes; lower its capacity or its key and value sizes")
+            guard FieldLayout.slotSize(of: type, mapLayout: .v2) <= Int(Int32.max) * 8 else {
+                throw .invalidSchema("map field \"\(name)\" would need \(FieldLayout.slotSize(of: type, mapLayout: .v2)) bytes; lower its capacity or its key and value sizes")
             }
         }
     }

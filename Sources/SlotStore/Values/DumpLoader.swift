@@ -450,7 +450,7 @@ final class DumpLoader {
         keyArena.withUnsafeBytes { keys in
             for entry in pending {
                 let key = UnsafeRawBufferPointer(rebasing: keys[entry.keyStart..<(entry.keyStart + entry.keyLength)])
-                let home = Int(truncatingIfNeeded: MapTable.hash(key, seed: cursor.seed)) & cursor.mask
+                let home = cursor.home(of: key)
                 touch &+= cursor.bucket(home).advanced(by: 8).atomic(UInt64.self).pointee.load(ordering: .relaxed)
             }
         }

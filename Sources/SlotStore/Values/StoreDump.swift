@@ -229,7 +229,7 @@ extension StoreDump {
 
         let keyLevel = level + 2
         // A bucket's last word, touched before writing when it lies on another cache line (a string value's tail).
-        let lastWord = min(table.geometry.bucketBytes, MapGeometry.bucketPrefixBytes + table.geometry.keyBytes + 64) - 8
+        let lastWord = min(table.geometry.entryBytes, MapGeometry.bucketPrefixBytes + table.geometry.keyBytes + 64) - 8
         var records: [SortRecord] = []
         records.reserveCapacity(min(count, batchEntries))
         var written = 0
