@@ -7,8 +7,8 @@
  *   DIR      folder for the files (/dev/shm, or a disk-backed folder for msync)
  *   MEDIUM   label printed in each row (slotstore-bench uses the folder's name)
  *   SECTION  atomic mutex write seqlock map contention open msync (default: all)
- * env: REPS, TARGET_MS (harness.h); MAP_KEYS (1000000) and MAP_BUCKETS_LOG2
- *      (21) size the map; CONTENTION_MS (120) is one two-process repetition.
+ * env: REPS, TARGET_MS (harness.h); MAP_KEYS (1000000) and MAP_BUCKETS
+ *      (2097152, any count, as SlotStore's layout 2) size the map; CONTENTION_MS (120) is one two-process repetition.
  *
  * Everything lives in a file mapped MAP_SHARED, as SlotStore's fields do, and
  * each operation does what the matching SlotStore operation must do at the
@@ -63,7 +63,7 @@ typedef struct {
 
 static floor_store *store;
 static floor_bucket *buckets;
-static uint64_t bucket_mask;
+static uint64_t bucket_count;
 static const char *medium;
 
 /* A page shared with forked children, where the processes of the two-process rows meet. */
@@ -380,19 +380,27 @@ static inline bool same_key(const uint64_t *a, const uint64_t *b) {
 
 /* The bucket holding `key`, or the empty one where it would go. Writers only
  * (lock held): no other writer can change a bucket under us. */
+/* The home bucket: the hash scaled to the bucket count (any count), as
+ * SlotStore's layout 2 does; one multiply where a power of two would mask. */
+static inline uint64_t map_home(const uint64_t key[4]) {
+    return (uint64_t)(((__uint128_t)map_hash(key) * bucket_count) >> 64);
+}
+
+static inline uint64_t map_next(uint64_t index) { return index + 1 == bucket_count ? 0 : index + 1; }
+
 static inline floor_bucket *map_slot(const uint64_t key[4]) {
-    uint64_t index = map_hash(key) & bucket_mask;
+    uint64_t index = map_home(key);
     for (;;) {
         floor_bucket *bucket = &buckets[index];
         if (bucket->sequence == 0 || same_key(bucket->key, key)) return bucket;
-        index = (index + 1) & bucket_mask;
+        index = map_next(index);
     }
 }
 
 /* A lock-free lookup, each bucket read under its own seqlock (as SlotStore's):
  * a writer inside a bucket makes us retry that bucket, never see half a key. */
 static inline bool map_get(const uint64_t key[4], int64_t *value) {
-    uint64_t index = map_hash(key) & bucket_mask;
+    uint64_t index = map_home(key);
     for (;;) {
         floor_bucket *bucket = &buckets[index];
         uint64_t before = LOAD(&bucket->sequence, ACQUIRE);
@@ -404,7 +412,7 @@ static inline bool map_get(const uint64_t key[4], int64_t *value) {
         __atomic_thread_fence(__ATOMIC_ACQUIRE);
         if (LOAD(&bucket->sequence, RELAXED) != before) continue;
         if (same_key(seen, key)) { *value = found; return true; }
-        index = (index + 1) & bucket_mask;
+        index = map_next(index);
     }
 }
 
@@ -461,8 +469,8 @@ static void map_set_body(void *context, uint64_t count) {
 
 static void section_map(size_t bucket_bytes) {
     uint64_t count = (uint64_t)bench_env("MAP_KEYS", 1000000);
-    if (count > bucket_mask) bench_fail("MAP_KEYS=%llu does not fit %llu buckets", (unsigned long long)count,
-                                        (unsigned long long)bucket_mask + 1);
+    if (count >= bucket_count) bench_fail("MAP_KEYS=%llu does not fit %llu buckets", (unsigned long long)count,
+                                          (unsigned long long)bucket_count);
     char *insert_order = bench_shuffled_keys(count, 1);
     char *lookup_order = bench_shuffled_keys(count, 2);
     int repetitions = bench_repetitions();
@@ -484,7 +492,7 @@ static void section_map(size_t bucket_bytes) {
                                               (unsigned long long)store->map_count, (unsigned long long)count);
     bench_print_row("map fill empty table (locked journaled inserts)", medium, samples, repetitions);
     fprintf(stderr, "floor: map of %llu keys in %llu buckets of %zu B, load %.2f\n", (unsigned long long)count,
-            (unsigned long long)bucket_mask + 1, sizeof(floor_bucket), (double)count / (double)(bucket_mask + 1));
+            (unsigned long long)bucket_count, sizeof(floor_bucket), (double)count / (double)bucket_count);
     bench_keys lookups = {lookup_order, count, 0};
     bench_measure("map get hit (per-bucket seqlock)", medium, map_get_body, &lookups);
     bench_measure("map set existing key (lock + journal + seqlock)", medium, map_set_body, &lookups);
@@ -662,10 +670,10 @@ int main(int argc, char **argv) {
     const char *directory = argv[1];
     medium = argv[2];
 
-    long log2 = bench_env("MAP_BUCKETS_LOG2", 21);
-    if (log2 < 3 || log2 > 30) bench_fail("MAP_BUCKETS_LOG2=%ld: expected 3 to 30", log2);
+    long count = bench_env("MAP_BUCKETS", 1L << 21);
+    if (count < 8 || count > (1L << 30)) bench_fail("MAP_BUCKETS=%ld: expected 8 to 2^30", count);
     bool map = wanted(argc, argv, "map");
-    size_t bucket_bytes = map ? ((size_t)1 << log2) * sizeof(floor_bucket) : 0;
+    size_t bucket_bytes = map ? (size_t)count * sizeof(floor_bucket) : 0;
     size_t header_bytes = (sizeof(floor_store) + PAGE - 1) & ~(size_t)(PAGE - 1);
 
     char path[4096];
@@ -674,7 +682,7 @@ int main(int argc, char **argv) {
     uint8_t *base = map_new_file(path, header_bytes + bucket_bytes, &fd);
     store = (floor_store *)base;
     buckets = (floor_bucket *)(base + header_bytes);
-    bucket_mask = ((uint64_t)1 << log2) - 1;
+    bucket_count = (uint64_t)count;
     init_lock();
     control = mmap(NULL, PAGE, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
     if (control == MAP_FAILED) bench_fail_errno("mmap of the control page");

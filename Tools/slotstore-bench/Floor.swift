@@ -112,10 +112,10 @@ struct Floor {
             "CONTENTION_MS": String(settings.contentionNanoseconds / 1_000_000),
         ]
         let smallBuckets = MapBenchmarks.bucketCount(capacity: MapBenchmarks.capacity(entries: settings.smallMapEntries))
-        let small = ["MAP_KEYS": String(settings.smallMapEntries), "MAP_BUCKETS_LOG2": String(MapBenchmarks.log2(smallBuckets))]
+        let small = ["MAP_KEYS": String(settings.smallMapEntries), "MAP_BUCKETS": String(smallBuckets)]
         let runs: [(FloorRun, String, String, [String], [String: String])] = [
             (.main, workspace.shm, workspace.shmMedium, ["atomic", "mutex", "write", "seqlock", "map", "contention", "open"],
-             ["MAP_KEYS": String(bigEntries), "MAP_BUCKETS_LOG2": String(MapBenchmarks.log2(bigBuckets))]),
+             ["MAP_KEYS": String(bigEntries), "MAP_BUCKETS": String(bigBuckets)]),
             (.small, workspace.shm, workspace.shmMedium, ["map"], small),
             (.disk, workspace.disk, workspace.diskMedium, ["msync"], small),
         ]
