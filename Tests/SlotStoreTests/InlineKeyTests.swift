@@ -155,6 +155,10 @@ struct InlineKeyTests {
             try byString.set(Int64(index), for: text)
             expected[try InlineKey(text)] = Int64(index)
         }
+        // A key of exactly the key capacity comes back whole.
+        let widest = String(repeating: "w", count: 32)
+        try byString.set(-1, for: widest)
+        expected[try InlineKey(widest)] = -1
         let sessions = try store.map("sessions", key: InlineKey<32>.self, value: Int64.self)
         var visited: [InlineKey<32>: Int64] = [:]
         try sessions.forEach { key, value in visited[key] = value }
