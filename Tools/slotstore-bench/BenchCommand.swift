@@ -19,7 +19,8 @@ enum BenchCommand {
                     still runs the whole floor.
 
         Build with -c release. Every row: median ns/op over 7 timed repetitions (5 with --quick),
-        min and max, and heap allocations per operation.
+        min and max, and heap allocations per operation; a value row (such as bytes per entry)
+        prints its one measured value in the median column and its unit in the notes.
         """
 
     static func run(_ arguments: [String]) -> Int32 {
@@ -103,6 +104,7 @@ enum BenchCommand {
                               ? "\(bigEntries / 1_000_000)M" : "\(bigEntries / 1000)K", floorRun: .main)
         try MapBenchmarks.run(bench, workspace, entries: settings.smallMapEntries, label: "1K", floorRun: .small)
         try MapBenchmarks.runChurn(bench, workspace)
+        try MapBenchmarks.runBytesPerEntry(bench, workspace, capacity: bigEntries)
         try CompactionBenchmarks.run(bench, workspace, entries: bigEntries)
         try WholeStoreBenchmarks.run(bench, workspace, entries: bigEntries)
         try SystemBenchmarks.openClose(bench, workspace)

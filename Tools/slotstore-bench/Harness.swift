@@ -44,7 +44,7 @@ struct FloorReference: Sendable {
 struct Row {
     var op: String
     var medium: String
-    /// ns per operation, one per timed repetition.
+    /// ns per operation, one per timed repetition (a value row: its one value, in `unit`).
     var samples: [Double]
     var opsPerRepetition: Int
     /// Heap allocation calls per operation in this process; nil when not counted.
@@ -53,6 +53,9 @@ struct Row {
     var note: String?
     var flushesPerOp: Double?
     var floorMedian: Double?
+    /// Nil for a timed row (`samples` in ns per operation); else a value row's
+    /// unit, such as "bytes/entry": one sample, measured once, not a time.
+    var unit: String? = nil
 
     var median: Double { Statistics.median(samples) }
     var minimum: Double { samples.min() ?? .nan }
@@ -198,7 +201,9 @@ final class Bench {
         var row = row
         if !countAllocations { row.allocationsPerOp = nil }
         rows.append(row)
-        progress(String(describing: row.op).padded(to: 58) + " " + Format.nanoseconds(row.median).leftPadded(to: 10) + " ns/op")
+        let value = row.unit.map { Format.fixed(row.median, 1).leftPadded(to: 10) + " " + $0 }
+            ?? Format.nanoseconds(row.median).leftPadded(to: 10) + " ns/op"
+        progress(String(describing: row.op).padded(to: 58) + " " + value)
         return row
     }
 

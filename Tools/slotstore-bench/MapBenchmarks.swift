@@ -77,7 +77,7 @@ enum MapBenchmarks {
 
     static func run(_ bench: Bench, _ workspace: Workspace, entries: Int, label: String, floorRun: FloorRun) throws {
         let fillRow = "map \(label): fill empty map (insert)"
-        let rows = ["get hit", "get miss", "set (replace)", "add (existing key)", "insert then remove (pair)"]
+        let rows = ["get hit", "get hit (inline key)", "get miss", "set (replace)", "add (existing key)", "insert then remove (pair)"]
         // Without one selected row, skip the keys and the fill, which take seconds at 1M.
         guard bench.selectsAny([fillRow] + rows.map { "map \(label): \($0)" }) else { return }
         let capacity = capacity(entries: entries)
@@ -131,6 +131,29 @@ enum MapBenchmarks {
             }
             guard misses == 0 else { throw BenchFailure("get missed \(misses) keys that are in the map") }
             consume(UInt64(bitPattern: sum))
+        }
+
+        // The same lookups with the keys as InlineKey<32>: the key bytes
+        // inline, so a lookup costs no retain/release of a string's storage.
+        let inlineRow = "map \(label): get hit (inline key)"
+        if bench.selects(inlineRow) {
+            let inlineMap = try store.map("map", key: InlineKey<32>.self, value: Int64.self)
+            let inlineProbe = try keys.probe.map { try InlineKey<32>($0) }
+            var inlineCursor = 0
+            try bench.measure(inlineRow, medium: medium, floor: .same(FloorOp.mapGet, floorRun),
+                              note: "keys as InlineKey<32>, in one contiguous array; \(shape)") { n in
+                var sum: Int64 = 0
+                var misses = 0
+                try inlineProbe.withUnsafeBufferPointer { probe in
+                    for _ in 0..<n {
+                        if let value = try inlineMap.get(probe[inlineCursor]) { sum &+= value } else { misses += 1 }
+                        inlineCursor += 1
+                        if inlineCursor == probe.count { inlineCursor = 0 }
+                    }
+                }
+                guard misses == 0 else { throw BenchFailure("get missed \(misses) inline keys that are in the map") }
+                consume(UInt64(bitPattern: sum))
+            }
         }
 
         var missCursor = 0
@@ -256,5 +279,49 @@ extension MapBenchmarks {
             let shape = statistics.map { "\($0.tombstones) tombstones in \(Format.grouped($0.buckets)) buckets" } ?? "?"
             try measureMisses(churnRow, map, note: "\(shape) after the churn (\(Format.fixed(churnSeconds, 1)) s)")
         }
+    }
+}
+
+extension MapBenchmarks {
+    static let bytesPerEntryRow = "map 1M: bytes per entry at capacity"
+
+    /// Space: a map of `capacity` entries (1M, or the --quick map size) with
+    /// 32-byte string keys and int64 values, filled to capacity; its bytes per
+    /// entry and their ratio to the payload plus 8 bytes (32 + 8 + 8 = 48).
+    /// The map's bytes are the file size beside a store without the map,
+    /// through the public API only, so the row stays right whatever the map
+    /// format puts where (buckets, headers, journal room for the map).
+    static func runBytesPerEntry(_ bench: Bench, _ workspace: Workspace, capacity: Int) throws {
+        guard bench.selects(bytesPerEntryRow) else { return }
+        let keyCapacity = 32
+        let payloadPlusWord = keyCapacity + 8 + 8
+        let withoutPath = workspace.path("map-bytes-without.slots")
+        let withPath = workspace.path("map-bytes.slots")
+        defer { workspace.remove(withoutPath); workspace.remove(withPath) }
+        let without = try SlotStore(path: withoutPath, schema: Schema(version: 1, fields: [.int64("other")]),
+                                    options: OpenOptions(mode: .create))
+        without.close()
+        let store = try SlotStore(path: withPath, schema: Schema(version: 1, fields: [
+            .int64("other"),
+            .map("map", key: .string(capacity: keyCapacity), value: .scalar(.int64), capacity: capacity),
+        ]), options: OpenOptions(mode: .create))
+        defer { store.close() }
+        let map = try store.map("map", key: String.self, value: Int64.self)
+        bench.progress("filling a map of capacity \(Format.grouped(capacity)) to capacity")
+        for index in 0..<capacity { try map.set(Int64(index), for: key(UInt64(index))) }
+        guard map.count == capacity else {
+            throw BenchFailure("the map of capacity \(capacity) holds \(map.count) entries after filling it")
+        }
+        let fileBytes = try SlotStore.inspect(at: withPath).format.fileSize - SlotStore.inspect(at: withoutPath).format.fileSize
+        let slotBytes = try SlotStore.inspect(at: withPath).fields.first { $0.name == "map" }?.size
+        let perEntry = Double(fileBytes) / Double(capacity)
+        let size = capacity == 1_000_000 ? "capacity 1,000,000"
+            : "capacity \(Format.grouped(capacity)) (--quick; 1,000,000 without it)"
+        bench.record(Row(op: bytesPerEntryRow, medium: workspace.shmMedium, samples: [perEntry], opsPerRepetition: capacity,
+                         note: "\(size), string[\(keyCapacity)] keys, int64 values, filled; " +
+                             "\(Format.fixed(perEntry / Double(payloadPlusWord), 2))x of key capacity + value + 8 = \(payloadPlusWord) bytes; " +
+                             "file \(Format.grouped(fileBytes)) bytes larger than without the map" +
+                             (slotBytes.map { ", the map's slot \(Format.grouped($0)) bytes (inspect)" } ?? ""),
+                         unit: "bytes/entry"))
     }
 }

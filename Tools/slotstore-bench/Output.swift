@@ -69,11 +69,13 @@ enum Report {
         out += header + "\n"
         out += String(repeating: "-", count: header.count + (floor != nil ? 30 : 0)) + "\n"
         for row in rows {
-            var line = row.op.padded(to: 58) + " " + row.medium.padded(to: 6) +
-                Format.nanoseconds(row.median).leftPadded(to: 10) +
-                Format.nanoseconds(row.minimum).leftPadded(to: 10) +
-                Format.nanoseconds(row.maximum).leftPadded(to: 10) +
-                (row.allocationsPerOp.map { Format.fixed($0, 2) } ?? "n/a").leftPadded(to: 10)
+            // A value row: its value in the median column, no min, max or allocations.
+            var line = row.op.padded(to: 58) + " " + row.medium.padded(to: 6) + (row.unit != nil
+                ? Format.fixed(row.median, 1).leftPadded(to: 10) + "-".leftPadded(to: 10) + "-".leftPadded(to: 10) + "-".leftPadded(to: 10)
+                : Format.nanoseconds(row.median).leftPadded(to: 10) +
+                    Format.nanoseconds(row.minimum).leftPadded(to: 10) +
+                    Format.nanoseconds(row.maximum).leftPadded(to: 10) +
+                    (row.allocationsPerOp.map { Format.fixed($0, 2) } ?? "n/a").leftPadded(to: 10))
             if floor != nil {
                 if let reference = row.floor, let median = row.floorMedian, let ratio = row.ratio {
                     line += " |" + Format.nanoseconds(median).leftPadded(to: 10) +
@@ -86,11 +88,12 @@ enum Report {
             }
             out += line + "\n"
         }
-        let notes = rows.filter { $0.note != nil || $0.flushesPerOp != nil }
+        let notes = rows.filter { $0.note != nil || $0.flushesPerOp != nil || $0.unit != nil }
         if !notes.isEmpty {
             out += "\nnotes:\n"
             for row in notes {
                 var parts: [String] = []
+                if let unit = row.unit { parts.append("\(Format.fixed(row.median, 1)) \(unit) (a value, not ns)") }
                 if let flushes = row.flushesPerOp { parts.append("msync calls per op: \(Format.fixed(flushes, 2)) (counted)") }
                 if let note = row.note { parts.append(note) }
                 out += "  \(row.op): \(parts.joined(separator: "; "))\n"
@@ -107,9 +110,12 @@ enum Report {
         }
         var items: [String] = []
         for row in rows {
+            // A value row has no times: its value and unit instead.
+            let time = row.unit == nil
             var fields: [(String, String)] = [
                 ("op", quote(row.op)), ("medium", quote(row.medium)),
-                ("median_ns", number(row.median)), ("min_ns", number(row.minimum)), ("max_ns", number(row.maximum)),
+                ("median_ns", number(time ? row.median : nil)), ("min_ns", number(time ? row.minimum : nil)),
+                ("max_ns", number(time ? row.maximum : nil)),
                 ("allocations_per_op", number(row.allocationsPerOp)),
                 ("floor_op", row.floor.map { quote($0.op) } ?? "null"),
                 ("floor_median_ns", number(row.floorMedian)),
@@ -119,6 +125,7 @@ enum Report {
                 ("ops_per_repetition", String(row.opsPerRepetition)),
             ]
             if let flushes = row.flushesPerOp { fields.append(("flushes_per_op", number(flushes))) }
+            if let unit = row.unit { fields.append(contentsOf: [("value", number(row.median)), ("unit", quote(unit))]) }
             if let note = row.note { fields.append(("note", quote(note))) }
             items.append("{" + fields.map { "\(quote($0.0)):\($0.1)" }.joined(separator: ",") + "}")
         }

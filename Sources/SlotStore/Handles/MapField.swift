@@ -325,7 +325,7 @@ extension SlotStore {
         let field = try core.field(named: name)
         guard case .map(let keyType, let valueType, _) = field.type, Key._isCompatibleKey(with: keyType),
               Value._isCompatible(with: valueType) else {
-            throw .wrongFieldType(path: path, name: name, expected: "map<\(Key.self), \(Value.self)>", found: field.type.description)
+            throw .wrongFieldType(path: path, name: name, expected: "map<\(Key._keyDescription), \(Value.self)>", found: field.type.description)
         }
         return MapField(reference: FieldReference(session: session, core: core, layout: field))
     }

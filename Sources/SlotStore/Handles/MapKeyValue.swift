@@ -1,14 +1,22 @@
 /// A Swift type that can be a map key: `String` (a `string` key), `[UInt8]`
-/// (a `bytes` key) or an integer type (an integer key of that type).
+/// (a `bytes` key), ``InlineKey`` (either, without a reference count) or an
+/// integer type (an integer key of that type).
 public protocol SlotMapKey: Sendable, Hashable {
     /// Whether keys of the schema's `type` are this Swift type. Implementation detail.
     static func _isCompatibleKey(with type: FieldType) -> Bool
+    /// The type as a wrong-field-type error names it. Implementation detail.
+    static var _keyDescription: String { get }
     /// Lends the key's stored bytes. Implementation detail. Generic over the
     /// error so a lookup that cannot fail pays for no error plumbing.
     func _withKeyBytes<R, E: Error>(_ body: (UnsafeRawBufferPointer) throws(E) -> R) throws(E) -> R
     /// Rebuilds a key from its stored bytes. Implementation detail. The
     /// bytes are always a copy in process memory, never the store's mapping.
     init(_keyBytes bytes: UnsafeRawBufferPointer)
+}
+
+extension SlotMapKey {
+    /// The type's name.
+    public static var _keyDescription: String { "\(Self.self)" }
 }
 
 /// A Swift type that can be a map value: any ``SlotScalar`` (a scalar value),
