@@ -224,6 +224,23 @@ struct PerKeyToolTests {
         #expect(try SlotStore.verify(at: path).findings == [])
     }
 
+    // MARK: Several processes at once
+
+    @Test("adds to one new key from many processes at once insert it once and lose no addition")
+    func concurrentAdds() throws {
+        let path = try createStore()
+        let processes = 24
+        // Started together, so their opens, inserts and read-modify-writes overlap.
+        let running = try (0..<processes).map { index in
+            try Tool.start(["add", path, "hits[shared]", "1"] + (index % 2 == 0 ? [] : ["--json"]))
+        }
+        let results = running.map { $0.wait() }
+        let failed = results.filter { !$0.succeeded }
+        #expect(failed.isEmpty, "\(failed)")
+        #expect(try run("get", path, "hits").stdout == "{\"shared\": \(processes)}\n")
+        #expect(try SlotStore.verify(at: path).findings == [])
+    }
+
     // MARK: The library API under the commands
 
     @Test("the by-name entry API converts keys by the stored key type and refuses what does not fit")
