@@ -547,7 +547,7 @@ struct ToolTests {
             (["inspect", path, "--jsn"], "slotstore inspect: unknown option --jsn"),
             (["verify", path, "extra"], "slotstore verify: unexpected argument \"extra\""),
             (["get"], "slotstore get: missing store path"),
-            (["get", path], "slotstore get: missing FIELD or FIELD[INDEX]"),
+            (["get", path], "slotstore get: missing FIELD, FIELD[INDEX] or MAP[KEY]"),
             (["set", path, "i64"], "slotstore set: missing VALUE"),
             (["add", path, "i64"], "slotstore add: missing N"),
             (["add", path, "i64", "lots"], "slotstore add: N must be a number, found \"lots\""),

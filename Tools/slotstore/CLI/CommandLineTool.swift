@@ -13,6 +13,7 @@ enum CommandLineTool {
         GetCommand.self,
         SetCommand.self,
         AddCommand.self,
+        RemoveCommand.self,
         DumpCommand.self,
         MetricsCommand.self,
         WatchCommand.self,

@@ -55,27 +55,6 @@ enum JSONOutput {
     }
 }
 
-/// `NAME` or `NAME[INDEX]` on the command line.
-struct FieldReference {
-    let name: String
-    let index: Int?
-
-    init(_ text: String) throws(UsageError) {
-        guard let open = text.firstIndex(of: "[") else {
-            name = text
-            index = nil
-            return
-        }
-        guard text.hasSuffix("]"), let number = Int(text[text.index(after: open)..<text.index(before: text.endIndex)]), number >= 0 else {
-            throw UsageError("expected FIELD or FIELD[INDEX] with a whole-number index, found \"\(text)\"")
-        }
-        name = String(text[..<open])
-        index = number
-    }
-
-    var description: String { index.map { "\(name)[\($0)]" } ?? name }
-}
-
 /// Reads a whole file for the commands that take JSON input.
 func readInputFile(_ path: String, what: String) throws -> Data {
     // A FileHandle also reads a pipe (`--schema <(…)`), which contents(atPath:) refuses.

@@ -8,7 +8,7 @@ enum CompletionCommand: Command {
     static let usage = """
     usage: slotstore completion bash|zsh
       Prints a script that completes slotstore's commands, their flags, file
-      paths, and for get, set and add the store's field names (by running
+      paths, and for get, set, add and remove the store's field names (by running
       `slotstore inspect --json` on the store being typed).
       bash: source <(slotstore completion bash), or save it as
             ~/.local/share/bash-completion/completions/slotstore
@@ -79,7 +79,7 @@ enum CompletionCommand: Command {
     }
 
     /// Commands whose second positional is a field name.
-    static let fieldCommands: Set<String> = ["get", "set", "add"]
+    static let fieldCommands: Set<String> = ["get", "set", "add", "remove"]
 
     static var bashScript: String {
         let names = visibleCommands.map { $0.name }.joined(separator: " ")
@@ -138,7 +138,7 @@ enum CompletionCommand: Command {
             case "$command" in
                 completion) COMPREPLY=($(compgen -W "bash zsh" -- "$cur")) ;;
                 demo) COMPREPLY=() ;;
-                get|set|add)
+                \(fieldCommands.sorted().joined(separator: "|")))
                     if [[ $positionals -eq 1 ]]; then
                         COMPREPLY=($(compgen -W "$(_slotstore_fields "${COMP_WORDS[0]}" "$store")" -- "$cur"))
                     elif [[ $positionals -eq 0 ]]; then
