@@ -224,6 +224,21 @@ struct PerKeyToolTests {
         #expect(try SlotStore.verify(at: path).findings == [])
     }
 
+    @Test("set of a whole map with more entries than its capacity grows a map that may grow, and refuses past its maximum")
+    func wholeMapSetGrows() throws {
+        let path = try fullGrowableStore()
+        let entries = (0..<40).map { #"{"key":"k\#($0)","value":\#($0)}"# }.joined(separator: ",")
+        let result = try run("set", path, "hits", "[\(entries)]")
+        #expect(result.succeeded, "\(result)")
+        let map = try #require(try SlotStore.inspect(at: path).fields.first { $0.name == "hits" }?.map)
+        #expect(map.count == 40 && map.capacity == 64, "\(map)")
+        let before = try bytesOutsideLockRegion(path)
+        let tooMany = (0..<65).map { #"{"key":"k\#($0)","value":1}"# }.joined(separator: ",")
+        let refused = try run("set", path, "hits", "[\(tooMany)]")
+        #expect(refused.status == 2 && refused.stderr.contains("full"), "\(refused)")
+        #expect(try bytesOutsideLockRegion(path) == before)
+    }
+
     // MARK: Several processes at once
 
     @Test("adds to one new key from many processes at once insert it once and lose no addition")

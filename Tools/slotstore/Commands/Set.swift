@@ -57,7 +57,13 @@ enum SetCommand: Command {
         let stored: FieldValue?
         switch (target, declared) {
         case (.whole(let name), _):
-            try store.setValue(try FieldValue.parse(text, as: declared, field: name, path: path), for: name)
+            // A map that grows takes up to its maximum: `setValue` grows it to
+            // what the entries need before writing them.
+            var parseAs = declared
+            if case .map(let key, let value, _) = declared, let growth = store.schema.field(named: name)?.growth {
+                parseAs = .map(key: key, value: value, capacity: growth.maxCapacity)
+            }
+            try store.setValue(try FieldValue.parse(text, as: parseAs, field: name, path: path), for: name)
             stored = try store.value(of: name)
         case (.element(let name, let index), .array(let element, _)):
             try store.setValue(try FieldValue.parse(text, as: .scalar(element), field: target.description, path: path), for: name, at: index)
