@@ -80,10 +80,10 @@ struct PerProcessTests {
         let (path, store) = try makeStore("minor.slots")
         var header = store.core.header
         store.close()
-        header.formatMinor = 3
+        header.formatMinor = FileHeader.currentMinor + 1
         patchFile(path, at: 0, header.encoded())
         let before = fileBytes(path)
-        #expect(throws: SlotStoreError.unsupportedVersion(path: path, found: "1.3", supported: "1.0 to 1.2")) {
+        #expect(throws: SlotStoreError.unsupportedVersion(path: path, found: "1.\(FileHeader.currentMinor + 1)", supported: "1.0 to 1.\(FileHeader.currentMinor)")) {
             try SlotStore(path: path)
         }
         #expect(fileBytes(path) == before)

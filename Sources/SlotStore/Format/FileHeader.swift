@@ -16,12 +16,15 @@ struct FileHeader: Equatable, Sendable {
     /// and compaction upgrades them. 1.2 added per-process fields, which an
     /// older reader can't ignore: only a store that has one is written as
     /// 1.2 (see ``minor(for:)``), and a minor above this one is refused.
-    static let currentMinor: UInt16 = 2
+    /// 1.3 added maps with a cache policy (an entry word in each bucket, the
+    /// clock hand at map header offset 32), which an older reader would
+    /// misplace every value of: only a store with such a map is 1.3.
+    static let currentMinor: UInt16 = 3
 
     /// The minor version a store of `schema` is written with: the lowest that
     /// has every feature it uses, so a store without per-process fields stays
     /// 1.1, byte for byte what builds before 1.2 write, and they can open it.
-    static func minor(for schema: Schema) -> UInt16 { schema.hasPerProcessFields ? 2 : 1 }
+    static func minor(for schema: Schema) -> UInt16 { schema.hasCacheMaps ? 3 : schema.hasPerProcessFields ? 2 : 1 }
     static let checksumOffset = 252
 
     struct Flags: OptionSet, Sendable {

@@ -30,11 +30,13 @@ struct FieldLayout: Sendable, Hashable {
     let perProcess: PerProcessAggregate?
     /// A per-process field's process slots (0 for `mostRecent` and every other field).
     let processSlots: Int
+    /// A map's cache policy: its buckets then carry an entry word (see ``MapGeometry``).
+    let cache: MapCache?
 
     static let prefixBytes = 16
 
     init(index: Int, name: String, type: FieldType, offset: Int, size: Int,
-         perProcess: PerProcessAggregate? = nil, processSlots: Int = 0) {
+         perProcess: PerProcessAggregate? = nil, processSlots: Int = 0, cache: MapCache? = nil) {
         self.index = index
         self.name = name
         self.type = type
@@ -42,6 +44,7 @@ struct FieldLayout: Sendable, Hashable {
         self.size = size
         self.perProcess = perProcess
         self.processSlots = processSlots
+        self.cache = cache
         switch type {
         case .scalar(let scalar):
             hasSequence = false
@@ -65,12 +68,13 @@ struct FieldLayout: Sendable, Hashable {
     /// Offset of the value: the scalar itself, or the payload after the prefix.
     var payloadOffset: Int { hasSequence ? offset + FieldLayout.prefixBytes : offset }
 
-    static func slotSize(of type: FieldType) -> Int {
+    static func slotSize(of type: FieldType, cache: MapCache? = nil) -> Int {
         switch type {
         case .scalar: 8
         case .array(let element, let count): prefixBytes + roundUp(element.byteWidth * count, to: 8)
         case .string(let capacity), .bytes(let capacity): prefixBytes + roundUp(capacity, to: 8)
-        case .map(let key, let value, let capacity): MapGeometry(key: key, value: value, capacity: capacity).totalBytes
+        case .map(let key, let value, let capacity):
+            MapGeometry(key: key, value: value, capacity: capacity, entryWordBytes: MapGeometry.entryWordBytes(for: cache)).totalBytes
         }
     }
 
@@ -88,12 +92,16 @@ struct FieldLayout: Sendable, Hashable {
 /// The shape of a map field's slot:
 ///
 /// ```
-/// header (64 bytes)  count u64, tombstones u64, epoch u64, move sequence u64
+/// header (64 bytes)  count u64, tombstones u64, epoch u64, move sequence u64,
+///                    clock hand u64 (maps with a cache policy; else zero)
 /// buckets            bucketCount × bucket
-/// bucket             sequence u64, meta u64, key, value
+/// bucket             sequence u64, meta u64, key, [entry word u64,] value
 /// meta               bits 0-1 state (0 empty, 1 full, 2 tombstone),
 ///                    bits 8-31 key length, bits 32-63 epoch
 /// key                capacity rounded up to 8 (8 for integer keys)
+/// entry word         only in maps with a cache policy (``MapCache``):
+///                    bit 63 recently used, bits 0-62 deadline in ms since
+///                    the Unix epoch (CLOCK_REALTIME), 0 = never expires
 /// value              the value's slot without a seqlock prefix:
 ///                    scalar 8; string/bytes length u64 + capacity; array elements
 /// ```
@@ -109,6 +117,10 @@ struct MapGeometry: Sendable, Hashable {
     /// The move sequence word (reserved zero bytes in files of earlier builds): odd while a
     /// removal or a rollback moves entries between buckets.
     static let moveSequenceOffset = 24
+    /// A cache map's clock hand (reserved zero bytes in other maps): the
+    /// bucket where eviction and incremental reclamation of expired entries
+    /// go on; a hint, read modulo the bucket count, not journaled.
+    static let clockHandOffset = 32
     static let bucketPrefixBytes = 16
 
     let key: FieldType
@@ -116,19 +128,38 @@ struct MapGeometry: Sendable, Hashable {
     let capacity: Int
     let keyBytes: Int
     let valueBytes: Int
+    /// 8 for a map with a cache policy (its entry word), else 0.
+    let entryWordBytes: Int
     let bucketBytes: Int
     let bucketCount: Int
 
-    init(key: FieldType, value: FieldType, capacity: Int) {
+    /// Where the entry word starts in a bucket (meaningful when ``entryWordBytes`` is 8).
+    var entryWordOffset: Int { MapGeometry.bucketPrefixBytes + keyBytes }
+    /// Where the value area starts in a bucket: after the key and the entry word.
+    var valueOffset: Int { MapGeometry.bucketPrefixBytes + keyBytes + entryWordBytes }
+
+    static func entryWordBytes(for cache: MapCache?) -> Int { cache == nil ? 0 : 8 }
+
+    /// The geometry of a placed map field.
+    init(field: FieldLayout) {
+        guard case .map(let key, let value, let capacity) = field.type else {
+            self.init(key: .scalar(.int64), value: .scalar(.int64), capacity: 1)
+            return
+        }
+        self.init(key: key, value: value, capacity: capacity, entryWordBytes: MapGeometry.entryWordBytes(for: field.cache))
+    }
+
+    init(key: FieldType, value: FieldType, capacity: Int, entryWordBytes: Int = 0) {
         self.key = key
         self.value = value
         self.capacity = capacity
+        self.entryWordBytes = entryWordBytes
         switch key {
         case .string(let keyCapacity), .bytes(let keyCapacity): keyBytes = roundUp(max(keyCapacity, 1), to: 8)
         default: keyBytes = 8
         }
         valueBytes = FieldLayout.valueBytes(of: value)
-        bucketBytes = MapGeometry.bucketPrefixBytes + keyBytes + valueBytes
+        bucketBytes = MapGeometry.bucketPrefixBytes + keyBytes + entryWordBytes + valueBytes
         var buckets = 8
         while buckets * 3 < capacity * 4 { buckets <<= 1 }
         bucketCount = buckets
@@ -194,12 +225,13 @@ struct Layout: Sendable {
                 cursor += size
                 continue
             }
-            var size = FieldLayout.slotSize(of: field.type)
+            var size = FieldLayout.slotSize(of: field.type, cache: field.cache)
             if cacheLineAligned {
                 cursor = roundUp(cursor, to: 64)
                 size = roundUp(size, to: 64)
             }
-            placed.append(FieldLayout(index: index, name: field.name, type: field.type, offset: cursor, size: size))
+            placed.append(FieldLayout(index: index, name: field.name, type: field.type, offset: cursor, size: size,
+                                      cache: field.cache))
             cursor += size
         }
         return (placed, cursor - dataOffset)
@@ -223,7 +255,8 @@ struct Layout: Sendable {
             if case .map(let key, let value, let capacity) = field.type {
                 // Every bucket once (with its record header) up to 1 MiB, so a
                 // small map can be rewritten whole in one transaction.
-                let geometry = MapGeometry(key: key, value: value, capacity: capacity)
+                let geometry = MapGeometry(key: key, value: value, capacity: capacity,
+                                           entryWordBytes: MapGeometry.entryWordBytes(for: field.cache))
                 let whole = geometry.totalBytes + geometry.bucketCount * UndoJournal.recordHeaderBytes
                 return total + min(whole, 1 << 20) + 64 * UndoJournal.recordHeaderBytes
             }

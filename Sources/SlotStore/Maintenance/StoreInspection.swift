@@ -503,7 +503,8 @@ struct StoreFileState {
         guard case .map(let keyType, let valueType, let capacity) = field.type else {
             return MapScan(geometry: MapGeometry(key: .scalar(.int64), value: .scalar(.int64), capacity: 1), storedCount: 0, storedTombstones: 0)
         }
-        let geometry = MapGeometry(key: keyType, value: valueType, capacity: capacity)
+        let geometry = MapGeometry(key: keyType, value: valueType, capacity: capacity,
+                                   entryWordBytes: MapGeometry.entryWordBytes(for: field.cache))
         let header = data(field.offset, count: MapGeometry.headerBytes)
         var scan = MapScan(geometry: geometry, storedCount: header.u64(field.offset + MapGeometry.countOffset),
                            storedTombstones: header.u64(field.offset + MapGeometry.tombstonesOffset))

@@ -416,6 +416,6 @@ extension MapTable {
 
     /// The value area of bucket `index`. Call holding the lock.
     func valueAreaHoldingLock(at index: Int) -> MappedAddress {
-        bucket(index).advanced(by: MapGeometry.bucketPrefixBytes + geometry.keyBytes)
+        bucket(index).advanced(by: geometry.valueOffset)
     }
 }
