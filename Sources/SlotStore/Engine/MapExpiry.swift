@@ -28,7 +28,7 @@ import Synchronization
 /// Locked writes on a cache map first reclaim up to ``reclaimWindow``
 /// expired entries among the ``reclaimWindow`` buckets at the map's clock
 /// hand (header offset 32), moving the hand on. An insert into a full map
-/// then makes room (``MapCursor/makeRoom(now:evictingLive:in:)``): any
+/// then makes room (``MapCursor/makeRoom(at:evictingLive:in:)``): any
 /// expired entry; in an evicting map, else a live one by the clock algorithm.
 enum MapExpiry {
     /// The recently-used (clock) bit of an entry word.
@@ -63,6 +63,37 @@ enum MapExpiry {
     }
 }
 
+/// The clock's time for one locked write: read coarsely, and precisely
+/// only when an entry's deadline falls within a tick of the coarse reading
+/// (see ``CacheClock/systemIsBefore(_:)``), so a write that meets no entry
+/// near its deadline costs no `CLOCK_REALTIME` read.
+struct ExpiryMoment {
+    private let coarse: UInt64
+    private let lag: UInt64
+    private var precise: UInt64?
+
+    init(_ cursor: MapCursor) {
+        if let clockWord = cursor.clockWord {
+            coarse = clockWord.pointee.load(ordering: .relaxed)
+            lag = 0
+            precise = coarse
+        } else {
+            coarse = CacheClock.coarseMilliseconds()
+            lag = CacheClock.coarseLagMilliseconds
+        }
+    }
+
+    /// Whether an entry with this entry word has expired.
+    @inline(__always)
+    mutating func isExpired(_ entry: UInt64) -> Bool {
+        let deadline = entry & MapExpiry.deadlineMask
+        guard deadline != 0, deadline <= coarse &+ lag else { return false }
+        if deadline <= coarse { return true }
+        if precise == nil { precise = CacheClock.systemMilliseconds() }
+        return deadline <= precise!
+    }
+}
+
 /// What an insert into a full cache map did to make room.
 enum RoomMade {
     /// Nothing could go: the insert fails with `mapFull` (or the map grows).
@@ -81,6 +112,15 @@ extension MapCursor {
     func nowMilliseconds() -> UInt64 {
         if let clockWord { return clockWord.pointee.load(ordering: .relaxed) }
         return CacheClock.systemMilliseconds()
+    }
+
+    /// Whether the clock has not reached `deadline` yet: for the system
+    /// clock, mostly by its coarse reading (see ``CacheClock/systemIsBefore(_:)``),
+    /// which keeps a lock-free hit's deadline check cheap.
+    @inline(__always)
+    func isBefore(_ deadline: UInt64) -> Bool {
+        if let clockWord { return clockWord.pointee.load(ordering: .relaxed) < deadline }
+        return CacheClock.systemIsBefore(deadline)
     }
 
     /// Where eviction and reclamation go on (a bucket index, read modulo the count).
@@ -103,13 +143,19 @@ extension MapCursor {
         MapExpiry.isExpired(entryWord(bucket).pointee.load(ordering: .relaxed), at: now)
     }
 
+    /// Whether the entry in `bucket` is expired at `moment`; call holding the lock.
+    @inline(__always)
+    func isExpired(_ bucket: MappedAddress, at moment: inout ExpiryMoment) -> Bool {
+        moment.isExpired(entryWord(bucket).pointee.load(ordering: .relaxed))
+    }
+
     /// For a hit whose entry word `entry` a reader read inside the bucket's
     /// seqlock: whether it is live, and if so marks it recently used when its
     /// bit is clear (one atomic OR per sweep of the hand, not per hit).
     @inline(__always)
     func isLive(_ entry: UInt64, in bucket: MappedAddress) -> Bool {
         let deadline = entry & MapExpiry.deadlineMask
-        if deadline != 0 && deadline <= nowMilliseconds() { return false }
+        if deadline != 0 && !isBefore(deadline) { return false }
         if entry & MapExpiry.usedBit == 0 { entryWord(bucket).pointee.bitwiseOr(MapExpiry.usedBit, ordering: .relaxed) }
         return true
     }
@@ -127,15 +173,15 @@ extension MapCursor {
     /// one. Replacing an expired entry counts as inserting.
     func cacheSet(_ key: UnsafeRawBufferPointer, deadline: UInt64, evictingLive: Bool, in core: StoreCore,
                   _ writeValue: (MappedAddress) -> Void) throws(SlotStoreError) -> MapSetOutcome {
-        let now = nowMilliseconds()
-        try reclaimNearHand(now: now, in: core)
+        var moment = ExpiryMoment(self)
+        try reclaimNearHand(at: &moment, in: core)
         let (found, insertAt) = locate(key)
         if let found {
-            let wasLive = !isExpired(bucket(found), at: now)
+            let wasLive = !isExpired(bucket(found), at: &moment)
             try replace(at: found, in: core, entryWord: deadline | MapExpiry.usedBit, writeValue)
             return MapSetOutcome(inserted: !wasLive, evicted: 0)
         }
-        let (target, evicted) = try room(for: key, insertAt: insertAt, now: now, evictingLive: evictingLive, in: core)
+        let (target, evicted) = try room(for: key, insertAt: insertAt, at: &moment, evictingLive: evictingLive, in: core)
         try insert(key, at: target, in: core, entryWord: deadline | MapExpiry.usedBit, writeValue)
         return MapSetOutcome(inserted: true, evicted: evicted)
     }
@@ -145,13 +191,13 @@ extension MapCursor {
     /// starts from `initial` with `deadline`. Returns the bits written.
     func cacheAddWordLocked(_ delta: UInt64, width: Int, forKey key: UnsafeRawBufferPointer, initial: UInt64, deadline: UInt64,
                             in core: StoreCore) throws(SlotStoreError) -> (bits: UInt64, outcome: MapSetOutcome) {
-        let now = nowMilliseconds()
-        try reclaimNearHand(now: now, in: core)
+        var moment = ExpiryMoment(self)
+        try reclaimNearHand(at: &moment, in: core)
         let (found, insertAt) = locate(key)
         if let found {
             let bucket = self.bucket(found)
             let entry = entryWord(bucket).pointee.load(ordering: .relaxed)
-            let live = !MapExpiry.isExpired(entry, at: now)
+            let live = !moment.isExpired(entry)
             let current = live ? valueArea(bucket).atomic(UInt64.self).pointee.load(ordering: .relaxed) : initial
             let written = MapCursor.add(delta, to: current, width: width)
             try replace(at: found, in: core, entryWord: live ? entry | MapExpiry.usedBit : deadline | MapExpiry.usedBit) { area in
@@ -160,7 +206,7 @@ extension MapCursor {
             return (written, MapSetOutcome(inserted: !live, evicted: 0))
         }
         let written = MapCursor.add(delta, to: initial, width: width)
-        let (target, evicted) = try room(for: key, insertAt: insertAt, now: now, evictingLive: evicts, in: core)
+        let (target, evicted) = try room(for: key, insertAt: insertAt, at: &moment, evictingLive: evicts, in: core)
         try insert(key, at: target, in: core, entryWord: deadline | MapExpiry.usedBit) { area in
             area.atomic(UInt64.self).pointee.store(written, ordering: .relaxed)
         }
@@ -170,20 +216,20 @@ extension MapCursor {
     /// Removes `key`; returns whether it was there and live (an expired
     /// entry is removed too, but was not visible).
     func cacheRemove(_ key: UnsafeRawBufferPointer, in core: StoreCore) throws(SlotStoreError) -> Bool {
-        let now = nowMilliseconds()
-        try reclaimNearHand(now: now, in: core)
+        var moment = ExpiryMoment(self)
+        try reclaimNearHand(at: &moment, in: core)
         guard let found = locate(key).found else { return false }
-        let live = !isExpired(bucket(found), at: now)
+        let live = !isExpired(bucket(found), at: &moment)
         try removeEntry(at: found, in: core)
         return live
     }
 
     /// For an insert of `key` (not in the map) at `insertAt`: when the map is
     /// full, makes room and returns the new place, and how many live entries went.
-    private func room(for key: UnsafeRawBufferPointer, insertAt: Int?, now: UInt64, evictingLive: Bool,
+    private func room(for key: UnsafeRawBufferPointer, insertAt: Int?, at moment: inout ExpiryMoment, evictingLive: Bool,
                       in core: StoreCore) throws(SlotStoreError) -> (Int?, Int) {
         guard count.pointee.load(ordering: .relaxed) >= UInt64(capacity) else { return (insertAt, 0) }
-        switch try makeRoom(now: now, evictingLive: evictingLive, in: core) {
+        switch try makeRoom(at: &moment, evictingLive: evictingLive, in: core) {
         case .none: return (insertAt, 0)  // the insert throws mapFull, or asks for a growth
         case .expired: return (locate(key).insertAt, 0)
         case .live: return (locate(key).insertAt, 1)
@@ -201,7 +247,7 @@ extension MapCursor {
     /// candidate. If readers set bits again as fast as the sweep clears them,
     /// the entry at the hand after two sweeps goes. The hand stays at the
     /// victim's bucket (where the backward shift puts the next entry).
-    func makeRoom(now: UInt64, evictingLive: Bool, in core: StoreCore) throws(SlotStoreError) -> RoomMade {
+    func makeRoom(at moment: inout ExpiryMoment, evictingLive: Bool, in core: StoreCore) throws(SlotStoreError) -> RoomMade {
         let epoch = self.epoch
         var index = Int(truncatingIfNeeded: clockHand.pointee.load(ordering: .relaxed) % UInt64(bucketCount))
         func evict(_ made: RoomMade) throws(SlotStoreError) -> RoomMade {
@@ -213,7 +259,7 @@ extension MapCursor {
         if !evictingLive {
             for _ in 0..<bucketCount {
                 let bucket = self.bucket(index)
-                if holdsEntry(bucket, epoch: epoch) && isExpired(bucket, at: now) { return try evict(.expired) }
+                if holdsEntry(bucket, epoch: epoch) && isExpired(bucket, at: &moment) { return try evict(.expired) }
                 index = (index &+ 1) & mask
             }
             return .none
@@ -223,7 +269,7 @@ extension MapCursor {
             if holdsEntry(bucket, epoch: epoch) {
                 let word = entryWord(bucket)
                 let entry = word.pointee.load(ordering: .relaxed)
-                if MapExpiry.isExpired(entry, at: now) { return try evict(.expired) }
+                if moment.isExpired(entry) { return try evict(.expired) }
                 if entry & MapExpiry.usedBit == 0 { return try evict(.live) }
                 word.pointee.bitwiseAnd(~MapExpiry.usedBit, ordering: .relaxed)
             }
@@ -240,7 +286,7 @@ extension MapCursor {
     /// ``MapExpiry/reclaimWindow`` buckets at the clock hand and moves the
     /// hand past them. Skipped while the transaction has used half the
     /// journal, so a large transaction's own writes keep their room.
-    func reclaimNearHand(now: UInt64, in core: StoreCore) throws(SlotStoreError) {
+    func reclaimNearHand(at moment: inout ExpiryMoment, in core: StoreCore) throws(SlotStoreError) {
         guard journalRoom(core) >= core.journal.capacity / 2 else { return }
         let epoch = self.epoch
         var index = Int(truncatingIfNeeded: clockHand.pointee.load(ordering: .relaxed) % UInt64(bucketCount))
@@ -248,7 +294,7 @@ extension MapCursor {
         var removed = 0
         while examined < MapExpiry.reclaimWindow && examined < bucketCount {
             let bucket = self.bucket(index)
-            if removed < MapExpiry.reclaimWindow && holdsEntry(bucket, epoch: epoch) && isExpired(bucket, at: now) {
+            if removed < MapExpiry.reclaimWindow && holdsEntry(bucket, epoch: epoch) && isExpired(bucket, at: &moment) {
                 try removeEntry(at: index, in: core)
                 removed += 1
                 continue  // the backward shift may have moved the next entry here
