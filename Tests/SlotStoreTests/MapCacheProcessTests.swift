@@ -79,4 +79,24 @@ struct MapCacheProcessTests {
         #expect(Int(map.table.count.pointee.load(ordering: .relaxed)) == live)
         #expect(try SlotStore.verify(at: path).findings == [])
     }
+
+    @Test("a replacement with a new deadline SIGKILLed mid-write is rolled back with the old deadline: the entry word is journaled with the value")
+    func killedMidReplacement() throws {
+        let path = directory.file("replace.slots")
+        let clock = CacheClock.manual(startingAt: Self.start)
+        var options = OpenOptions()
+        options.clock = clock
+        let store = try SlotStore(path: path, schema: Self.schema, options: options)
+        let map = try store.map("cache", key: String.self, value: Int64.self)
+        try map.set(5, for: "c9-0", ttl: nil)
+        // The worker sets c9-0 to 0 with a 60 s time to live, and dies with the word and the value written.
+        let killed = try Tool.run(["_worker", "cache-set", path, "cache", "1", "9", "\(Self.ttl)", "--clock-ms", "\(Self.start)"],
+                                  environment: ["SLOTSTORE_FAULT": "midWrite:kill"])
+        #expect(killed.killedBySIGKILL, "\(killed)")
+        try store.transaction { _ in }
+        #expect(try map.get("c9-0") == 5)
+        clock.advance(by: .milliseconds(Self.ttl))
+        #expect(try map.get("c9-0") == 5, "the old entry never expires: its word was rolled back too")
+        #expect(try SlotStore.verify(at: path).findings == [])
+    }
 }

@@ -258,6 +258,15 @@ struct MapCacheTests {
         #expect(try SlotStore.verify(at: store.path).findings == [])
     }
 
+    @Test("the system clock's deadline check: past deadlines are past, future ones ahead, also within a tick of now")
+    func systemClockCheck() {
+        let now = CacheClock.systemMilliseconds()
+        #expect(!CacheClock.systemIsBefore(now - 1_000) && !CacheClock.systemIsBefore(now))
+        #expect(CacheClock.systemIsBefore(now + 3_600_000) && CacheClock.systemIsBefore(now + 1_000))
+        #expect(CacheClock.coarseMilliseconds() <= CacheClock.systemMilliseconds())
+        #expect(CacheClock.system.millisecondsSinceEpoch >= Int64(now))
+    }
+
     @Test("growth and eviction together are refused; a cache policy on a non-map too; unknown JSON keys too")
     func schemaValidation() throws {
         #expect(throws: SlotStoreError.self) {
