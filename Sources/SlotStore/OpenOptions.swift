@@ -55,6 +55,11 @@ public struct OpenOptions: Sendable {
     /// is refused with ``SlotStoreError/ownedByAnotherUser(path:owner:user:)``.
     public var allowOtherOwner: Bool = false
 
+    /// The clock that deadlines of cache maps (see ``MapCache``) are read
+    /// on. Default: ``CacheClock/system``, the real-time clock; tests pass a
+    /// ``CacheClock/manual(startingAt:)`` clock to expire entries without sleeping.
+    public var clock: CacheClock = .system
+
     /// The generation written into a created header; compaction sets it.
     var initialGeneration: UInt64 = 1
     /// For a compaction's new file: the source's map hash seed, so each map's

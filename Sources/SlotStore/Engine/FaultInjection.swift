@@ -21,6 +21,10 @@ enum FaultPoint: String, CaseIterable, Sendable {
     /// A map removal moved an entry back into the hole and may move more:
     /// the map's move sequence word is odd (once per entry moved).
     case midShift
+    /// An insert into a full cache map (see ``MapCache``) removed an entry
+    /// to make room (journaled, the clock bits swept may be cleared) and has
+    /// not inserted yet.
+    case afterEviction
     /// The journal is cleared (committed); the lock is still held.
     case beforeUnlock
     /// Compaction in place while others have the store open: the new file is

@@ -47,7 +47,10 @@ struct MapTable: Sendable {
                                 seed: MapHash.mapSeed(store: core.header.hashSeed, fieldIndex: field.index),
                                 bucketCount: geometry.bucketCount, bucketBytes: geometry.bucketBytes, entryBytes: geometry.entryBytes,
                                 capacity: geometry.capacity,
-                                keyBytes: geometry.keyBytes, valueBytes: geometry.valueBytes, keyCapacity: geometry.keyCapacity)
+                                keyBytes: geometry.keyBytes, valueBytes: geometry.valueBytes, keyCapacity: geometry.keyCapacity,
+                                valueOffset: geometry.valueOffset,
+                                entryWordOffset: geometry.entryWordBytes == 0 ? 0 : geometry.entryWordOffset,
+                                evicts: field.cache?.evict ?? false, clockWord: core.clock.word)
     }
 
     var count: UnsafeMutablePointer<Atomic<UInt64>> { cursor.count }
@@ -149,10 +152,12 @@ struct MapTable: Sendable {
     /// and after a few tries takes the lock for one copy.
     func forEach(locked: Bool = false, _ body: (UnsafeRawBufferPointer, MappedAddress) throws -> Void) throws {
         if locked {
-            try forEachHoldingLock { _, key, value in try body(key, value) }
+            try forEachHoldingLock(liveAt: cursor.entryWordOffset == 0 ? nil : cursor.nowMilliseconds()) { _, key, value in try body(key, value) }
             return
         }
-        let stride = 8 + geometry.keyBytes + geometry.valueBytes
+        let stride = 8 + geometry.keyBytes + geometry.entryWordBytes + geometry.valueBytes
+        // One moment for the whole walk: an entry expiring during it is either in or out, not both.
+        let now = cursor.entryWordOffset == 0 ? 0 : cursor.nowMilliseconds()
         var images: [UInt8] = []
         do {
             var retry = ReadRetry()
@@ -160,7 +165,7 @@ struct MapTable: Sendable {
             while true {
                 let moves = moveSequence
                 if let begun = moves.beginRead() {
-                    try collect(into: &images, locked: false)
+                    try collect(into: &images, locked: false, liveAt: now)
                     if moves.endRead(begun) { break }
                     attempts += 1
                 } else {
@@ -171,13 +176,13 @@ struct MapTable: Sendable {
                 // Removals keep moving entries under the walk: one copy under the lock.
                 do {
                     try core.transaction { () throws(SlotStoreError) in
-                        do { try collect(into: &images, locked: true) } catch let error as SlotStoreError { throw error } catch {
+                        do { try collect(into: &images, locked: true, liveAt: now) } catch let error as SlotStoreError { throw error } catch {
                             throw .invalidValue(path: core.path, field: field.name, detail: "\(error)")
                         }
                     }
                 } catch .nestedTransaction {
                     // This thread holds the lock already: nothing moves under it.
-                    try collect(into: &images, locked: true)
+                    try collect(into: &images, locked: true, liveAt: now)
                 }
                 break
             }
@@ -187,7 +192,7 @@ struct MapTable: Sendable {
             while offset < all.count {
                 let length = Int(all.load(fromByteOffset: offset, as: UInt64.self))
                 let key = UnsafeRawBufferPointer(start: all.baseAddress! + offset + 8, count: length)
-                try body(key, MappedAddress(all.baseAddress! + offset + 8 + geometry.keyBytes))
+                try body(key, MappedAddress(all.baseAddress! + offset + 8 + geometry.keyBytes + geometry.entryWordBytes))
                 offset += stride
             }
         }
@@ -198,26 +203,31 @@ struct MapTable: Sendable {
     /// so a whole-store operation streams through a map of any size. The
     /// caller holds the lock (or is the only opener): no writer is mid-bucket,
     /// no removal moves entries, and an odd sequence word is a stale one.
-    func forEachHoldingLock(_ body: (Int, UnsafeRawBufferPointer, MappedAddress) throws -> Void) rethrows {
+    /// `liveAt`: in a map with a cache policy, skip the entries expired at
+    /// that time (ms, see ``MapCursor/nowMilliseconds()``); nil: every entry.
+    func forEachHoldingLock(liveAt now: UInt64? = nil, _ body: (Int, UnsafeRawBufferPointer, MappedAddress) throws -> Void) rethrows {
         let epoch = self.epoch
         let keyCapacity = geometry.keyCapacity
+        let skipsExpired = now != nil && cursor.entryWordOffset != 0
         for index in 0..<geometry.bucketCount {
             let bucket = self.bucket(index)
             let meta = bucket.advanced(by: 8).atomic(UInt64.self).pointee.load(ordering: .relaxed)
             guard meta & 3 == MapTable.full, meta >> 32 == epoch else { continue }
+            if skipsExpired && cursor.isExpired(bucket, at: now!) { continue }
             let length = min(Int((meta >> 8) & 0xFF_FFFF), keyCapacity)
             let keyArea = bucket.advanced(by: MapGeometry.bucketPrefixBytes)
             try body(index, UnsafeRawBufferPointer(start: keyArea.pointer, count: length),
-                     keyArea.advanced(by: geometry.keyBytes))
+                     bucket.advanced(by: geometry.valueOffset))
         }
     }
 
-    /// Appends each live entry as its key length (u64), key area and value
-    /// area to `images` (emptied first), each bucket copied while stable.
-    private func collect(into images: inout [UInt8], locked: Bool) throws {
+    /// Appends each live entry as its key length (u64), key area, entry word
+    /// (cache maps) and value area to `images` (emptied first), each bucket
+    /// copied while stable; in a cache map, not the entries expired at `now`.
+    private func collect(into images: inout [UInt8], locked: Bool, liveAt now: UInt64) throws {
         images.removeAll(keepingCapacity: true)
         let epoch = self.epoch
-        let stride = 8 + geometry.keyBytes + geometry.valueBytes
+        let stride = 8 + geometry.keyBytes + geometry.entryWordBytes + geometry.valueBytes
         for index in 0..<geometry.bucketCount {
             let bucket = self.bucket(index)
             let sequence = SequenceWord(bucket)
@@ -234,7 +244,7 @@ struct MapTable: Sendable {
                 images.append(contentsOf: repeatElement(0, count: stride))
                 images.withUnsafeMutableBytes { all in
                     all.storeBytes(of: UInt64(length), toByteOffset: start, as: UInt64.self)
-                    // Key and value areas in one copy: they are adjacent in the bucket.
+                    // Key, entry word and value areas in one copy: they are adjacent in the bucket.
                     bucket.advanced(by: MapGeometry.bucketPrefixBytes)
                         .copyBytes(to: all.baseAddress! + start + 8, count: stride - 8)
                 }
@@ -242,6 +252,11 @@ struct MapTable: Sendable {
                     images.removeLast(stride)
                     try retry.wait(core: core, field: field.name, stalled: sequence.isOdd)
                     continue
+                }
+                if cursor.entryWordOffset != 0 && MapExpiry.isExpired(images.withUnsafeBytes {
+                    $0.load(fromByteOffset: start + 8 + geometry.keyBytes, as: UInt64.self)
+                }, at: now) {
+                    images.removeLast(stride)
                 }
                 break
             }
@@ -324,6 +339,7 @@ struct MapTable: Sendable {
     /// Removes `key` by backward-shift deletion (see ``MapCursor/removeEntry(at:in:)``).
     /// Returns whether it was present.
     func remove(_ key: UnsafeRawBufferPointer) throws(SlotStoreError) -> Bool {
+        if cursor.entryWordOffset != 0 { return try cursor.cacheRemove(key, in: core) }
         guard let found = locate(key).found else { return false }
         try cursor.removeEntry(at: found, in: core)
         return true
@@ -401,6 +417,15 @@ struct MapCursor: @unchecked Sendable {
     let keyBytes: Int
     @usableFromInline let valueBytes: Int
     @usableFromInline let keyCapacity: Int
+    /// Where a bucket's value area starts (see ``MapGeometry/valueOffset``).
+    let valueOffset: Int
+    /// Where a bucket's entry word starts in a map with a cache policy; 0 in
+    /// other maps (no bucket has a word there: it is the sequence word).
+    let entryWordOffset: Int
+    /// A cache map that evicts when full (``MapCache/evict``).
+    let evicts: Bool
+    /// A manual clock's milliseconds (see ``CacheClock``); nil: the system's real-time clock.
+    let clockWord: UnsafeMutablePointer<Atomic<UInt64>>?
 
     /// The full table, for the slow paths (a stalled writer, errors).
     var table: MapTable {
@@ -466,7 +491,7 @@ struct MapCursor: @unchecked Sendable {
     var moveSequence: SequenceWord { SequenceWord(base.advanced(by: MapGeometry.moveSequenceOffset)) }
 
     @inline(__always)
-    func valueArea(_ bucket: MappedAddress) -> MappedAddress { bucket.advanced(by: MapGeometry.bucketPrefixBytes + keyBytes) }
+    func valueArea(_ bucket: MappedAddress) -> MappedAddress { bucket.advanced(by: valueOffset) }
 
     @inline(__always)
     static func beginWrite(_ bucket: MappedAddress) -> SequenceWord {
@@ -513,6 +538,9 @@ struct MapCursor: @unchecked Sendable {
     /// Inserts or replaces; `writeValue` fills the value area. Returns whether it inserted.
     @discardableResult
     func set(_ key: UnsafeRawBufferPointer, in core: StoreCore, _ writeValue: (MappedAddress) -> Void) throws(SlotStoreError) -> Bool {
+        if entryWordOffset != 0 {
+            return try cacheSet(key, deadline: 0, evictingLive: evicts, in: core, writeValue).inserted
+        }
         let (found, insertAt) = locate(key)
         if let found {
             try replace(at: found, in: core, writeValue)
@@ -527,15 +555,20 @@ struct MapCursor: @unchecked Sendable {
     /// not change); later in a transaction, the whole bucket, as an insert or
     /// a removal of the same key records it: one record per bucket, which is
     /// what the journal is sized for (see `Layout.journalBytes`).
-    func replace(at index: Int, in core: StoreCore, _ writeValue: (MappedAddress) -> Void) throws(SlotStoreError) {
+    /// In a cache map, the entry word (between the key and the value) is
+    /// journaled with the value, and replaced by `entryWord` when given.
+    func replace(at index: Int, in core: StoreCore, entryWord: UInt64? = nil,
+                 _ writeValue: (MappedAddress) -> Void) throws(SlotStoreError) {
         if !core.journal.isDirty {
             let offset = bucketOffset(index)
-            try core.recordUndo(offset: offset + MapGeometry.bucketPrefixBytes + keyBytes, length: valueBytes, sequenceOffset: offset)
+            try core.recordUndo(offset: offset + MapGeometry.bucketPrefixBytes + keyBytes,
+                                length: valueOffset - MapGeometry.bucketPrefixBytes - keyBytes + valueBytes, sequenceOffset: offset)
         } else {
             try journalBucket(index, core)
         }
         let bucket = self.bucket(index)
         let sequence = MapCursor.beginWrite(bucket)
+        if let entryWord, entryWordOffset != 0 { storeEntryWord(entryWord, in: bucket) }
         writeValue(valueArea(bucket))
         core.fault(.midWrite)
         sequence.endWrite()
@@ -543,7 +576,8 @@ struct MapCursor: @unchecked Sendable {
     }
 
     /// Inserts `key` into bucket `target` (from ``locate(_:)``), journaling the header and the bucket.
-    func insert(_ key: UnsafeRawBufferPointer, at target: Int?, in core: StoreCore,
+    /// In a cache map, the bucket's entry word becomes `entryWord` (by default: no deadline, recently used).
+    func insert(_ key: UnsafeRawBufferPointer, at target: Int?, in core: StoreCore, entryWord: UInt64 = MapExpiry.usedBit,
                 _ writeValue: (MappedAddress) -> Void) throws(SlotStoreError) {
         let live = Int(clamping: count.pointee.load(ordering: .relaxed))
         guard live <= capacity else {
@@ -562,6 +596,7 @@ struct MapCursor: @unchecked Sendable {
         let reusesTombstone = oldMeta & 3 == MapTable.tombstone && oldMeta >> 32 == epoch
         let sequence = MapCursor.beginWrite(bucket)
         if let source = key.baseAddress { bucket.advanced(by: MapGeometry.bucketPrefixBytes).copyShortBytes(from: source, count: key.count) }
+        if entryWordOffset != 0 { storeEntryWord(entryWord, in: bucket) }
         writeValue(valueArea(bucket))
         core.fault(.midWrite)
         bucket.advanced(by: 8).atomic(UInt64.self).pointee.store(
@@ -698,7 +733,7 @@ struct MapCursor: @unchecked Sendable {
 
     /// The journal bytes this transaction can still use (unbounded when the
     /// store writes without a journal, as a new file being filled does).
-    private func journalRoom(_ core: StoreCore) -> Int {
+    func journalRoom(_ core: StoreCore) -> Int {
         guard core.journaling else { return .max }
         let used = Int(clamping: core.journal.usedBytes.pointee.load(ordering: .relaxed))
         return core.journal.capacity - UndoJournal.headerBytes - used
@@ -709,6 +744,7 @@ struct MapCursor: @unchecked Sendable {
     /// is borrowed, not retained: the handle that owns this cursor holds it.
     @usableFromInline
     func storeWord(_ bits: UInt64, forKey key: UnsafeRawBufferPointer) throws(SlotStoreError) {
+        if entryWordOffset != 0 { return try cacheStoreWord(bits, forKey: key) }
         _ = try updateWord(forKey: key) { _ in bits }
     }
 
@@ -716,12 +752,16 @@ struct MapCursor: @unchecked Sendable {
     /// wrapping at `width` bytes, in its own transaction; returns the new bits.
     @usableFromInline
     func addWord(_ delta: UInt64, width: Int, forKey key: UnsafeRawBufferPointer) throws(SlotStoreError) -> UInt64 {
-        try updateWord(forKey: key) { current in MapCursor.add(delta, to: current, width: width) }
+        if entryWordOffset != 0 { return try cacheAddWord(delta, width: width, forKey: key, initial: 0, deadline: 0).bits }
+        return try updateWord(forKey: key) { current in MapCursor.add(delta, to: current, width: width) }
     }
 
     /// ``addWord(_:width:forKey:)`` inside a transaction that holds the lock.
     func addWordLocked(_ delta: UInt64, width: Int, forKey key: UnsafeRawBufferPointer, in core: StoreCore) throws(SlotStoreError) -> UInt64 {
-        try updateWordLocked(forKey: key, in: core) { current in MapCursor.add(delta, to: current, width: width) }
+        if entryWordOffset != 0 {
+            return try cacheAddWordLocked(delta, width: width, forKey: key, initial: 0, deadline: 0, in: core).bits
+        }
+        return try updateWordLocked(forKey: key, in: core) { current in MapCursor.add(delta, to: current, width: width) }
     }
 
     /// `current + delta`, wrapping at `width` bytes.
@@ -784,7 +824,13 @@ struct MapCursor: @unchecked Sendable {
                 return .absent
             }
             if state == MapTable.full && Int((meta >> 8) & 0xFF_FFFF) == keyLength && MapTable.keyMatches(bucket, key) {
-                let word = bucket.advanced(by: MapGeometry.bucketPrefixBytes + keyBytes).atomic(UInt64.self).pointee.load(ordering: .relaxed)
+                let word = bucket.advanced(by: valueOffset).atomic(UInt64.self).pointee.load(ordering: .relaxed)
+                if entryWordOffset != 0 {
+                    // Read inside the bucket's seqlock with the value: the word and the value are one entry's.
+                    let entry = bucket.advanced(by: entryWordOffset).atomic(UInt64.self).pointee.load(ordering: .relaxed)
+                    guard sequence.endRead(before) else { return .contended }
+                    return isLive(entry, in: bucket) ? .found(word) : .absent
+                }
                 guard sequence.endRead(before) else { return .contended }
                 return .found(word)
             }
@@ -794,7 +840,10 @@ struct MapCursor: @unchecked Sendable {
         return self.epoch == epoch && movesBegun & 1 == 0 && moves.endRead(movesBegun) ? .absent : .contended
     }
 
-    func lookup<R>(_ key: UnsafeRawBufferPointer, _ read: (MappedAddress) -> R) throws(SlotStoreError) -> R? {
+    /// `includingExpired`: in a cache map, an expired entry still there is
+    /// read too (``MapField/getStale(_:)``); otherwise it is a miss.
+    func lookup<R>(_ key: UnsafeRawBufferPointer, includingExpired: Bool = false,
+                   _ read: (MappedAddress) -> R) throws(SlotStoreError) -> R? {
         let home = self.home(of: key)
         let moves = moveSequence
         var retry = ReadRetry()
@@ -827,11 +876,14 @@ struct MapCursor: @unchecked Sendable {
                         return nil
                     }
                     if state == MapTable.full && Int((meta >> 8) & 0xFF_FFFF) == key.count && MapTable.keyMatches(bucket, key) {
-                        let result = read(bucket.advanced(by: MapGeometry.bucketPrefixBytes + keyBytes))
+                        let result = read(bucket.advanced(by: valueOffset))
+                        let entry = entryWordOffset == 0 ? 0
+                            : bucket.advanced(by: entryWordOffset).atomic(UInt64.self).pointee.load(ordering: .relaxed)
                         guard sequence.endRead(before) else {
                             try retry.wait(core: engine.takeUnretainedValue(), field: table.field.name, stalled: sequence.isOdd)
                             continue
                         }
+                        if entryWordOffset != 0 && !isLive(entry, in: bucket) && !includingExpired { return nil }
                         return result
                     }
                     guard sequence.endRead(before) else {

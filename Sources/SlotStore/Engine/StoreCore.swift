@@ -16,6 +16,9 @@ final class StoreCore: @unchecked Sendable {
     /// Opened with ``OpenOptions/allowOtherOwner``: a map growth compacts it the same way.
     let allowsOtherOwner: Bool
     let durable: Bool
+    /// What cache maps read deadlines on (``OpenOptions/clock``); held so a
+    /// manual clock's word, which map cursors point at, outlives them.
+    let clock: CacheClock
     /// Cached: glibc no longer caches `getpid()`, and it is written at every
     /// lock acquisition. A forked child never locks through its parent's
     /// engine: it opens its own (see `isAttachedHere`), with its own PID.
@@ -83,6 +86,7 @@ final class StoreCore: @unchecked Sendable {
         self.lockTimeout = options.lockTimeoutSeconds
         self.allowsOtherOwner = options.allowOtherOwner
         self.durable = options.durability == .flushOnCommit
+        self.clock = options.clock
         self.pid = getpid()
         self.forkGeneration = file.forkGeneration
         let attachmentSlot = lock.claimAttachmentSlot(fd: file.fd, pid: pid,

@@ -32,11 +32,14 @@ struct FieldLayout: Sendable, Hashable {
     let processSlots: Int
     /// A map field's buckets, in the file's map layout (nil for other fields).
     let mapGeometry: MapGeometry?
+    /// A map's cache policy: its buckets then carry an entry word (see ``MapGeometry``).
+    let cache: MapCache?
 
     static let prefixBytes = 16
 
     init(index: Int, name: String, type: FieldType, offset: Int, size: Int,
-         perProcess: PerProcessAggregate? = nil, processSlots: Int = 0, mapLayout: MapLayoutVersion = .v2) {
+         perProcess: PerProcessAggregate? = nil, processSlots: Int = 0, mapLayout: MapLayoutVersion = .v2,
+         cache: MapCache? = nil) {
         self.index = index
         self.name = name
         self.type = type
@@ -44,8 +47,10 @@ struct FieldLayout: Sendable, Hashable {
         self.size = size
         self.perProcess = perProcess
         self.processSlots = processSlots
+        self.cache = cache
         if case .map(let key, let value, let capacity) = type {
-            mapGeometry = MapGeometry(key: key, value: value, capacity: capacity, version: mapLayout)
+            mapGeometry = MapGeometry(key: key, value: value, capacity: capacity, version: mapLayout,
+                                      entryWordBytes: MapGeometry.entryWordBytes(for: cache))
         } else {
             mapGeometry = nil
         }
@@ -72,12 +77,14 @@ struct FieldLayout: Sendable, Hashable {
     /// Offset of the value: the scalar itself, or the payload after the prefix.
     var payloadOffset: Int { hasSequence ? offset + FieldLayout.prefixBytes : offset }
 
-    static func slotSize(of type: FieldType, mapLayout: MapLayoutVersion) -> Int {
+    static func slotSize(of type: FieldType, mapLayout: MapLayoutVersion, cache: MapCache? = nil) -> Int {
         switch type {
         case .scalar: 8
         case .array(let element, let count): prefixBytes + roundUp(element.byteWidth * count, to: 8)
         case .string(let capacity), .bytes(let capacity): prefixBytes + roundUp(capacity, to: 8)
-        case .map(let key, let value, let capacity): MapGeometry(key: key, value: value, capacity: capacity, version: mapLayout).totalBytes
+        case .map(let key, let value, let capacity):
+            MapGeometry(key: key, value: value, capacity: capacity, version: mapLayout,
+                        entryWordBytes: MapGeometry.entryWordBytes(for: cache)).totalBytes
         }
     }
 
@@ -110,12 +117,16 @@ enum MapLayoutVersion: Int, Sendable, Hashable {
 /// The shape of a map field's slot:
 ///
 /// ```
-/// header (64 bytes)  count u64, tombstones u64, epoch u64, move sequence u64
+/// header (64 bytes)  count u64, tombstones u64, epoch u64, move sequence u64,
+///                    clock hand u64 (maps with a cache policy; else zero)
 /// buckets            bucketCount × bucket (layout 2: from a 64-byte boundary)
-/// bucket             sequence u64, meta u64, key, value, padding
+/// bucket             sequence u64, meta u64, key, [entry word u64,] value, padding
 /// meta               bits 0-1 state (0 empty, 1 full, 2 tombstone),
 ///                    bits 8-31 key length, bits 32-63 epoch
 /// key                capacity rounded up to 8 (8 for integer keys)
+/// entry word         only in maps with a cache policy (``MapCache``, layout 2):
+///                    bit 63 recently used, bits 0-62 deadline in ms since
+///                    the Unix epoch (CLOCK_REALTIME), 0 = never expires
 /// value              the value's slot without a seqlock prefix:
 ///                    scalar 8; string/bytes length u64 + capacity; array elements
 /// ```
@@ -140,6 +151,10 @@ struct MapGeometry: Sendable, Hashable {
     /// The move sequence word (reserved zero bytes in files of earlier builds): odd while a
     /// removal or a rollback moves entries between buckets.
     static let moveSequenceOffset = 24
+    /// A cache map's clock hand (reserved zero bytes in other maps): the
+    /// bucket where eviction and incremental reclamation of expired entries
+    /// go on; a hint, read modulo the bucket count, not journaled.
+    static let clockHandOffset = 32
     static let bucketPrefixBytes = 16
 
     let key: FieldType
@@ -148,24 +163,39 @@ struct MapGeometry: Sendable, Hashable {
     let version: MapLayoutVersion
     let keyBytes: Int
     let valueBytes: Int
-    /// The bytes of a bucket that hold something: prefix, key and value.
+    /// 8 for a map with a cache policy (its entry word), else 0.
+    let entryWordBytes: Int
+    /// The bytes of a bucket that hold something: prefix, key, entry word and value.
     /// Journal records and moves copy these, not the padding.
     let entryBytes: Int
     /// The distance between buckets: `entryBytes` plus the padding.
     let bucketBytes: Int
     let bucketCount: Int
 
-    init(key: FieldType, value: FieldType, capacity: Int, version: MapLayoutVersion) {
+    /// Where the entry word starts in a bucket (meaningful when ``entryWordBytes`` is 8).
+    var entryWordOffset: Int { MapGeometry.bucketPrefixBytes + keyBytes }
+    /// Where the value area starts in a bucket: after the key and the entry word.
+    var valueOffset: Int { MapGeometry.bucketPrefixBytes + keyBytes + entryWordBytes }
+
+    static func entryWordBytes(for cache: MapCache?) -> Int { cache == nil ? 0 : 8 }
+
+    /// The geometry of a placed map field (a stand-in for any other field).
+    init(field: FieldLayout) {
+        self = field.mapGeometry ?? MapGeometry(key: .scalar(.int64), value: .scalar(.int64), capacity: 1, version: .v2)
+    }
+
+    init(key: FieldType, value: FieldType, capacity: Int, version: MapLayoutVersion, entryWordBytes: Int = 0) {
         self.key = key
         self.value = value
         self.capacity = capacity
         self.version = version
+        self.entryWordBytes = entryWordBytes
         switch key {
         case .string(let keyCapacity), .bytes(let keyCapacity): keyBytes = roundUp(max(keyCapacity, 1), to: 8)
         default: keyBytes = 8
         }
         valueBytes = FieldLayout.valueBytes(of: value)
-        entryBytes = MapGeometry.bucketPrefixBytes + keyBytes + valueBytes
+        entryBytes = MapGeometry.bucketPrefixBytes + keyBytes + entryWordBytes + valueBytes
         switch version {
         case .v1:
             bucketBytes = entryBytes
@@ -252,7 +282,7 @@ struct Layout: Sendable {
                 cursor += size
                 continue
             }
-            var size = FieldLayout.slotSize(of: field.type, mapLayout: mapLayout)
+            var size = FieldLayout.slotSize(of: field.type, mapLayout: mapLayout, cache: field.cache)
             if cacheLineAligned {
                 cursor = roundUp(cursor, to: 64)
                 size = roundUp(size, to: 64)
@@ -262,7 +292,7 @@ struct Layout: Sendable {
                 cursor = roundUp(cursor, to: 64)
             }
             placed.append(FieldLayout(index: index, name: field.name, type: field.type, offset: cursor, size: size,
-                                      mapLayout: mapLayout))
+                                      mapLayout: mapLayout, cache: field.cache))
             cursor += size
         }
         return (placed, cursor - dataOffset)
@@ -286,7 +316,8 @@ struct Layout: Sendable {
             if case .map(let key, let value, let capacity) = field.type {
                 // Every bucket once (with its record header) up to 1 MiB, so a
                 // small map can be rewritten whole in one transaction.
-                let geometry = MapGeometry(key: key, value: value, capacity: capacity, version: .v2)
+                let geometry = MapGeometry(key: key, value: value, capacity: capacity, version: .v2,
+                                           entryWordBytes: MapGeometry.entryWordBytes(for: field.cache))
                 let whole = geometry.totalBytes + geometry.bucketCount * UndoJournal.recordHeaderBytes
                 return total + min(whole, 1 << 20) + 64 * UndoJournal.recordHeaderBytes
             }
@@ -295,7 +326,7 @@ struct Layout: Sendable {
                 // gone process's slot journals them and the slot's first words.
                 return total + 2 * UndoJournal.recordHeaderBytes + PerProcessLayout.headerJournalBytes + PerProcessLayout.slotJournalBytes
             }
-            return total + UndoJournal.recordHeaderBytes + FieldLayout.slotSize(of: field.type, mapLayout: .v2)
+            return total + UndoJournal.recordHeaderBytes + FieldLayout.slotSize(of: field.type, mapLayout: .v2, cache: field.cache)
         }
     }
 

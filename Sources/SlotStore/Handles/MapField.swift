@@ -57,9 +57,13 @@ public struct MapField<Key: SlotMapKey, Value: SlotMapValue>: Sendable, FieldHan
         if gate.isRetired, let live = try? live() { return live.capacity }
         return table.geometry.capacity
     }
-    /// The number of entries now.
+    /// The number of entries now. In a map with a cache policy
+    /// (``MapCache``), the live ones: this walks every bucket (the header
+    /// counts expired entries too until they are reclaimed), so it costs
+    /// time in proportion to the capacity.
     public var count: Int {
         if gate.isRetired, let live = try? live() { return live.count }
+        if table.cursor.entryWordOffset != 0 { return table.cursor.liveCount() }
         return Int(clamping: table.count.pointee.load(ordering: .acquiring))
     }
 
@@ -274,7 +278,8 @@ public struct MapField<Key: SlotMapKey, Value: SlotMapValue>: Sendable, FieldHan
     func getLocked(_ key: Key) throws(SlotStoreError) -> Value? {
         try withKey(key) { bytes throws(SlotStoreError) in
             guard let index = table.locate(bytes).found else { return nil }
-            return Value._read(from: SlotMapValueArea(table.bucket(index).pointer + MapGeometry.bucketPrefixBytes + table.geometry.keyBytes), type: valueType)
+            if table.cursor.entryWordOffset != 0, table.cursor.isExpired(table.bucket(index), at: table.cursor.nowMilliseconds()) { return nil }
+            return Value._read(from: SlotMapValueArea(table.bucket(index).pointer + table.geometry.valueOffset), type: valueType)
         }
     }
 

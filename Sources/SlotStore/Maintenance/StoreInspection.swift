@@ -107,7 +107,8 @@ public struct StoreInspection: Sendable, Codable, Hashable {
 
     /// The occupancy of a map field.
     public struct MapStatistics: Sendable, Codable, Hashable {
-        /// Live entries.
+        /// Entries in the map's buckets: in a map with a cache policy, the
+        /// expired ones not yet reclaimed too (see ``live`` and ``expired``).
         public var count: Int
         /// Buckets that removals by earlier builds left as tombstones, not yet
         /// reused (this build's removals leave none: they shift entries back).
@@ -127,6 +128,14 @@ public struct StoreInspection: Sendable, Codable, Hashable {
         public var missProbeLengths: ProbeLengths
         /// How the map grows by itself; nil for a map of fixed capacity.
         public var growth: MapGrowth?
+        /// The map's cache policy; nil for a map whose entries never expire.
+        public var cache: MapCache?
+        /// With a cache policy: the entries not expired at the inspecting
+        /// process's real-time clock (nil without a policy: all are live).
+        public var live: Int?
+        /// With a cache policy: the entries expired (invisible to reads) but
+        /// not yet reclaimed, at the inspecting process's real-time clock.
+        public var expired: Int?
     }
 
     /// A distribution of probe lengths, in buckets visited (0 for none).
@@ -205,7 +214,9 @@ extension SlotStore {
                                    loadFactor: Double(scan.entryCount + scan.tombstones) / Double(scan.geometry.bucketCount),
                                    longestProbe: scan.longestProbe,
                                    probeLengths: scan.probeLengths, missProbeLengths: scan.missProbeLengths,
-                                   growth: schema.field(named: field.name)?.growth)
+                                   growth: schema.field(named: field.name)?.growth, cache: field.cache,
+                                   live: field.cache == nil ? nil : scan.entryCount - scan.expiredCount,
+                                   expired: field.cache == nil ? nil : scan.expiredCount)
             }
             return StoreInspection.FieldInfo(name: field.name, type: field.type.description, offset: field.offset,
                                              size: field.size, value: midWrite ? nil : state.shortValue(of: field),
@@ -436,6 +447,9 @@ struct StoreFileState {
         let storedTombstones: UInt64
         /// Live entries with a key length within the key capacity.
         var entryCount = 0
+        /// Of those, in a map with a cache policy, the ones expired at the
+        /// real-time clock when the scan ran.
+        var expiredCount = 0
         var tombstones = 0
         /// Buckets whose sequence word is odd (left mid-write).
         var oddSequences = 0
@@ -515,6 +529,8 @@ struct StoreFileState {
         let keyCapacity = geometry.keyCapacity
         let bucketsStart = field.offset + MapGeometry.headerBytes
         let step = "\(verb) map \(field.name)"
+        let entryWordOffset = geometry.entryWordBytes == 0 ? nil : geometry.entryWordOffset
+        let now = CacheClock.systemMilliseconds()
 
         /// 0 empty, 1 full, 2 tombstone.
         @inline(__always) func state(_ bucket: UnsafeRawPointer) -> Int {
@@ -585,6 +601,9 @@ struct StoreFileState {
                 let hash = addressing.hash(key)
                 let distance = addressing.distance(from: addressing.home(ofHash: hash), to: bucket)
                 scan.entryCount += 1
+                if let entryWordOffset, MapExpiry.isExpired(bytes.loadUnaligned(fromByteOffset: entryWordOffset, as: UInt64.self), at: now) {
+                    scan.expiredCount += 1
+                }
                 hits.add(distance + 1)
                 if firstEmpty == nil || distance < runLength {
                     runEntries.append((hash, runKeys.count, length))

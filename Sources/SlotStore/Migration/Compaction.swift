@@ -349,10 +349,10 @@ extension SlotStore {
 }
 
 extension Field {
-    /// The type as a plan shows it, with a map's growth policy:
-    /// "map<string[32], int64>[1024], grows ×2 at 90% up to 4000000".
+    /// The type as a plan shows it, with a map's growth and cache policies:
+    /// "map<string[32], int64>[1024], grows ×2 at 90% up to 4000000",
+    /// "map<string[32], int64>[1024], cache: expiring entries, evicts when full".
     var planDescription: String {
-        guard let growth else { return type.description }
-        return "\(type), \(growth)"
+        type.description + (growth.map { ", \($0)" } ?? "") + (cache.map { ", cache: \($0)" } ?? "")
     }
 }

@@ -65,8 +65,21 @@ struct MapCopy {
         let bucketsStart = source.field.offset + MapGeometry.headerBytes
         let valueBytes = destination.geometry.valueBytes
         let epoch = destination.epoch
+        // Entry words (cache maps, see MapExpiry): carried as they are when
+        // both maps have them, expired entries included (a compaction does not
+        // depend on the clock); "no deadline" when the map gains them. A map
+        // that loses its cache policy drops the entries expired now, which
+        // would otherwise come back to life.
+        let sourceWords = source.geometry.entryWordBytes != 0
+        let destinationWords = destination.geometry.entryWordBytes != 0
+        let dropExpiredAt: UInt64? = sourceWords && !destinationWords ? source.cursor.nowMilliseconds() : nil
+        @inline(__always) func carryEntryWord(from value: MappedAddress, to area: MappedAddress) {
+            guard destinationWords else { return }
+            let word = sourceWords ? value.advanced(by: -8).atomic(UInt64.self).pointee.load(ordering: .relaxed) : MapExpiry.usedBit
+            area.advanced(by: -8).atomic(UInt64.self).pointee.store(word, ordering: .relaxed)
+        }
         do {
-            try source.forEachHoldingLock { (index: Int, key: UnsafeRawBufferPointer, value: MappedAddress) throws(SlotStoreError) in
+            try source.forEachHoldingLock(liveAt: dropExpiredAt) { (index: Int, key: UnsafeRawBufferPointer, value: MappedAddress) throws(SlotStoreError) in
                 guard copied < capacity else {
                     throw .migrationRefused(path: destination.core.path, reasons: [
                         "map \"\(name)\" holds \(counted(total, "entry", plural: "entries")) and its new capacity is \(capacity); give it a capacity of at least \(total)",
@@ -84,11 +97,13 @@ struct MapCopy {
                     }
                     MapTable.withBytes(of: bytes) { newKey in
                         let area = insertFresh(newKey, epoch: epoch)
+                        carryEntryWord(from: value, to: area)
                         MapCodec.write(converted.value, type: destination.geometry.value, to: area)
                     }
                 } else {
                     let area = insertFresh(key, epoch: epoch)
                     area.copyBytes(from: value.pointer, count: valueBytes)
+                    carryEntryWord(from: value, to: area)
                 }
                 copied += 1
                 if copied & 0xFFFF == 0 {
@@ -112,7 +127,8 @@ struct MapCopy {
     /// Puts a key that is not in the destination yet into the first empty
     /// bucket of its probe path, and returns its value area. Keys are unique
     /// in the source, so no key is compared; and the destination is new, so
-    /// it has no tombstones and no reader to fence against.
+    /// it has no tombstones and no reader to fence against. In a cache map
+    /// the entry word is the 8 bytes before the value area.
     @inline(__always)
     private func insertFresh(_ key: UnsafeRawBufferPointer, epoch: UInt64) -> MappedAddress {
         let cursor = destination.cursor
@@ -126,7 +142,7 @@ struct MapCopy {
                 }
                 bucket.advanced(by: 8).atomic(UInt64.self).pointee.store(
                     MapTable.meta(state: MapTable.full, keyLength: key.count, epoch: epoch), ordering: .relaxed)
-                return bucket.advanced(by: MapGeometry.bucketPrefixBytes + cursor.keyBytes)
+                return bucket.advanced(by: cursor.valueOffset)
             }
             index = cursor.next(index)
         }

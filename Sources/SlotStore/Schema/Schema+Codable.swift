@@ -68,10 +68,11 @@ extension FieldType: Codable {
 }
 
 extension Field: Codable {
-    private enum CodingKeys: String, CodingKey { case name, growth, perProcess }
+    private enum CodingKeys: String, CodingKey { case name, growth, cache, perProcess }
 
     /// Decodes a field: its `name`, in the same object its type's keys, a
-    /// map's optional `growth` ({"maxCapacity": N, "threshold": 0.9}), and a
+    /// map's optional `growth` ({"maxCapacity": N, "threshold": 0.9}) and
+    /// `cache` ({"evict": true}), and a
     /// scalar's optional `perProcess` aggregate ("sum", "liveSum", "max",
     /// "min" or "mostRecent").
     public init(from decoder: any Decoder) throws {
@@ -90,7 +91,7 @@ extension Field: Codable {
                 perProcess = nil
             }
             self.init(name, try FieldType(from: decoder), growth: try container.decodeIfPresent(MapGrowth.self, forKey: .growth),
-                      perProcess: perProcess)
+                      cache: try container.decodeIfPresent(MapCache.self, forKey: .cache), perProcess: perProcess)
         } catch DecodingError.dataCorrupted(let context) {
             throw DecodingError.dataCorrupted(.init(codingPath: context.codingPath,
                                                     debugDescription: "field \"\(name)\": " + context.debugDescription))
@@ -102,6 +103,7 @@ extension Field: Codable {
         var container = encoder.container(keyedBy: CodingKeys.self)
         try container.encode(name, forKey: .name)
         try container.encodeIfPresent(growth, forKey: .growth)
+        try container.encodeIfPresent(cache, forKey: .cache)
         try container.encodeIfPresent(perProcess, forKey: .perProcess)
         try type.encode(to: encoder)
     }

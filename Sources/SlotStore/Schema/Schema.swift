@@ -6,16 +6,21 @@ public struct Field: Sendable, Hashable {
     public var type: FieldType
     /// For a map, how it grows by itself; nil for a map of fixed capacity (and every other field).
     public var growth: MapGrowth?
+    /// For a map, its cache policy: expiring entries, and eviction when full
+    /// (see ``MapCache``); nil for a map without (and every other field).
+    public var cache: MapCache?
     /// For an integer or floating-point scalar written by each process on its
     /// own, how the contributions add up (see ``PerProcessAggregate``); nil
     /// for a field every process writes in common.
     public var perProcess: PerProcessAggregate?
 
     /// Creates a field.
-    public init(_ name: String, _ type: FieldType, growth: MapGrowth? = nil, perProcess: PerProcessAggregate? = nil) {
+    public init(_ name: String, _ type: FieldType, growth: MapGrowth? = nil, cache: MapCache? = nil,
+                perProcess: PerProcessAggregate? = nil) {
         self.name = name
         self.type = type
         self.growth = growth
+        self.cache = cache
         self.perProcess = perProcess
     }
 
@@ -62,9 +67,11 @@ public struct Field: Sendable, Hashable {
     /// A `bool` field.
     public static func bool(_ name: String) -> Field { Field(name, .scalar(.bool)) }
     /// A map field of at most `capacity` entries, or one that starts at
-    /// `capacity` and grows by itself as `growth` says.
-    public static func map(_ name: String, key: FieldType, value: FieldType, capacity: Int, growth: MapGrowth? = nil) -> Field {
-        Field(name, .map(key: key, value: value, capacity: capacity), growth: growth)
+    /// `capacity` and grows by itself as `growth` says; with `cache`, its
+    /// entries may expire and a full map may evict (see ``MapCache``).
+    public static func map(_ name: String, key: FieldType, value: FieldType, capacity: Int, growth: MapGrowth? = nil,
+                           cache: MapCache? = nil) -> Field {
+        Field(name, .map(key: key, value: value, capacity: capacity), growth: growth, cache: cache)
     }
     /// An array field of `count` elements.
     public static func array(_ name: String, of element: ScalarType, count: Int) -> Field {
@@ -133,12 +140,16 @@ public struct Schema: Sendable, Hashable {
                 throw .invalidSchema("field names must be unique, found \"\(field.name)\" twice")
             }
             try Schema.validate(field.type, name: field.name)
+            if field.cache != nil, FieldLayout.slotSize(of: field.type, mapLayout: .v2, cache: field.cache) > Int(Int32.max) * 8 {
+                throw .invalidSchema("map field \"\(field.name)\" would need \(FieldLayout.slotSize(of: field.type, mapLayout: .v2, cache: field.cache)) bytes; lower its capacity or its key and value sizes")
+            }
             if let growth = field.growth {
                 guard case .map(_, _, let capacity) = field.type else {
                     throw .invalidSchema("field \"\(field.name)\" declares growth, which only maps have; it is \(field.type)")
                 }
                 try growth.validate(field: field.name, capacity: capacity)
             }
+            if let cache = field.cache { try cache.validate(field: field.name, type: field.type, growth: field.growth) }
             if let aggregate = field.perProcess {
                 guard case .scalar(let scalar) = field.type, scalar != .bool else {
                     throw .invalidSchema("field \"\(field.name)\" is declared per process (\(aggregate.rawValue)), which only integer and floating-point scalars can be; it is \(field.type)")
@@ -217,11 +228,18 @@ public struct Schema: Sendable, Hashable {
     /// A stable text form of the fields, independent of JSON formatting; its
     /// hash is the schema hash stored in the file header.
     ///
-    /// A per-process field adds "@" and its aggregate ("inflight:int64@liveSum"):
-    /// its layout differs, so the hash must. Fields without it hash as before.
+    /// A per-process field adds "@" and its aggregate ("inflight:int64@liveSum"),
+    /// and a map with a cache policy "@cache" or "@cache-evict": their layouts
+    /// differ, so the hash must. Fields without them hash as before.
     var canonicalDescription: String {
-        fields.map { "\($0.name):\($0.type)" + ($0.perProcess.map { "@\($0.rawValue)" } ?? "") }.joined(separator: ";")
+        fields.map { field in
+            "\(field.name):\(field.type)" + (field.perProcess.map { "@\($0.rawValue)" } ?? "")
+                + (field.cache.map { $0.evict ? "@cache-evict" : "@cache" } ?? "")
+        }.joined(separator: ";")
     }
+
+    /// Whether a map has a cache policy: its buckets carry an entry word (format 2.0, as every store with a map).
+    var hasCacheMaps: Bool { fields.contains { $0.cache != nil } }
 
     /// Whether a field is declared per process: such a store is format 1.2.
     var hasPerProcessFields: Bool { fields.contains { $0.perProcess != nil } }

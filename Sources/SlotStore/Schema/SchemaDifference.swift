@@ -14,6 +14,8 @@ public enum SchemaDifference: Sendable, Hashable, CustomStringConvertible {
     case reordered(stored: [String], given: [String])
     /// A map's growth policy differs (nil: the map has a fixed capacity).
     case growthChanged(name: String, stored: MapGrowth?, given: MapGrowth?)
+    /// A map's cache policy differs (nil: entries never expire nor are evicted).
+    case cacheChanged(name: String, stored: MapCache?, given: MapCache?)
     /// A scalar's per-process aggregate differs (nil: a field every process writes in common).
     case perProcessChanged(name: String, stored: PerProcessAggregate?, given: PerProcessAggregate?)
 
@@ -27,6 +29,8 @@ public enum SchemaDifference: Sendable, Hashable, CustomStringConvertible {
         case .resized(let name, let stored, let given): "field \"\(name)\" resized from \(stored) to \(given)"
         case .growthChanged(let name, let stored, let given):
             "field \"\(name)\" growth changed from \(stored.map { "\"\($0)\"" } ?? "none (fixed capacity)") to \(given.map { "\"\($0)\"" } ?? "none (fixed capacity)")"
+        case .cacheChanged(let name, let stored, let given):
+            "field \"\(name)\" cache policy changed from \(stored.map { "\"\($0)\"" } ?? "none") to \(given.map { "\"\($0)\"" } ?? "none")"
         case .perProcessChanged(let name, let stored, let given):
             "field \"\(name)\" per-process aggregate changed from \(stored.map { "\"\($0.rawValue)\"" } ?? "none (shared)") to \(given.map { "\"\($0.rawValue)\"" } ?? "none (shared)")"
         case .reordered(let stored, let given):
@@ -50,6 +54,10 @@ extension Schema {
             let storedType = stored.type
             if stored.growth != field.growth {
                 result.append(.growthChanged(name: field.name, stored: stored.growth, given: field.growth))
+                continue
+            }
+            if stored.cache != field.cache {
+                result.append(.cacheChanged(name: field.name, stored: stored.cache, given: field.cache))
                 continue
             }
             if stored.perProcess != field.perProcess {

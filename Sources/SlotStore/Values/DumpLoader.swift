@@ -338,6 +338,8 @@ final class DumpLoader {
         let keyLength: Int
         let value: Prepared
         let place: JSONSource.Location
+        /// A cache map entry's deadline (its "expiresAt", ms; 0: none).
+        var deadline: UInt64 = 0
     }
 
     /// Entries are inserted in batches of this many: their home buckets are
@@ -383,6 +385,7 @@ final class DumpLoader {
             }
             source.advance()
             var haveKey = false
+            var deadline: UInt64 = 0
             var prepared: Prepared?
             var late: (FieldValue, JSONSource.Location)?
             if try !reader.isEmpty(UInt8(ascii: "}")) {
@@ -413,7 +416,10 @@ final class DumpLoader {
                         } else {
                             late = (try reader.fieldValue(), start)
                         }
+                    } else if member == .expiresAt && table.geometry.entryWordBytes != 0 {
+                        deadline = try readDeadline(map: name, path: core.path, at: start)
                     } else {
+                        // An "expiresAt" for a map without a cache policy is ignored: its entries never expire.
                         try reader.skipValue()
                     }
                 } while try reader.next(UInt8(ascii: "}"), in: "a map entry")
@@ -436,11 +442,24 @@ final class DumpLoader {
                 throw wrap(SlotStoreError.mapFull(path: core.path, field: name, capacity: capacity, count: count), at: valueStart)
             }
             guard write else { continue }
-            pending.append(PendingEntry(keyStart: keyArena.count, keyLength: keyBytes.count, value: prepared!, place: entryStart))
+            pending.append(PendingEntry(keyStart: keyArena.count, keyLength: keyBytes.count, value: prepared!, place: entryStart,
+                                        deadline: deadline))
             keyArena.append(contentsOf: keyBytes)
             if pending.count == DumpLoader.insertBatch { try insertPending(cursor, core: core, valueType: valueType, name: name, keyType: keyType) }
         } while try reader.next(UInt8(ascii: "]"), in: "map \"\(name)\"")
         if !pending.isEmpty { try insertPending(cursor, core: core, valueType: valueType, name: name, keyType: keyType) }
+    }
+
+    /// A cache map entry's "expiresAt": milliseconds since the Unix epoch,
+    /// from 0 (no deadline) to 2^63 - 1.
+    private func readDeadline(map name: String, path: String, at start: JSONSource.Location) throws -> UInt64 {
+        let raw = try reader.fieldValue()
+        switch raw {
+        case .int(let value) where value >= 0: return UInt64(value)
+        case .uint(let value) where value <= MapExpiry.deadlineMask: return value
+        default:
+            throw wrap(SlotStoreError.invalidValue(path: path, field: name, detail: "expected \"expiresAt\" to be a deadline in milliseconds since 1970 (an integer from 0, no deadline, to \(MapExpiry.deadlineMask)), found \(raw)"), at: start)
+        }
     }
 
     /// Inserts the batch read so far: touches every home bucket first (the
@@ -461,16 +480,17 @@ final class DumpLoader {
                     let key = UnsafeRawBufferPointer(rebasing: keys[entry.keyStart..<(entry.keyStart + entry.keyLength)])
                     let (found, insertAt) = cursor.locate(key)
                     if found != nil { return entry }
+                    let entryWord = entry.deadline | MapExpiry.usedBit
                     switch entry.value {
                     case .bits(let bits):
-                        try cursor.insert(key, at: insertAt, in: core) { area in area.storeBits(bits, width: 8) }
+                        try cursor.insert(key, at: insertAt, in: core, entryWord: entryWord) { area in area.storeBits(bits, width: 8) }
                     case .bytes(let start, let count):
-                        try cursor.insert(key, at: insertAt, in: core) { area in
+                        try cursor.insert(key, at: insertAt, in: core, entryWord: entryWord) { area in
                             area.atomic(UInt64.self).pointee.store(UInt64(count), ordering: .relaxed)
                             if count > 0 { area.advanced(by: 8).copyBytes(from: values.baseAddress! + start, count: count) }
                         }
                     case .value(let converted):
-                        try cursor.insert(key, at: insertAt, in: core) { area in MapCodec.write(converted, type: valueType, to: area) }
+                        try cursor.insert(key, at: insertAt, in: core, entryWord: entryWord) { area in MapCodec.write(converted, type: valueType, to: area) }
                     }
                 }
                 return nil

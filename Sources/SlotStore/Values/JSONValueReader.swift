@@ -125,14 +125,16 @@ final class JSONValueReader {
     }
 
     /// A map entry's member name.
-    enum MemberKind { case key, value, other }
+    enum MemberKind { case key, value, expiresAt, other }
 
-    /// Reads a member name and its colon, telling "key" and "value" apart without keeping the name.
+    /// Reads a member name and its colon, telling "key", "value" and a cache
+    /// map entry's "expiresAt" apart without keeping the name.
     func memberKind() throws(DumpReadError) -> MemberKind {
         try string(into: &scratch)
         let kind: MemberKind = scratch.withUnsafeBytes { name in
             if name.count == 3 && name[0] == 0x6B && name[1] == 0x65 && name[2] == 0x79 { return .key }  // key
             if name.count == 5 && name[0] == 0x76 && name[1] == 0x61 && name[2] == 0x6C && name[3] == 0x75 && name[4] == 0x65 { return .value }
+            if name.count == 9 && name.elementsEqual("expiresAt".utf8) { return .expiresAt }
             return .other
         }
         try source.expect(UInt8(ascii: ":"), "':' after the member name \"\(String(decoding: scratch, as: UTF8.self))\"")

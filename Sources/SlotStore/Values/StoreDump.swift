@@ -112,6 +112,9 @@ extension StoreDump {
                          batchEntries: Int = StoreDump.sortBatchEntries) throws(SlotStoreError) {
         guard case .map(let keyType, let valueType, _) = table.field.type else { return }
         let name = table.field.name
+        // A cache map's expired entries are not dumped; one moment for every walk below.
+        let hasEntryWords = table.geometry.entryWordBytes != 0
+        let now: UInt64? = hasEntryWords ? table.cursor.nowMilliseconds() : nil
         let isInteger: Bool
         let signed: Bool
         switch keyType {
@@ -131,7 +134,7 @@ extension StoreDump {
         var first: UnsafeRawBufferPointer?
         var invalidText = false
         let isString: Bool = if case .string = keyType { true } else { false }
-        table.forEachHoldingLock { _, key, _ in
+        table.forEachHoldingLock(liveAt: now) { _, key, _ in
             count += 1
             guard !isInteger else { return }
             if let first {
@@ -205,14 +208,14 @@ extension StoreDump {
         if count > batchEntries {
             var highest: UInt64 = 0
             lowest = .max
-            table.forEachHoldingLock { index, key, _ in
+            table.forEachHoldingLock(liveAt: now) { index, key, _ in
                 let prefix = record(index, key).prefix
                 lowest = min(lowest, prefix)
                 highest = max(highest, prefix)
             }
             while (highest - lowest) >> shift >= 1 << 16 { shift += 1 }
             var histogram = [Int](repeating: 0, count: 1 << 16)
-            table.forEachHoldingLock { index, key, _ in histogram[Int((record(index, key).prefix - lowest) >> shift)] += 1 }
+            table.forEachHoldingLock(liveAt: now) { index, key, _ in histogram[Int((record(index, key).prefix - lowest) >> shift)] += 1 }
             ranges = []
             var start = 0
             var inRange = 0
@@ -237,7 +240,7 @@ extension StoreDump {
         for range in ranges {
             records.removeAll(keepingCapacity: true)
             let whole = ranges.count == 1
-            table.forEachHoldingLock { index, key, _ in
+            table.forEachHoldingLock(liveAt: now) { index, key, _ in
                 let entry = record(index, key)
                 if whole || range.contains(Int((entry.prefix &- lowest) >> shift)) { records.append(entry) }
             }
@@ -259,8 +262,21 @@ extension StoreDump {
                 }
                 if written > 0 { sink.byte(UInt8(ascii: ",")) }
                 sink.newline(level + 1)
-                sink.mapEntryOpen(level: level + 1)
                 let bucket = entry.bucket
+                let deadline = hasEntryWords
+                    ? table.cursor.entryWord(table.bucket(bucket)).pointee.load(ordering: .relaxed) & MapExpiry.deadlineMask : 0
+                if deadline != 0 {
+                    // Its deadline first, as sorted keys put it: {"expiresAt": ms, "key": …, "value": …}.
+                    sink.byte(UInt8(ascii: "{"))
+                    sink.newline(level + 2)
+                    sink.text("\"expiresAt\" : ")
+                    sink.int(Int64(deadline))
+                    sink.byte(UInt8(ascii: ","))
+                    sink.newline(level + 2)
+                    sink.text("\"key\" : ")
+                } else {
+                    sink.mapEntryOpen(level: level + 1)
+                }
                 let key = keyAt(bucket)
                 switch keyType {
                 case .scalar(let scalar):
@@ -416,6 +432,6 @@ extension MapTable {
 
     /// The value area of bucket `index`. Call holding the lock.
     func valueAreaHoldingLock(at index: Int) -> MappedAddress {
-        bucket(index).advanced(by: MapGeometry.bucketPrefixBytes + geometry.keyBytes)
+        bucket(index).advanced(by: geometry.valueOffset)
     }
 }

@@ -64,8 +64,13 @@ enum InspectCommand: Command {
         func lengths(_ probe: StoreInspection.ProbeLengths) -> String {
             "mean \(String(format: "%.2f", probe.mean)), p99 \(probe.p99), max \(probe.max)"
         }
-        return "\(Plural.count(map.count, "entry", plural: "entries")), \(Plural.count(map.tombstones, "tombstone")), capacity \(map.capacity)"
-            + (map.growth.map { " (\($0))" } ?? "") + ", \(map.buckets) buckets, "
+        let entries = if let live = map.live, let expired = map.expired {
+            "\(Plural.count(live, "live entry", plural: "live entries")), \(expired) expired (not yet reclaimed)"
+        } else {
+            Plural.count(map.count, "entry", plural: "entries")
+        }
+        return "\(entries), \(Plural.count(map.tombstones, "tombstone")), capacity \(map.capacity)"
+            + (map.growth.map { " (\($0))" } ?? "") + (map.cache.map { ", cache: \($0)" } ?? "") + ", \(map.buckets) buckets, "
             + "load \(String(format: "%.3f", map.loadFactor)) (entries and tombstones); "
             + "probe length of a hit \(lengths(map.probeLengths)); of a miss \(lengths(map.missProbeLengths))"
     }

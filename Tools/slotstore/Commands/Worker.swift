@@ -38,6 +38,7 @@ enum WorkerCommand: Command {
                                            in the int64 array "progress"[ID] after each; print "done COUNT
                                            generation G"
       map-set PATH FIELD KEY VALUE         one map insert or replace (string key, int64 value)
+    \(CacheWorker.usage)
       map-remove PATH FIELD KEY            one map removal
       map-churn PATH FIELD COUNT ID LIVE   insert c<ID>-<i> (value i) for i < COUNT, removing c<ID>-<i-LIVE>
                                            after each; int64 "high" is 1 + the last inserted i, and "low" is
@@ -242,6 +243,8 @@ enum WorkerCommand: Command {
                 progress.store(Int64(index + 1), at: id)
             }
             Output.out("done \(count) generation \(store.generation)")
+        case "cache-set":
+            return try CacheWorker.run(path: path, &arguments)
         case "map-set":
             let store = try SlotStore(path: path)
             let map = try store.map(try arguments.positional("field"), key: String.self, value: Int64.self)

@@ -1,0 +1,114 @@
+import Glibc
+import Synchronization
+
+/// The clock that a store's cache maps (see ``MapCache``) read for
+/// deadlines: the system's real-time clock, or a manual clock for tests.
+///
+/// Deadlines are milliseconds since the Unix epoch on `CLOCK_REALTIME`, not
+/// on `CLOCK_MONOTONIC`: a store outlives reboots, and the monotonic clock
+/// starts again near zero at each boot, so a deadline written before a
+/// reboot would then lie hours or years ahead. The price is that a step of
+/// the wall clock (an administrator's `date -s`, a large NTP correction; not
+/// NTP's usual slewing) moves every deadline with it: stepped forward, entries
+/// expire early; stepped back, they live longer by the step. Every process
+/// reads the same clock, so they agree on what has expired.
+///
+/// ```swift
+/// let clock = CacheClock.manual(startingAt: 1_700_000_000_000)
+/// var options = OpenOptions()
+/// options.clock = clock
+/// let store = try SlotStore(path: path, schema: schema, options: options)
+/// try sessions.set(token, for: "u1", ttl: .seconds(30))
+/// clock.advance(by: .seconds(31))   // "u1" is expired now, without sleeping
+/// ```
+public struct CacheClock: Sendable {
+    let manual: ManualTime?
+
+    /// The system's real-time clock (`CLOCK_REALTIME`), read on every
+    /// operation that checks a deadline: the default.
+    public static var system: CacheClock { CacheClock(manual: nil) }
+
+    /// A clock that stands still at `milliseconds` since the Unix epoch until
+    /// ``advance(by:)`` or ``set(millisecondsSinceEpoch:)`` moves it: for tests
+    /// of expiry that never sleep. Copies share the time.
+    public static func manual(startingAt milliseconds: Int64) -> CacheClock {
+        CacheClock(manual: ManualTime(milliseconds: UInt64(clamping: max(1, milliseconds))))
+    }
+
+    /// The time now, in milliseconds since the Unix epoch.
+    public var millisecondsSinceEpoch: Int64 {
+        Int64(clamping: manual?.word.pointee.load(ordering: .relaxed) ?? CacheClock.systemMilliseconds())
+    }
+
+    /// Moves a manual clock forward by `duration` (rounded down to whole
+    /// milliseconds); does nothing to the system clock.
+    public func advance(by duration: Duration) {
+        guard let manual else { return }
+        let (seconds, attoseconds) = duration.components
+        let milliseconds = seconds.multipliedReportingOverflow(by: 1000)
+        guard !milliseconds.overflow else { return }
+        let delta = milliseconds.partialValue.addingReportingOverflow(attoseconds / 1_000_000_000_000_000).partialValue
+        _ = manual.word.pointee.wrappingAdd(UInt64(bitPattern: delta), ordering: .relaxed)
+    }
+
+    /// Sets a manual clock to `milliseconds` since the Unix epoch; does nothing to the system clock.
+    public func set(millisecondsSinceEpoch milliseconds: Int64) {
+        manual?.word.pointee.store(UInt64(clamping: max(1, milliseconds)), ordering: .relaxed)
+    }
+
+    /// The manual clock's word, which a map cursor reads without retaining
+    /// the clock (the store's engine holds it); nil for the system clock.
+    var word: UnsafeMutablePointer<Atomic<UInt64>>? { manual?.word }
+
+    /// `CLOCK_REALTIME` in milliseconds, at least 1 (0 means "no deadline").
+    @inline(__always)
+    static func systemMilliseconds() -> UInt64 {
+        var now = timespec()
+        clock_gettime(CLOCK_REALTIME, &now)
+        guard now.tv_sec > 0 else { return 1 }
+        return UInt64(now.tv_sec) &* 1000 &+ UInt64(now.tv_nsec) / 1_000_000
+    }
+
+    /// `CLOCK_REALTIME_COARSE` in milliseconds: the time at the kernel's last
+    /// tick, read from the vDSO without touching the clock hardware (about a
+    /// fifth of `CLOCK_REALTIME` here). Never ahead of `CLOCK_REALTIME`, and
+    /// behind it by less than a tick (1 to 10 ms with HZ from 1000 to 100).
+    @inline(__always)
+    static func coarseMilliseconds() -> UInt64 {
+        var now = timespec()
+        clock_gettime(CLOCK_REALTIME_COARSE, &now)
+        guard now.tv_sec > 0 else { return 1 }
+        return UInt64(now.tv_sec) &* 1000 &+ UInt64(now.tv_nsec) / 1_000_000
+    }
+
+    /// How far the coarse clock may lag the real-time clock, with room to
+    /// spare: a tick is at most 10 ms.
+    static let coarseLagMilliseconds: UInt64 = 20
+
+    /// Whether `deadline` (ms) is still ahead on the real-time clock: by the
+    /// coarse clock when the deadline is more than a tick away either way, and
+    /// by `CLOCK_REALTIME` only within that window, so the check is exact and
+    /// a lock-free read of an entry far from its deadline costs a coarse read.
+    @inline(__always)
+    static func systemIsBefore(_ deadline: UInt64) -> Bool {
+        let coarse = coarseMilliseconds()
+        if deadline > coarse &+ coarseLagMilliseconds { return true }
+        if deadline <= coarse { return false }
+        return systemMilliseconds() < deadline
+    }
+
+    /// A manual clock's time, in memory of its own so a cursor can point at it.
+    final class ManualTime: @unchecked Sendable {
+        let word: UnsafeMutablePointer<Atomic<UInt64>>
+
+        init(milliseconds: UInt64) {
+            word = UnsafeMutablePointer<Atomic<UInt64>>.allocate(capacity: 1)
+            word.initialize(to: Atomic(milliseconds))
+        }
+
+        deinit {
+            word.deinitialize(count: 1)
+            word.deallocate()
+        }
+    }
+}
