@@ -287,6 +287,49 @@ struct PerKeyToolTests {
     }
 }
 
+// MARK: Time to live
+
+extension PerKeyToolTests {
+    @Test("set --ttl gives a cache map's entry its deadline (on the real-time clock), reports an eviction, and is refused elsewhere")
+    func timeToLive() throws {
+        let path = directory.file("cache.slots")
+        let schema = Schema(version: 1, fields: [
+            .map("sessions", key: .string(capacity: 16), value: .scalar(.int64), capacity: 2, cache: MapCache(evict: true)),
+            .map("plain", key: .string(capacity: 8), value: .scalar(.int64), capacity: 4),
+        ])
+        writeFileBytes(directory.file("cache.json"), schema.jsonBytes())
+        try #require(try run("create", path, "--schema", directory.file("cache.json")).succeeded)
+        let before = CacheClock.system.millisecondsSinceEpoch
+        #expect(try run("set", path, "sessions[a]", "1", "--ttl", "1h").succeeded)
+        let after = CacheClock.system.millisecondsSinceEpoch
+        let store = try SlotStore(path: path)
+        let sessions = try store.map("sessions", key: String.self, value: Int64.self)
+        // The deadline is now + 1 h: read it back through dump's expiresAt.
+        let dump = try run("dump", path)
+        let match = try #require(dump.stdout.firstMatch(of: /"expiresAt" : (\d+)/), "\(dump.stdout)")
+        let deadline = try #require(Int64(match.1))
+        #expect(deadline >= before + 3_600_000 && deadline <= after + 3_600_000, "\(deadline) not an hour after \(before)...\(after)")
+        #expect(try sessions.get("a") == 1)
+
+        // Full and evicting: the third insert evicts a live entry and says so on standard error.
+        #expect(try run("set", path, "sessions[b]", "2").succeeded)
+        let evicting = try run("set", path, "sessions[c]", "3", "--ttl", "30s")
+        #expect(evicting.succeeded && evicting.stderr.contains("1 live entry of sessions evicted to make room"), "\(evicting)")
+        #expect(sessions.count == 2)
+        #expect(try sessions.get("c") == 3)
+
+        // Refused, changing nothing: a ttl on a map without a cache policy, on a whole field, and a bad duration.
+        let unchanged = try bytesOutsideLockRegion(path)
+        let plain = try run("set", path, "plain[a]", "1", "--ttl", "5s")
+        #expect(plain.status == 2 && plain.stderr.contains("needs a map with a cache policy"), "\(plain)")
+        let whole = try run("set", path, "plain", "[]", "--ttl", "5s")
+        #expect(whole.status == 2 && whole.stderr.contains("--ttl sets one map entry"), "\(whole)")
+        let bad = try run("set", path, "sessions[a]", "1", "--ttl", "soon")
+        #expect(bad.status == 2 && bad.stderr.contains("--ttl takes a positive duration"), "\(bad)")
+        #expect(try bytesOutsideLockRegion(path) == unchanged)
+    }
+}
+
 // MARK: Helpers
 
 extension PerKeyToolTests {

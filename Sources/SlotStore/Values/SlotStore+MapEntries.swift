@@ -50,11 +50,35 @@ extension SlotStore {
     ///   into a full map that cannot grow (the error of a failed growth when
     ///   that is why). The map is unchanged when it throws.
     public func setValue(_ value: FieldValue, for name: String, key: FieldValue) throws(SlotStoreError) {
-        try insertingMapEntry(name) { core throws(SlotStoreError) in
+        _ = try setValue(value, for: name, key: key, ttl: nil)
+    }
+
+    /// ``setValue(_:for:key:)`` with a time to live, in a map with a cache
+    /// policy (``MapCache``), as ``MapField/set(_:for:ttl:)``: the entry
+    /// expires `ttl` after now (nil: never), and in a full map that evicts,
+    /// the outcome says whether a live entry made room.
+    ///
+    /// - Throws: the errors of ``setValue(_:for:key:)``, and
+    ///   ``SlotStoreError/invalidValue(path:field:detail:)`` for a `ttl` on a
+    ///   map without a cache policy or one that is not positive or too long.
+    @discardableResult
+    public func setValue(_ value: FieldValue, for name: String, key: FieldValue, ttl: Duration?) throws(SlotStoreError) -> MapSetOutcome {
+        try insertingMapEntry(name) { core throws(SlotStoreError) -> MapSetOutcome in
             let entry = try core.mapEntry(name, key: key)
             let converted = try value.converted(to: entry.valueType, field: entry.label, path: path)
-            try MapTable.withBytes(of: entry.keyBytes) { keyBytes throws(SlotStoreError) in
-                _ = try entry.table.set(keyBytes) { MapCodec.write(converted, type: entry.valueType, to: $0) }
+            return try MapTable.withBytes(of: entry.keyBytes) { keyBytes throws(SlotStoreError) -> MapSetOutcome in
+                let cursor = entry.table.cursor
+                guard cursor.entryWordOffset != 0 else {
+                    if let ttl {
+                        throw .invalidValue(path: path, field: name, detail: "a time to live (\(ttl)) needs a map with a cache policy, and this one has none; declare it with \"cache\": {} (MapCache) and migrate the store")
+                    }
+                    let inserted = try entry.table.set(keyBytes) { MapCodec.write(converted, type: entry.valueType, to: $0) }
+                    return MapSetOutcome(inserted: inserted, evicted: 0)
+                }
+                let deadline = try MapExpiry.deadline(after: ttl, now: cursor.nowMilliseconds(), path: path, field: name)
+                return try cursor.cacheSet(keyBytes, deadline: deadline, evictingLive: cursor.evicts, in: core) {
+                    MapCodec.write(converted, type: entry.valueType, to: $0)
+                }
             }
         }
     }

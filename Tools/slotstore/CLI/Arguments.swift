@@ -44,6 +44,20 @@ struct Arguments {
         return duration
     }
 
+    /// Removes `--name DURATION` for a time to live: the units of
+    /// ``durationOption(_:)`` and also `h` and `d` (`30s`, `2h`, `7d`), up to
+    /// 10 years (a deadline is a 63-bit millisecond count: no overflow).
+    mutating func timeToLiveOption(_ name: String) throws(UsageError) -> Duration? {
+        guard let text = try option(name) else { return nil }
+        let units: [(suffix: String, seconds: Double)] = [("ms", 1e-3), ("s", 1), ("m", 60), ("h", 3600), ("d", 86_400), ("", 1)]
+        for unit in units where text.hasSuffix(unit.suffix) {
+            guard let number = Double(text.dropLast(unit.suffix.count)), number.isFinite, number > 0,
+                  number * unit.seconds <= 86_400 * 3653 else { continue }
+            return .milliseconds(Int64((number * unit.seconds * 1000).rounded(.up)))
+        }
+        throw UsageError("\(name) takes a positive duration such as 500ms, 30s, 5m, 2h or 7d (a bare number is seconds; at most 10 years), found \"\(text)\"")
+    }
+
     static func parseDuration(_ text: String) -> Duration? {
         let units: [(suffix: String, nanoseconds: Double)] = [("ms", 1e6), ("s", 1e9), ("m", 60e9), ("", 1e9)]
         for unit in units where text.hasSuffix(unit.suffix) {

@@ -7,8 +7,8 @@ enum SetCommand: Command {
     static let usage = """
     usage: slotstore set PATH FIELD VALUE [--json] [--lock-timeout T]
            slotstore set PATH FIELD[INDEX] VALUE [--json] [--lock-timeout T]
-           slotstore set PATH MAP[KEY] VALUE [--json] [--lock-timeout T]
-           slotstore set PATH MAP --key K VALUE [--json] [--lock-timeout T]
+           slotstore set PATH MAP[KEY] VALUE [--ttl T] [--json] [--lock-timeout T]
+           slotstore set PATH MAP --key K VALUE [--ttl T] [--json] [--lock-timeout T]
       VALUE is parsed by the field's stored type: 42, -1.5, nan, true, text for
       strings, 0x0a0b or text for bytes, a JSON array [1,2,3] for arrays, and
       for maps a JSON list of entries [{"key":"a","value":1}, …], which becomes
@@ -17,6 +17,9 @@ enum SetCommand: Command {
       type; a full map that may grow grows first. \(GetCommand.keyRules)
       A value that does not fit the type or capacity is an error; nothing is written.
       --key K              the map key as one whole argument, instead of in brackets
+      --ttl T              the entry expires T after now (30s, 500ms, 2m, 1h, 7d), in a map with
+                           a cache policy; without it the entry never expires; in a full map
+                           that evicts, says when a live entry was evicted to make room
       --json               print {"field": NAME, "value": VALUE} of the stored value
                            ({"field": MAP, "key": KEY, "value": VALUE} for an entry)
     \(Settings.lockTimeoutUsage)
@@ -26,11 +29,13 @@ enum SetCommand: Command {
     struct Options {
         var key: String?
         var json = false
+        var ttl: Duration?
 
         static func parse(_ arguments: inout Arguments) throws -> Options {
             var options = Options()
             options.key = try arguments.option("--key")
             options.json = arguments.flag("--json")
+            options.ttl = try arguments.timeToLiveOption("--ttl")
             Settings.lockTimeout = try arguments.durationOption("--lock-timeout") ?? Settings.lockTimeout
             return options
         }
@@ -54,6 +59,11 @@ enum SetCommand: Command {
         guard let declared = store.schema.field(named: target.name)?.type else {
             throw SlotStoreError.unknownField(path: path, name: target.name, available: store.schema.fields.map(\.name))
         }
+        if options.ttl != nil {
+            guard case .entry = target, case .map = declared else {
+                throw UsageError("--ttl sets one map entry's time to live: name the entry as MAP[KEY] (or MAP --key K)")
+            }
+        }
         let stored: FieldValue?
         switch (target, declared) {
         case (.whole(let name), _):
@@ -69,7 +79,9 @@ enum SetCommand: Command {
             try store.setValue(try FieldValue.parse(text, as: .scalar(element), field: target.description, path: path), for: name, at: index)
             stored = try store.value(of: name, at: index)
         case (.entry(let name, let key), .map(_, let valueType, _)):
-            try store.setValue(try FieldValue.parse(text, as: valueType, field: target.description, path: path), for: name, key: key)
+            let outcome = try store.setValue(try FieldValue.parse(text, as: valueType, field: target.description, path: path),
+                                             for: name, key: key, ttl: options.ttl)
+            if outcome.forcible { Output.error("\(path): \(outcome.evicted) live entry of \(name) evicted to make room") }
             stored = try store.value(of: name, key: key)
         default:
             throw SlotStoreError.invalidValue(path: path, field: target.name, detail: "\(target.description) does not match \(declared)")
