@@ -81,6 +81,15 @@ public struct CacheClock: Sendable {
         return UInt64(now.tv_sec) &* 1000 &+ UInt64(now.tv_nsec) / 1_000_000
     }
 
+    /// One tick of the coarse clock in whole milliseconds, rounded up (at
+    /// least 1): `CLOCK_REALTIME_COARSE` plus this is never behind `CLOCK_REALTIME`.
+    static let coarseResolutionMilliseconds: UInt64 = {
+        var resolution = timespec()
+        guard clock_getres(CLOCK_REALTIME_COARSE, &resolution) == 0 else { return coarseLagMilliseconds }
+        let nanoseconds = UInt64(max(resolution.tv_sec, 0)) * 1_000_000_000 + UInt64(max(resolution.tv_nsec, 0))
+        return max(1, (nanoseconds + 999_999) / 1_000_000)
+    }()
+
     /// How far the coarse clock may lag the real-time clock, with room to
     /// spare: a tick is at most 10 ms.
     static let coarseLagMilliseconds: UInt64 = 20

@@ -152,14 +152,19 @@ struct MapCacheTests {
         let store = try open("reclaim.slots", Self.schema(capacity: 256), clock: clock)
         let cache = try store.map("cache", key: String.self, value: Int64.self)
         for index in 0..<200 { try cache.set(Int64(index), for: "old\(index)", ttl: .seconds(1)) }
+        try cache.set(0, for: "keep")
         clock.advance(by: .seconds(1))
         let stored = { Int(cache.table.count.pointee.load(ordering: .relaxed)) }
-        #expect(stored() == 200, "expired entries stay until something reclaims them")
-        // Each write looks at 8 buckets at the hand (removing at most 8
-        // entries): 512 buckets / 8 = 64 writes sweep the table once.
-        for index in 0..<64 { try cache.set(Int64(index), for: "new\(index % 4)") }
-        #expect(stored() < 20, "nearly every expired entry was reclaimed in one sweep: \(stored()) left")
-        for index in 0..<64 { try cache.remove("new\(index % 4)") }
+        #expect(stored() == 201, "expired entries stay until something reclaims them")
+        // A replacement needs no room and reclaims nothing.
+        for index in 0..<8 { try cache.set(Int64(index), for: "keep") }
+        #expect(stored() == 201)
+        // Each insert looks at 8 buckets at the hand (removing at most 8
+        // entries): 302 buckets / 8 = 38 inserts sweep the table once.
+        for index in 0..<40 { try cache.set(Int64(index), for: "new\(index)") }
+        #expect(stored() < 41 + 20, "nearly every expired entry was reclaimed in one sweep: \(stored() - 41) left")
+        for index in 0..<40 { try cache.remove("new\(index)") }
+        try cache.remove("keep")
         #expect(stored() == 0, "the second sweep took the rest (a cluster that fed more than 8 to one write)")
         #expect(cache.count == 0)
         #expect(try SlotStore.verify(at: store.path).findings == [])

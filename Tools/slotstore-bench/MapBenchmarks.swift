@@ -77,7 +77,8 @@ enum MapBenchmarks {
 
     static func run(_ bench: Bench, _ workspace: Workspace, entries: Int, label: String, floorRun: FloorRun) throws {
         let fillRow = "map \(label): fill empty map (insert)"
-        let rows = ["get hit", "get hit (inline key)", "get miss", "set (replace)", "add (existing key)", "insert then remove (pair)"]
+        let rows = ["get hit", "get hit (inline key)", "get miss", "set (replace)", "add (existing key)", "insert then remove (pair)",
+                    "get hit (inline key), every entry with a TTL", "set (replace), every entry with a TTL"]
         // Without one selected row, skip the keys and the fill, which take seconds at 1M.
         guard bench.selectsAny([fillRow] + rows.map { "map \(label): \($0)" }) else { return }
         let capacity = capacity(entries: entries)
@@ -136,11 +137,14 @@ enum MapBenchmarks {
         // The same lookups with the keys as InlineKey<32>: the key bytes
         // inline, so a lookup costs no retain/release of a string's storage.
         let inlineRow = "map \(label): get hit (inline key)"
+        let ttlGetRow = "map \(label): get hit (inline key), every entry with a TTL"
+        let ttlSetRow = "map \(label): set (replace), every entry with a TTL"
+        let inlineProbe = bench.selectsAny([inlineRow, ttlGetRow]) ? try keys.probe.map { try InlineKey<32>($0) } : []
+        var plainInlineGet: Row?
         if bench.selects(inlineRow) {
             let inlineMap = try store.map("map", key: InlineKey<32>.self, value: Int64.self)
-            let inlineProbe = try keys.probe.map { try InlineKey<32>($0) }
             var inlineCursor = 0
-            try bench.measure(inlineRow, medium: medium, floor: .same(FloorOp.mapGet, floorRun),
+            plainInlineGet = try bench.measure(inlineRow, medium: medium, floor: .same(FloorOp.mapGet, floorRun),
                               note: "keys as InlineKey<32>, in one contiguous array; \(shape)") { n in
                 var sum: Int64 = 0
                 var misses = 0
@@ -154,6 +158,10 @@ enum MapBenchmarks {
                 guard misses == 0 else { throw BenchFailure("get missed \(misses) inline keys that are in the map") }
                 consume(UInt64(bitPattern: sum))
             }
+        }
+        if bench.selectsAny([ttlGetRow, ttlSetRow]) {
+            try timeToLiveRows(bench, workspace, keys: keys, inlineProbe: inlineProbe, capacity: capacity, shape: shape,
+                               getRow: ttlGetRow, setRow: ttlSetRow, plainGet: plainInlineGet, floorRun: floorRun)
         }
 
         var missCursor = 0
@@ -212,6 +220,52 @@ enum MapBenchmarks {
 }
 
 extension MapBenchmarks {
+    /// The same map with a cache policy (``MapCache``), every entry set with
+    /// a one-hour time to live: each hit checks the deadline (the coarse
+    /// real-time clock, see ``CacheClock``) and marks the entry used when
+    /// its bit is clear; each set writes the entry word and reclaims near the
+    /// clock hand. Beside the plain rows, to show what the checks cost.
+    static func timeToLiveRows(_ bench: Bench, _ workspace: Workspace, keys: Keys, inlineProbe: [InlineKey<32>], capacity: Int,
+                               shape: String, getRow: String, setRow: String, plainGet: Row?, floorRun: FloorRun) throws {
+        let medium = workspace.shmMedium
+        let path = workspace.path("map-ttl.slots")
+        let store = try SlotStore(path: path, schema: Schema(version: 1, fields: [
+            .map("map", key: .string(capacity: 32), value: .scalar(.int64), capacity: capacity, cache: MapCache(evict: false)),
+        ]), options: OpenOptions(mode: .create))
+        defer { store.close(); workspace.remove(path) }
+        let map = try store.map("map", key: String.self, value: Int64.self)
+        for (index, key) in keys.load.enumerated() { try map.set(Int64(index), for: key, ttl: .seconds(3600)) }
+        let inlineMap = try store.map("map", key: InlineKey<32>.self, value: Int64.self)
+        var cursor = 0
+        let getNote = "cache map, deadlines 1 h ahead; keys as InlineKey<32>; \(shape)"
+        if let row = try bench.measure(getRow, medium: medium, floor: .same(FloorOp.mapGet, floorRun), note: getNote, { n in
+            var sum: Int64 = 0
+            var misses = 0
+            try inlineProbe.withUnsafeBufferPointer { probe in
+                for _ in 0..<n {
+                    if let value = try inlineMap.get(probe[cursor]) { sum &+= value } else { misses += 1 }
+                    cursor += 1
+                    if cursor == probe.count { cursor = 0 }
+                }
+            }
+            guard misses == 0 else { throw BenchFailure("get missed \(misses) keys that are in the cache map") }
+            consume(UInt64(bitPattern: sum))
+        }), let plain = plainGet {
+            bench.progress("\(getRow): \(Format.fixed(row.median / plain.median, 2))x the get without a cache policy")
+        }
+        var setCursor = 0
+        try bench.measure(setRow, medium: medium, floor: .same(FloorOp.mapSet, floorRun),
+                          note: "cache map, each set gives a 1 h deadline; \(shape)") { n in
+            try keys.probe.withUnsafeBufferPointer { probe in
+                for index in 0..<n {
+                    try map.set(Int64(index), for: probe[setCursor], ttl: .seconds(3600))
+                    setCursor += 1
+                    if setCursor == probe.count { setCursor = 0 }
+                }
+            }
+        }
+    }
+
     static let churnRow = "map churn: get miss after 1M distinct keys through 100 live"
     static let freshRow = "map churn: get miss, fresh map"
 

@@ -109,6 +109,18 @@ extension MapCursor {
 
     /// The clock's time in milliseconds since the Unix epoch (see ``CacheClock``).
     @inline(__always)
+    /// The deadline (ms) of an entry written now that lives for `ttl`; 0 for
+    /// nil, without reading a clock. With the system clock, "now" is the
+    /// coarse clock plus its resolution: never behind `CLOCK_REALTIME`, so an
+    /// entry never expires before its time to live has passed, and at most
+    /// a tick late; a precise read cost as much as the rest of a write here.
+    func deadline(after ttl: Duration?, path: String, field: String) throws(SlotStoreError) -> UInt64 {
+        guard let ttl else { return 0 }
+        let now = clockWord.map { $0.pointee.load(ordering: .relaxed) }
+            ?? CacheClock.coarseMilliseconds() &+ CacheClock.coarseResolutionMilliseconds
+        return try MapExpiry.deadline(after: ttl, now: now, path: path, field: field)
+    }
+
     func nowMilliseconds() -> UInt64 {
         if let clockWord { return clockWord.pointee.load(ordering: .relaxed) }
         return CacheClock.systemMilliseconds()
@@ -174,13 +186,15 @@ extension MapCursor {
     func cacheSet(_ key: UnsafeRawBufferPointer, deadline: UInt64, evictingLive: Bool, in core: StoreCore,
                   _ writeValue: (MappedAddress) -> Void) throws(SlotStoreError) -> MapSetOutcome {
         var moment = ExpiryMoment(self)
-        try reclaimNearHand(at: &moment, in: core)
-        let (found, insertAt) = locate(key)
+        var (found, insertAt) = locate(key)
         if let found {
             let wasLive = !isExpired(bucket(found), at: &moment)
             try replace(at: found, in: core, entryWord: deadline | MapExpiry.usedBit, writeValue)
             return MapSetOutcome(inserted: !wasLive, evicted: 0)
         }
+        // Reclaim as inserts pass by (a replacement needs no room, as in
+        // nginx's shared dict); a removal there may move where the key goes.
+        if try reclaimNearHand(at: &moment, in: core) { insertAt = locate(key).insertAt }
         let (target, evicted) = try room(for: key, insertAt: insertAt, at: &moment, evictingLive: evictingLive, in: core)
         try insert(key, at: target, in: core, entryWord: deadline | MapExpiry.usedBit, writeValue)
         return MapSetOutcome(inserted: true, evicted: evicted)
@@ -192,8 +206,7 @@ extension MapCursor {
     func cacheAddWordLocked(_ delta: UInt64, width: Int, forKey key: UnsafeRawBufferPointer, initial: UInt64, deadline: UInt64,
                             in core: StoreCore) throws(SlotStoreError) -> (bits: UInt64, outcome: MapSetOutcome) {
         var moment = ExpiryMoment(self)
-        try reclaimNearHand(at: &moment, in: core)
-        let (found, insertAt) = locate(key)
+        var (found, insertAt) = locate(key)
         if let found {
             let bucket = self.bucket(found)
             let entry = entryWord(bucket).pointee.load(ordering: .relaxed)
@@ -206,6 +219,7 @@ extension MapCursor {
             return (written, MapSetOutcome(inserted: !live, evicted: 0))
         }
         let written = MapCursor.add(delta, to: initial, width: width)
+        if try reclaimNearHand(at: &moment, in: core) { insertAt = locate(key).insertAt }
         let (target, evicted) = try room(for: key, insertAt: insertAt, at: &moment, evictingLive: evicts, in: core)
         try insert(key, at: target, in: core, entryWord: deadline | MapExpiry.usedBit) { area in
             area.atomic(UInt64.self).pointee.store(written, ordering: .relaxed)
@@ -286,8 +300,10 @@ extension MapCursor {
     /// ``MapExpiry/reclaimWindow`` buckets at the clock hand and moves the
     /// hand past them. Skipped while the transaction has used half the
     /// journal, so a large transaction's own writes keep their room.
-    func reclaimNearHand(at moment: inout ExpiryMoment, in core: StoreCore) throws(SlotStoreError) {
-        guard journalRoom(core) >= core.journal.capacity / 2 else { return }
+    /// Returns whether it removed any.
+    @discardableResult
+    func reclaimNearHand(at moment: inout ExpiryMoment, in core: StoreCore) throws(SlotStoreError) -> Bool {
+        guard journalRoom(core) >= core.journal.capacity / 2 else { return false }
         let epoch = self.epoch
         var index = Int(truncatingIfNeeded: clockHand.pointee.load(ordering: .relaxed) % UInt64(bucketCount))
         var examined = 0
@@ -303,6 +319,7 @@ extension MapCursor {
             examined += 1
         }
         clockHand.pointee.store(UInt64(index), ordering: .relaxed)
+        return removed > 0
     }
 
     // MARK: Own transactions
@@ -313,6 +330,26 @@ extension MapCursor {
             Result { () throws(SlotStoreError) in
                 try core.transaction { () throws(SlotStoreError) in
                     _ = try cacheSet(key, deadline: 0, evictingLive: evicts, in: core) { area in
+                        area.atomic(UInt64.self).pointee.store(bits, ordering: .relaxed)
+                    }
+                }
+            }
+        }.get()
+    }
+
+    /// Stores `bits` as the value word of `key` with `ttl` (nil: no
+    /// deadline) in its own transaction, in a map with a cache policy: the
+    /// non-generic call a handle's inlined `set(_:for:ttl:)` makes for a
+    /// one-word value, so no generic code runs (its metadata lookups were a
+    /// tenth of a write). `evictingLive` false: `safeSet`.
+    @usableFromInline
+    func cacheStoreWord(_ bits: UInt64, forKey key: UnsafeRawBufferPointer, ttl: Duration?,
+                        evictingLive: Bool) throws(SlotStoreError) -> MapSetOutcome {
+        try engine._withUnsafeGuaranteedRef { core in
+            Result { () throws(SlotStoreError) -> MapSetOutcome in
+                let deadline = ttl == nil ? 0 : try deadline(after: ttl, path: core.path, field: core.layout.fields[fieldIndex].name)
+                return try core.transaction { () throws(SlotStoreError) -> MapSetOutcome in
+                    try cacheSet(key, deadline: deadline, evictingLive: evictingLive && evicts, in: core) { area in
                         area.atomic(UInt64.self).pointee.store(bits, ordering: .relaxed)
                     }
                 }

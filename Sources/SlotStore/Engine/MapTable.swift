@@ -421,7 +421,7 @@ struct MapCursor: @unchecked Sendable {
     let valueOffset: Int
     /// Where a bucket's entry word starts in a map with a cache policy; 0 in
     /// other maps (no bucket has a word there: it is the sequence word).
-    let entryWordOffset: Int
+    @usableFromInline let entryWordOffset: Int
     /// A cache map that evicts when full (``MapCache/evict``).
     let evicts: Bool
     /// A manual clock's milliseconds (see ``CacheClock``); nil: the system's real-time clock.

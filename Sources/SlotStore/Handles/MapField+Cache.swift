@@ -44,9 +44,18 @@ extension MapField {
     /// - Throws: ``SlotStoreError/invalidValue(path:field:detail:)`` for a
     ///   `ttl` on a map without a cache policy, or one that is not positive or
     ///   too long; ``SlotStoreError/mapFull(path:field:capacity:count:)`` as above.
-    @discardableResult
+    @inlinable @discardableResult
     public func set(_ value: Value, for key: Key, ttl: Duration?) throws(SlotStoreError) -> MapSetOutcome {
         do {
+            if Value._isWord && !gate.isRetired && cursor.entryWordOffset != 0 {
+                // One scalar in a cache map: one non-generic call with the key's bytes and the word.
+                let cursor = self.cursor
+                let bits = value._word
+                return try key._withKeyBytes { keyBytes throws(SlotStoreError) -> MapSetOutcome in
+                    guard keyBytes.count <= cursor.keyCapacity else { throw cursor.keyTooLarge(keyBytes.count) }
+                    return try cursor.cacheStoreWord(bits, forKey: keyBytes, ttl: ttl, evictingLive: true)
+                }
+            }
             return try setWithPolicy(value, for: key, ttl: ttl, evictingLive: true)
         } catch {
             try followAfter(error)
@@ -107,6 +116,7 @@ extension MapField {
         }
     }
 
+    @usableFromInline
     func setWithPolicy(_ value: Value, for key: Key, ttl: Duration?, evictingLive: Bool) throws(SlotStoreError) -> MapSetOutcome {
         if _slowPath(gate.isRetired) { throw .storeRetired(path: table.core.path) }
         try checkValue(value)
@@ -120,7 +130,7 @@ extension MapField {
                     let inserted = try cursor.set(bytes, in: core) { value._write(to: SlotMapValueArea($0.pointer), type: valueType) }
                     return MapSetOutcome(inserted: inserted, evicted: 0)
                 }
-                let deadline = try MapExpiry.deadline(after: ttl, now: cursor.nowMilliseconds(), path: core.path, field: name)
+                let deadline = try cursor.deadline(after: ttl, path: core.path, field: name)
                 return try cursor.cacheSet(bytes, deadline: deadline, evictingLive: evictingLive && cursor.evicts, in: core) {
                     value._write(to: SlotMapValueArea($0.pointer), type: valueType)
                 }
@@ -165,7 +175,7 @@ extension MapField where Value: SlotInteger {
                     try cursor.set(bytes, in: core) { $0.atomic(UInt64.self).pointee.store(written, ordering: .relaxed) }
                     return Value(_slotBits: written)
                 }
-                let deadline = try MapExpiry.deadline(after: ttl, now: cursor.nowMilliseconds(), path: core.path, field: name)
+                let deadline = try cursor.deadline(after: ttl, path: core.path, field: name)
                 return Value(_slotBits: try cursor.cacheAddWordLocked(delta._slotBits, width: width, forKey: bytes,
                                                                      initial: initial._slotBits, deadline: deadline, in: core).bits)
             }

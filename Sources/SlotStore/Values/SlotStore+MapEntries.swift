@@ -75,7 +75,7 @@ extension SlotStore {
                     let inserted = try entry.table.set(keyBytes) { MapCodec.write(converted, type: entry.valueType, to: $0) }
                     return MapSetOutcome(inserted: inserted, evicted: 0)
                 }
-                let deadline = try MapExpiry.deadline(after: ttl, now: cursor.nowMilliseconds(), path: path, field: name)
+                let deadline = try cursor.deadline(after: ttl, path: path, field: name)
                 return try cursor.cacheSet(keyBytes, deadline: deadline, evictingLive: cursor.evicts, in: core) {
                     MapCodec.write(converted, type: entry.valueType, to: $0)
                 }
