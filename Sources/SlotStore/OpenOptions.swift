@@ -68,6 +68,11 @@ public struct OpenOptions: Sendable {
     /// of at random, several times faster for maps bigger than the caches.
     /// Nil: a new random seed.
     var initialHashSeed: UInt64?
+    /// For a map's own growth: the source file's format version, kept, so a
+    /// store that builds of format 1.x share is never upgraded behind their
+    /// backs (they could not follow it into 2.0). Nil: the version the schema
+    /// needs (``FileHeader/version(for:)``), as any other compaction writes.
+    var initialFormat: (major: UInt16, minor: UInt16)?
     /// For a process following a compaction in place: the process slot it
     /// had in the file before, and its token (see `PerProcessLayout`).
     var processSlotPreference: ProcessSlotClaim?

@@ -34,9 +34,9 @@ extension StoreCore {
     private static func createFile(path: String, schema: Schema, options: OpenOptions) throws(SlotStoreError) -> Bool {
         let schemaBytes = schema.jsonBytes()
         let pageSize = Int(sysconf(Int32(_SC_PAGESIZE)))
+        let version = options.initialFormat ?? FileHeader.version(for: schema)
         let layout = Layout(schema: schema, schemaBytes: schemaBytes.count, pageSize: pageSize,
-                            cacheLineAligned: options.cacheLineAligned)
-        let version = FileHeader.version(for: schema)
+                            cacheLineAligned: options.cacheLineAligned, mapLayout: MapLayoutVersion.forFormat(major: version.major))
         let header = FileHeader(
             formatMajor: version.major, formatMinor: version.minor,
             pageSize: UInt32(pageSize),

@@ -331,7 +331,9 @@ struct Layout: Sendable {
     }
 
     /// The layout of a new store.
-    init(schema: Schema, schemaBytes: Int, pageSize: Int, cacheLineAligned: Bool) {
+    /// `mapLayout`: the layout of the file's maps, by default the one the
+    /// schema's format needs (a map's growth keeps a 1.x file's layout 1).
+    init(schema: Schema, schemaBytes: Int, pageSize: Int, cacheLineAligned: Bool, mapLayout: MapLayoutVersion? = nil) {
         self.pageSize = pageSize
         lockOffset = pageSize
         // 252 thread slots (see LockRegion); stores made by earlier builds have one page, 60 slots.
@@ -341,9 +343,9 @@ struct Layout: Sendable {
         schemaOffset = journalOffset + journalSize
         schemaSize = roundUp(max(schemaBytes, 1), to: pageSize)
         dataOffset = schemaOffset + schemaSize
-        mapLayout = MapLayoutVersion.forFormat(major: FileHeader.version(for: schema).major)
+        self.mapLayout = mapLayout ?? MapLayoutVersion.forFormat(major: FileHeader.version(for: schema).major)
         let placed = Layout.placeFields(schema, dataOffset: dataOffset, cacheLineAligned: cacheLineAligned,
-                                        processSlots: LockRegion.threadSlotCount(lockSize: lockSize), mapLayout: mapLayout)
+                                        processSlots: LockRegion.threadSlotCount(lockSize: lockSize), mapLayout: self.mapLayout)
         dataSize = roundUp(max(placed.bytes, 1), to: pageSize)
         fields = placed.fields
         indexByName = Dictionary(uniqueKeysWithValues: placed.fields.map { ($0.name, $0.index) })

@@ -139,6 +139,12 @@ extension SlotStore {
         // A file of format 1.0 has no seed yet (0): it gets a random one.
         options.initialHashSeed = source.core.header.hashSeed == 0 ? nil : source.core.header.hashSeed
         options.claimsProcessSlot = false  // its per-process slots are the source's, copied below
+        if onlyIfCapacity != nil {
+            // A growth happens by itself, inside some insert: it keeps the
+            // file's format, so 1.x builds sharing a 1.x store can follow it.
+            // Only a compaction or migration someone asked for upgrades.
+            options.initialFormat = (source.core.header.formatMajor, source.core.header.formatMinor)
+        }
         let result: SlotStore
         do {
             result = try SlotStore(path: temporary, schema: target, options: options)
