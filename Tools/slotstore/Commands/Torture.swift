@@ -76,7 +76,19 @@ enum TortureCommand: Command {
     low tide a compaction also shrinks the growing map. Every check reads every
     entry of both maps against the model, and each new file at the path is
     checked against the one before (a growth keeps the map and doubles the growing
-    map). Every invariant must hold across the switches to the new files,
+    map). Two cache maps run on a clock the parent moves (control.clock, read
+    by each worker into its manual clock before each cache operation and
+    reported, so the parent knows every deadline): one evicts, with room for
+    half the workers' keys, so it is full most of the time; the other only
+    expires, refusing inserts when full of live entries. Workers set their keys
+    there with and without a time to live (set, and safeSet in the evicting
+    map), remove them, read them and call removeExpired(); one start in six
+    stops holding the lock right after an eviction (afterEviction) and is
+    killed there. Every check reads every key of both: values intact, never
+    an older write or a removed one, expired exactly at the deadline and then
+    invisible to get, the walk and count exactly the live entries, never over
+    capacity, nothing gone from the map that never evicts before its deadline.
+    Every invariant must hold across the switches to the new files,
     recoveries are totalled over every file the path held, and the parent's store
     must end in the newest generation; a compaction refused with a clear error
     (store in use, lock timeout) is counted as failed, and a run without any
