@@ -38,7 +38,7 @@ struct TortureTests {
         return Int(line[range.upperBound...].prefix { $0.isNumber })
     }
 
-    @Test("30 s of torture with seed 42, kill bursts included: no violation, no lock timeout, kills while holding the lock, the map grown under churn")
+    @Test("30 s of torture with seed 42, kill bursts included: no violation, no lock timeout, kills while holding the lock, the map grown under churn, cache maps evicting and expiring")
     func torture() throws {
         guard let summary = try Self.summary(of: ["--seconds", "30", "--seed", "42"], operations: 10_000, kills: 50) else { return }
         let holding = Self.figure("kills holding the lock", in: summary) ?? 0
@@ -54,10 +54,27 @@ struct TortureTests {
         #expect((Self.figure("growths", in: summary) ?? 0) >= 6, "\(summary)")
         #expect((Self.figure("grow entries", in: summary) ?? 0) > 0, "\(summary)")
         #expect((Self.figure("checks of every entry", in: summary) ?? 0) >= 20, "\(summary)")
+        Self.expectCacheCoverage(summary, evictions: 200, expired: 20)
         let bursts = Self.figure("bursts", in: summary) ?? 0
         #expect(bursts >= 10, "kills came in bursts by default: \(summary)")
         let burstVictims = summary.range(of: "bursts \(bursts) (").map { Int(summary[$0.upperBound...].prefix { $0.isNumber }) ?? 0 } ?? 0
         #expect((2 * bursts...3 * bursts).contains(burstVictims), "2 or 3 workers per burst: \(summary)")
+    }
+
+    /// The cache maps were exercised: live entries evicted from the full
+    /// evicting map, expired entries seen still there (invisible to get) and
+    /// removed, sets refused as full, workers killed holding the lock right
+    /// after an eviction and inside cache operations; every entry matched
+    /// the model (the violations figure, checked by ``summary(of:operations:kills:lockTimeoutsAllowed:)``).
+    static func expectCacheCoverage(_ summary: Substring, evictions: Int, expired: Int) {
+        #expect((figure("cache evictions", in: summary) ?? 0) >= evictions, "\(summary)")
+        #expect((figure("expired entries seen", in: summary) ?? 0) >= expired, "\(summary)")
+        #expect((figure("removed by removeExpired", in: summary) ?? 0) >= 1, "\(summary)")
+        #expect((figure("cache sets refused as full", in: summary) ?? 0) >= 1, "\(summary)")
+        #expect((figure("cache entries gone", in: summary) ?? 0) >= 1, "\(summary)")
+        #expect((figure("checks finding the cache full", in: summary) ?? 0) >= 1, "\(summary)")
+        #expect((figure("kills in eviction", in: summary) ?? 0) >= 1, "\(summary)")
+        #expect((figure("kills in cache operations", in: summary) ?? 0) >= 1, "\(summary)")
     }
 
     @Test("a seed replays its kill schedule: two runs to the same operation count make the same scheduled kills")
@@ -112,6 +129,7 @@ struct TortureTests {
         #expect(done > 0, "compactions in place happened: \(summary)")
         #expect(killed >= 1, "at least one compactor was killed at its fault point: \(summary)")
         #expect((Self.figure("kills during compactions", in: summary) ?? 0) >= 1, "workers died while a compaction ran: \(summary)")
+        Self.expectCacheCoverage(summary, evictions: 100, expired: 10)
         let afterRename = summary.range(of: "compactions killed \(killed) (").map { Int(summary[$0.upperBound...].prefix { $0.isNumber }) ?? -1 } ?? -1
         #expect((0...killed).contains(afterRename), "\(summary)")
         let growths = Self.figure("growths", in: summary) ?? 0

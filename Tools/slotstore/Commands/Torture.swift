@@ -76,7 +76,19 @@ enum TortureCommand: Command {
     low tide a compaction also shrinks the growing map. Every check reads every
     entry of both maps against the model, and each new file at the path is
     checked against the one before (a growth keeps the map and doubles the growing
-    map). Every invariant must hold across the switches to the new files,
+    map). Two cache maps run on a clock the parent moves (control.clock, read
+    by each worker into its manual clock before each cache operation and
+    reported, so the parent knows every deadline): one evicts, with room for
+    half the workers' keys, so it is full most of the time; the other only
+    expires, refusing inserts when full of live entries. Workers set their keys
+    there with and without a time to live (set, and safeSet in the evicting
+    map), remove them, read them and call removeExpired(); one start in six
+    stops holding the lock right after an eviction (afterEviction) and is
+    killed there. Every check reads every key of both: values intact, never
+    an older write or a removed one, expired exactly at the deadline and then
+    invisible to get, the walk and count exactly the live entries, never over
+    capacity, nothing gone from the map that never evicts before its deadline.
+    Every invariant must hold across the switches to the new files,
     recoveries are totalled over every file the path held, and the parent's store
     must end in the newest generation; a compaction refused with a clear error
     (store in use, lock timeout) is counted as failed, and a run without any
@@ -240,7 +252,8 @@ enum TortureSchema {
     static func make(processes: Int) -> Schema {
         // control.operations counts the operations the workers begin: the
         // clock the kills are scheduled by. control.quiet asks them to rest.
-        var fields: [Field] = [.int64("control.stop"), .int64("control.quiet"), .int64("control.operations")]
+        // control.clock: the cache maps' time (see ``TortureSchema/clockStart``).
+        var fields: [Field] = [.int64("control.stop"), .int64("control.quiet"), .int64("control.operations"), .int64("control.clock")]
         for slot in 0..<processes { fields += [.int64("counter.\(slot)"), .int64("witness.\(slot)")] }
         fields += (0..<accounts).map { .int64("account.\($0)") }
         fields += (0..<texts).map { .string("text.\($0)", capacity: textCapacity) }
@@ -252,7 +265,75 @@ enum TortureSchema {
         fields.append(.array("tally", of: .int64, count: processes))
         fields.append(.map("grow", key: .string(capacity: 16), value: .scalar(.int64), capacity: growInitialCapacity,
                            growth: MapGrowth(maxCapacity: growMaximumCapacity)))
+        // The cache maps: one that evicts, at half the keys its workers use,
+        // so it is full most of the time; one that only expires, full at
+        // times (an insert then reuses an expired entry's room, or is refused).
+        fields.append(.map(cacheMaps[0], key: .string(capacity: 16), value: .bytes(capacity: cacheValueBytes),
+                           capacity: cacheCapacity(map: 0, processes: processes), cache: MapCache(evict: true)))
+        fields.append(.map(cacheMaps[1], key: .string(capacity: 16), value: .bytes(capacity: cacheValueBytes),
+                           capacity: cacheCapacity(map: 1, processes: processes), cache: MapCache(evict: false)))
         return Schema(version: 1, fields: fields)
+    }
+
+    // MARK: Cache maps
+
+    /// The evicting map and the expiring one, by number (0 and 1).
+    static let cacheMaps = ["cache", "ttl"]
+    /// Each worker's keys in each cache map.
+    static let cacheKeys = [10, 8]
+    static func cacheCapacity(map: Int, processes: Int) -> Int {
+        map == 0 ? max(8, processes * cacheKeys[0] / 2) : max(8, processes * cacheKeys[1] * 3 / 4)
+    }
+    /// Where the cache maps' clock starts (ms). The parent alone moves
+    /// `control.clock`, in its own transactions, by the milliseconds the run
+    /// has lasted; each worker reads it into its manual clock
+    /// (``CacheClock/manual(startingAt:)``) before each cache operation and
+    /// reports the time it read, so the parent knows every deadline written
+    /// and checks expiry at an exact time of its own, with no margin.
+    static let clockStart: UInt64 = 1_000_000
+
+    static func cacheKey(map: Int, slot: Int, _ key: Int) -> String { "\(map == 0 ? "c" : "t")\(slot).\(key)" }
+
+    /// The worker slot and key number of a key of cache map `map`, or nil for a key no worker makes.
+    static func parseCacheKey(map: Int, _ key: String) -> (slot: Int, key: Int)? {
+        guard key.hasPrefix(map == 0 ? "c" : "t"), let dot = key.firstIndex(of: "."),
+              let slot = Int(key[key.index(after: key.startIndex)..<dot]), let number = Int(key[key.index(after: dot)...]),
+              slot >= 0, (0..<cacheKeys[map]).contains(number), cacheKey(map: map, slot: slot, number) == key else { return nil }
+        return (slot, number)
+    }
+
+    /// One write of a cache entry, as its owner's model keeps it.
+    struct CacheEntry: Equatable, CustomStringConvertible {
+        /// Drawn by the write from the worker's seeded stream: tells one write from any other.
+        var stamp: UInt64
+        /// The deadline the write gave it (ms on the shared clock), 0 for none.
+        var deadline: UInt64
+
+        func isExpired(at now: UInt64) -> Bool { deadline != 0 && deadline <= now }
+        var description: String { "\(String(stamp, radix: 16))@\(deadline == 0 ? "never" : String(deadline))" }
+    }
+
+    static let cacheValueBytes = 24
+
+    /// A cache entry's value: map, slot and key it belongs to, stamp and
+    /// deadline, and an FNV-1a-32 of the rest: a torn value, a value under
+    /// another key, or a deadline that is not the entry's shows.
+    static func cacheValue(map: Int, slot: Int, key: Int, _ entry: CacheEntry) -> [UInt8] {
+        var bytes: [UInt8] = [UInt8(map), UInt8(slot), UInt8(key), 0]
+        withUnsafeBytes(of: entry.stamp.littleEndian) { bytes += $0 }
+        withUnsafeBytes(of: entry.deadline.littleEndian) { bytes += $0 }
+        let sum = fnv32(bytes[...])
+        withUnsafeBytes(of: sum.littleEndian) { bytes += $0 }
+        return bytes
+    }
+
+    /// The entry a cache value records, or nil when it is torn or belongs to another key.
+    static func parseCacheValue(_ bytes: [UInt8], map: Int, slot: Int, key: Int) -> CacheEntry? {
+        guard bytes.count == cacheValueBytes, bytes[0] == UInt8(map), Int(bytes[1]) == slot, Int(bytes[2]) == key, bytes[3] == 0 else { return nil }
+        func word(_ at: Int) -> UInt64 { bytes[at..<(at + 8)].reversed().reduce(UInt64(0)) { $0 << 8 | UInt64($1) } }
+        let sum = bytes[20..<24].reversed().reduce(UInt32(0)) { $0 << 8 | UInt32($1) }
+        guard sum == fnv32(bytes[..<20]) else { return nil }
+        return CacheEntry(stamp: word(4), deadline: word(12))
     }
 
     /// The map that grows by itself: small at first, so churning workers grow it many times.
@@ -375,11 +456,30 @@ enum TortureOp: Equatable {
     /// transaction that finds the map full rolls back, and runs again once
     /// the map has grown.
     case churnPair(pick: UInt64, value: Int64)
+    /// Sets one of the worker's keys in a cache map (0 evicting, 1 expiring)
+    /// with a time to live of `ttl` ms (0: none); `safe`: by `safeSet`,
+    /// which never evicts a live entry. Refused (`mapFull`) when no room
+    /// can be made without evicting a live entry.
+    case cacheSet(map: Int, key: Int, ttl: UInt64, stamp: UInt64, safe: Bool)
+    case cacheRemove(map: Int, key: Int)
+    /// Lock-free reads of one of the worker's keys (checked against its
+    /// model) and of `other` worker's key (checked for tearing and expiry).
+    case cacheRead(map: Int, key: Int, other: UInt64)
+    /// `removeExpired()`: then none of the worker's keys expired at its time is left.
+    case cacheSweep(map: Int)
 
     var takesLock: Bool {
         switch self {
-        case .increment, .check, .tallyAdd, .tallyStore: false
+        case .increment, .check, .tallyAdd, .tallyStore, .cacheRead: false
         default: true
+        }
+    }
+
+    /// Whether it works on a cache map (and reads the shared clock first).
+    var isCache: Bool {
+        switch self {
+        case .cacheSet, .cacheRemove, .cacheRead, .cacheSweep: true
+        default: false
         }
     }
 
@@ -393,8 +493,25 @@ enum TortureOp: Equatable {
     static func next(_ random: inout SplitMix) -> TortureOp {
         let a = random.next(), b = random.next(), c = random.next()
         switch a % 100 {
-        case 0..<22:
+        case 0..<14:
             return .increment
+        case 14..<22:
+            let map = Int(b >> 8 & 1)
+            let key = Int((b >> 16) % UInt64(TortureSchema.cacheKeys[0]))
+            switch b % 16 {
+            case 0..<6:
+                // A third without a deadline; the others live 20-620 ms of the shared clock.
+                return .cacheSet(map: 0, key: key, ttl: c % 3 == 0 ? 0 : 20 + (c >> 8) % 600, stamp: c, safe: (b >> 12) % 4 == 0)
+            case 6..<9:
+                return .cacheSet(map: 1, key: key % TortureSchema.cacheKeys[1], ttl: c % 3 == 0 ? 0 : 20 + (c >> 8) % 600,
+                                 stamp: c, safe: false)
+            case 9..<11:
+                return .cacheRemove(map: map, key: key % TortureSchema.cacheKeys[map])
+            case 11..<15:
+                return .cacheRead(map: map, key: key % TortureSchema.cacheKeys[map], other: c)
+            default:
+                return .cacheSweep(map: map)
+            }
         case 22..<35:
             let from = Int(b % UInt64(TortureSchema.accounts))
             let to = (from + 1 + Int(c % UInt64(TortureSchema.accounts - 1))) % TortureSchema.accounts
@@ -516,8 +633,10 @@ enum TortureWorker {
             Output.error("slotstore torture: --worker takes SLOT:INCARNATION:SEED:NEXT:APPLIED, found \"\(spec)\"")
             return ExitStatus.usage
         }
-        let options = OpenOptions(mode: .open, lockTimeout: .milliseconds(lockTimeoutMS),
+        var options = OpenOptions(mode: .open, lockTimeout: .milliseconds(lockTimeoutMS),
                                   durability: durable ? .flushOnCommit : .processCrash)
+        // Set from control.clock before each cache operation (see TortureSchema.clockStart).
+        options.clock = .manual(startingAt: Int64(TortureSchema.clockStart))
         do {
             try loop(slot: Int(parts[0]), seed: parts[2], churn: ChurnState(next: Int(parts[3]), applied: Int(parts[4])),
                      path: path, options: options)
@@ -588,6 +707,10 @@ enum TortureWorker {
         let grow: MapField<String, Int64>
         /// This worker's entries in the growing map, by key number.
         let churn: [Int: Int64]
+        let clock: ScalarField<Int64>
+        let cacheMaps: [MapField<String, [UInt8]>]
+        /// This worker's entries in each cache map, as the store holds them (expired ones included).
+        let cache: [[TortureSchema.CacheEntry?]]
 
         init(slot: Int, path: String, options: OpenOptions) throws {
             let store = try SlotStore(path: path, options: options)
@@ -614,6 +737,20 @@ enum TortureWorker {
                 if let parsed = TortureSchema.parseChurnKey(key), parsed.slot == slot { churn[parsed.number] = value }
             }
             self.churn = churn
+            clock = try store.scalar("control.clock", as: Int64.self)
+            let cacheMaps = try TortureSchema.cacheMaps.map { try store.map($0, key: String.self, value: [UInt8].self) }
+            self.cacheMaps = cacheMaps
+            // Read holding the lock: a lock-free read may see an entry removed
+            // by another process's transaction that its death then rolls back.
+            cache = try store.transaction { _ in
+                try (0..<2).map { map in
+                    try (0..<TortureSchema.cacheKeys[map]).map { key in
+                        try cacheMaps[map].getStale(TortureSchema.cacheKey(map: map, slot: slot, key)).flatMap {
+                            TortureSchema.parseCacheValue($0.value, map: map, slot: slot, key: key)
+                        }
+                    }
+                }
+            }
         }
     }
 
@@ -663,6 +800,51 @@ enum TortureWorker {
             }
         }
 
+        let (clock, cacheMaps) = (handles.clock, handles.cacheMaps)
+        let manualClock = options.clock
+        var cache = handles.cache
+        // The shared clock's time this worker's cache operation reads, and the keys' names.
+        var now = TortureSchema.clockStart
+        let cacheNames = (0..<2).map { map in (0..<TortureSchema.cacheKeys[map]).map { TortureSchema.cacheKey(map: map, slot: slot, $0) } }
+        /// Checks one of this worker's cache keys against its model at `now`:
+        /// never another write's value, never torn, expired exactly when the
+        /// deadline says, invisible to get once expired; absent only when
+        /// evicted (map 0), or expired by the shared clock (reclaimed by a
+        /// process whose time was later than this one's).
+        func checkCache(_ map: Int, _ key: Int) throws {
+            let name = cacheNames[map][key]
+            let expected = cache[map][key]
+            if let (bytes, expired) = try cacheMaps[map].getStale(name) {
+                guard let found = TortureSchema.parseCacheValue(bytes, map: map, slot: slot, key: key) else {
+                    violation("\(name) holds a torn or foreign value \(bytes)")
+                    return
+                }
+                if found != expected {
+                    violation("\(name) holds \(found), the worker's model \(expected.map(\.description) ?? "absent") (clock \(now))")
+                } else if expired != found.isExpired(at: now) {
+                    violation("getStale(\(name)) says expired \(expired) for deadline \(found.deadline) at \(now)")
+                }
+            } else if map == 1, let expected, !expected.isExpired(at: UInt64(clamping: clock.load())) {
+                violation("\(name) (\(expected)) is gone from the expiring map, which never evicts, before its deadline (clock \(clock.load()))")
+            }
+            if let bytes = try cacheMaps[map].get(name) {
+                let found = TortureSchema.parseCacheValue(bytes, map: map, slot: slot, key: key)
+                if found == nil || found != expected || expected!.isExpired(at: now) {
+                    violation("get(\(name)) returned \(found.map(\.description) ?? "a torn value") at \(now), the worker's model \(expected.map(\.description) ?? "absent")")
+                }
+            }
+        }
+
+        /// A set (or safeSet) of a cache key; nil when refused as the map is full.
+        func setCache(_ value: [UInt8], map: Int, key: Int, ttl: Duration?, safe: Bool) throws -> MapSetOutcome? {
+            let result = Result { () throws(SlotStoreError) -> MapSetOutcome in
+                safe ? try cacheMaps[map].safeSet(value, for: cacheNames[map][key], ttl: ttl)
+                    : try cacheMaps[map].set(value, for: cacheNames[map][key], ttl: ttl)
+            }
+            if case .failure(.mapFull) = result { return nil }
+            return try result.get()
+        }
+
         var random = SplitMix(seed: seed)
         while stop.load() == 0 {
             let generation = quiet.load()
@@ -673,6 +855,12 @@ enum TortureWorker {
                 continue
             }
             let op = TortureOp.next(&random)
+            if op.isCache {
+                // Before `b`: the parent knows the time of the operation it then begins.
+                now = UInt64(clamping: clock.load())
+                manualClock.set(millisecondsSinceEpoch: Int64(now))
+                line("k \(now)")
+            }
             emit(UInt8(ascii: "b"))
             operations.add(1)
             // Whether the operation's write happened: a timeout before it
@@ -777,6 +965,59 @@ enum TortureWorker {
                     if capacity > TortureSchema.growMaximumCapacity || capacity < TortureSchema.growInitialCapacity {
                         violation("the growing map has capacity \(capacity), outside \(TortureSchema.growInitialCapacity)...\(TortureSchema.growMaximumCapacity)")
                     }
+                case .cacheSet(let map, let key, let ttl, let stamp, let safe):
+                    let entry = TortureSchema.CacheEntry(stamp: stamp, deadline: ttl == 0 ? 0 : now + ttl)
+                    let value = TortureSchema.cacheValue(map: map, slot: slot, key: key, entry)
+                    let duration: Duration? = ttl == 0 ? nil : .milliseconds(ttl)
+                    guard let outcome = try setCache(value, map: map, key: key, ttl: duration, safe: safe) else {
+                        // Rolled back: every entry was live, and this set may not evict one.
+                        if map == 0 && !safe { violation("an evicting set of \(cacheNames[map][key]) found the map full") }
+                        line("n")
+                        continue
+                    }
+                    applied = true
+                    cache[map][key] = entry
+                    if outcome.evicted > 0 {
+                        if safe || map == 1 { violation("\(safe ? "safeSet" : "a set in the map that never evicts") of \(cacheNames[map][key]) evicted a live entry") }
+                        if outcome.evicted != 1 || !outcome.inserted { violation("a set of \(cacheNames[map][key]) replaced an entry and evicted \(outcome.evicted)") }
+                        line("e")
+                    }
+                    try checkCache(map, key)
+                case .cacheRemove(let map, let key):
+                    let removed = try cacheMaps[map].remove(cacheNames[map][key])
+                    applied = true
+                    let expected = cache[map][key]
+                    if removed && (expected == nil || expected!.isExpired(at: now)) {
+                        violation("removing \(cacheNames[map][key]) found a live entry, the worker's model \(expected.map(\.description) ?? "absent") at \(now)")
+                    }
+                    if !removed && map == 1, let expected, !expected.isExpired(at: UInt64(clamping: clock.load())) {
+                        violation("removing \(cacheNames[map][key]) (\(expected)) from the map that never evicts found no live entry (clock \(clock.load()))")
+                    }
+                    cache[map][key] = nil
+                    try checkCache(map, key)
+                case .cacheRead(let map, let key, let other):
+                    applied = true
+                    try checkCache(map, key)
+                    let otherSlot = Int(other % UInt64(tally.count))
+                    let otherKey = Int((other >> 8) % UInt64(TortureSchema.cacheKeys[map]))
+                    let name = TortureSchema.cacheKey(map: map, slot: otherSlot, otherKey)
+                    if let (bytes, expired) = try cacheMaps[map].getStale(name) {
+                        if let found = TortureSchema.parseCacheValue(bytes, map: map, slot: otherSlot, key: otherKey) {
+                            if expired != found.isExpired(at: now) { violation("getStale(\(name)) says expired \(expired) for deadline \(found.deadline) at \(now)") }
+                        } else {
+                            violation("\(name) holds a torn or foreign value \(bytes)")
+                        }
+                    }
+                case .cacheSweep(let map):
+                    let removed = try cacheMaps[map].removeExpired()
+                    applied = true
+                    line("r \(removed)")
+                    for key in 0..<TortureSchema.cacheKeys[map] where cache[map][key]?.isExpired(at: now) == true {
+                        if let (bytes, _) = try cacheMaps[map].getStale(cacheNames[map][key]) {
+                            violation("\(cacheNames[map][key]) (\(bytes)) expired at \(now) and is still there after removeExpired at \(now)")
+                        }
+                        cache[map][key] = nil
+                    }
                 case .check(let target):
                     // Changes nothing: a timeout in it leaves the model as it is either way.
                     applied = true
@@ -852,6 +1093,34 @@ final class TortureRun {
         var tally: Int64 = 0
         /// Its entries in the growing map, by key number.
         var churn: [Int: Int64] = [:]
+        /// Its entries in each cache map, by key number: the last write the
+        /// parent knows of, or as last seen (an entry seen gone stays gone).
+        /// Not part of `==`: a cache entry may vanish (see ``cacheMismatch(in:now:)``).
+        var cache: [[TortureSchema.CacheEntry?]] = TortureSchema.cacheKeys.map { [TortureSchema.CacheEntry?](repeating: nil, count: $0) }
+
+        static func == (left: Model, right: Model) -> Bool {
+            left.counter == right.counter && left.witness == right.witness && left.own == right.own
+                && left.tally == right.tally && left.churn == right.churn
+        }
+
+        /// Why `found` (read from the store at `now`) can't be this model's
+        /// cache entries, or nil if it can: each key holds this model's
+        /// entry, or nothing when that is allowed: always in the evicting
+        /// map, and in the other only if the entry has expired.
+        func cacheMismatch(in found: Model, slot: Int, now: UInt64) -> String? {
+            for map in 0..<2 {
+                for key in 0..<TortureSchema.cacheKeys[map] {
+                    let name = TortureSchema.cacheKey(map: map, slot: slot, key)
+                    let expected = cache[map][key]
+                    if let seen = found.cache[map][key] {
+                        if seen != expected { return "\(name) holds \(seen), the model \(expected.map(\.description) ?? "absent")" }
+                    } else if map == 1, let expected, !expected.isExpired(at: now) {
+                        return "\(name) (\(expected)) is gone from the map that never evicts before its deadline (clock \(now))"
+                    }
+                }
+            }
+            return nil
+        }
 
         var description: String {
             let ownText = own.map { $0.map(String.init) ?? "-" }.joined(separator: ",")
@@ -939,6 +1208,8 @@ final class TortureRun {
         var killAtLockedBegin: LockedBeginKill?
         /// The last quiet request (see `restartGate`) it reported resting for.
         var restingGeneration: Int64 = 0
+        /// The shared clock's time its last cache operation read (its `k` line): `pending`'s, if that is one.
+        var pendingClock: UInt64 = TortureSchema.clockStart
         var running: Bool { pid != 0 }
     }
 
@@ -1043,6 +1314,13 @@ final class TortureRun {
     let tally: ArrayField<Int64>
     let grow: MapField<String, Int64>
     let churnPeak: Int
+    let clockField: ScalarField<Int64>
+    let cacheMaps: [MapField<String, [UInt8]>]
+    /// The parent's store reads the cache maps at this clock, always set to `clockNow`.
+    let parentClock = CacheClock.manual(startingAt: Int64(TortureSchema.clockStart))
+    /// The shared clock's time: the parent alone moves it (see ``advanceClock(_:)``).
+    var clockNow = TortureSchema.clockStart
+    var runStart = 0.0
 
     // Figures.
     var operations = 0
@@ -1079,6 +1357,22 @@ final class TortureRun {
     var transactionsFoundFull = 0
     /// Checks of every entry of both maps against the model (the parent's transactions).
     var checks = 0
+    // Cache maps.
+    /// Live entries evicted by the workers' acknowledged sets (their `e` lines).
+    var cacheEvictions = 0
+    /// Sets refused as the map was full of live entries (safeSet, or the map that never evicts).
+    var cacheSetsRefused = 0
+    /// Entries the workers' removeExpired() calls removed.
+    var cacheSwept = 0
+    /// Expired entries the parent's checks found still in a cache map (invisible to get, seen by getStale).
+    var expiredSeen = 0
+    /// Entries the parent's model held and a check found gone: evicted or reclaimed.
+    var cacheEntriesGone = 0
+    /// Parent checks that found the evicting map full.
+    var cacheFullChecks = 0
+    /// Workers killed holding the lock at afterEviction, and killed inside any cache operation.
+    var killsInEviction = 0
+    var killsInCacheOperations = 0
 
     init(path: String, settings: Settings) throws {
         self.path = path
@@ -1098,9 +1392,9 @@ final class TortureRun {
         executable = TortureRun.selfExecutable()
         // A short lock timeout: the parent must keep reading the pipes (and
         // killing workers that stop holding the lock) while it waits.
-        let store = try SlotStore(path: path, schema: TortureSchema.make(processes: processes),
-                                  options: OpenOptions(mode: .create, lockTimeout: .milliseconds(20),
-                                                       durability: settings.durable ? .flushOnCommit : .processCrash))
+        var options = OpenOptions(mode: .create, lockTimeout: .milliseconds(20), durability: settings.durable ? .flushOnCommit : .processCrash)
+        options.clock = parentClock
+        let store = try SlotStore(path: path, schema: TortureSchema.make(processes: processes), options: options)
         self.store = store
         stop = try store.scalar("control.stop", as: Int64.self)
         quiet = try store.scalar("control.quiet", as: Int64.self)
@@ -1115,6 +1409,9 @@ final class TortureRun {
         tally = try store.array("tally", of: Int64.self)
         grow = try store.map("grow", key: String.self, value: Int64.self)
         churnPeak = TortureSchema.churnPeak(processes: processes)
+        clockField = try store.scalar("control.clock", as: Int64.self)
+        cacheMaps = try TortureSchema.cacheMaps.map { try store.map($0, key: String.self, value: [UInt8].self) }
+        clockField.store(Int64(TortureSchema.clockStart))
         for account in accounts { account.store(TortureSchema.accountStart) }
         // Lock-free writes are durable only after sync(): the starting balances are what every check sums to.
         if settings.durable { try store.sync() }
@@ -1168,6 +1465,7 @@ final class TortureRun {
     func execute() -> Int {
         signal(SIGPIPE, SIG_IGN)
         let start = now()
+        runStart = start
         let deadline = start + Double(seconds)
         for slot in 0..<processes { spawn(slot) }
         var stopDeadline = Double.infinity
@@ -1175,6 +1473,7 @@ final class TortureRun {
 
         while true {
             flushControl()
+            tickClock()
             let time = now()
             if !stopping && (time >= deadline || reachedOperationLimit()) {
                 stopping = true
@@ -1294,6 +1593,10 @@ final class TortureRun {
         let hit = 1 + plan.next() % 100
         let growthPoint = TortureRun.growthFaultPoints[Int(plan.next() % UInt64(TortureRun.growthFaultPoints.count))]
         slot.fault = kind == 0 ? "\(point):hold:\(hit)" : kind == 1 ? "\(growthPoint):hold" : nil
+        // Of the others, half stop at an eviction (of a live or an expired
+        // entry, in either cache map), holding the lock, with the entry removed
+        // and the insert not made: the kill must bring the entry back.
+        if kind == 2 && hit % 2 == 0 { slot.fault = "afterEviction:hold:\(1 + hit % 7)" }
         slot.holderDelay = plan.next() % 3000
         slot.holderBurst = BurstPlan.draw(&plan, burst: min(settings.burst, processes))
 
@@ -1380,7 +1683,7 @@ final class TortureRun {
         operations += 1
         var slot = slots[index]
         if !slot.begun { violation("worker \(index) acknowledged an operation it never started") }
-        apply(slot.pending, to: &slot.model, churn: &slot.churnState, sharedToo: true)
+        apply(slot.pending, to: &slot.model, churn: &slot.churnState, sharedToo: true, clock: slot.pendingClock)
         slot.begun = false
         slot.pending = TortureOp.next(&slot.random)
         slots[index] = slot
@@ -1393,8 +1696,15 @@ final class TortureRun {
         slots[index].pending = TortureOp.next(&slots[index].random)
     }
 
-    func apply(_ op: TortureOp, to model: inout Model, churn state: inout ChurnState, sharedToo: Bool) {
+    /// Applies `op` to the model; `clock`: the shared clock's time the worker read for it (a cache operation).
+    func apply(_ op: TortureOp, to model: inout Model, churn state: inout ChurnState, sharedToo: Bool, clock: UInt64) {
         switch op {
+        case .cacheSet(let map, let key, let ttl, let stamp, _):
+            model.cache[map][key] = TortureSchema.CacheEntry(stamp: stamp, deadline: ttl == 0 ? 0 : clock + ttl)
+        case .cacheRemove(let map, let key): model.cache[map][key] = nil
+        case .cacheSweep(let map):
+            for key in model.cache[map].indices where model.cache[map][key]?.isExpired(at: clock) == true { model.cache[map][key] = nil }
+        case .cacheRead: break
         case .increment: model.counter += 1
         case .mapSet(let key, let value): model.own[key] = value
         case .mapRemove(let key): model.own[key] = nil
@@ -1421,6 +1731,19 @@ final class TortureRun {
             if line != expected {
                 violation("worker \(index) started from \(line.dropFirst(2)), the model says \(expected.dropFirst(2)) (counter witness digest tally grow-digest)")
             }
+        } else if line.hasPrefix("k "), let time = UInt64(line.dropFirst(2)) {
+            if time > clockNow || time < slots[index].pendingClock {
+                violation("worker \(index) read the shared clock at \(time), after \(slots[index].pendingClock) and with the parent's at \(clockNow)")
+            }
+            slots[index].pendingClock = time
+        } else if line == "e" {
+            cacheEvictions += 1
+        } else if line == "n" {
+            // A cache set refused as the map was full of live entries: rolled back, the model moves on without it.
+            cacheSetsRefused += 1
+            skip(index)
+        } else if line.hasPrefix("r "), let removed = Int(line.dropFirst(2)) {
+            cacheSwept += removed
         } else if line == "f" {
             // A transaction found the growing map full, rolled back, and runs again in the grown map.
             transactionsFoundFull += 1
@@ -1496,6 +1819,8 @@ final class TortureRun {
                let point = TortureRun.growthFaultPoints.firstIndex(where: { fault.hasPrefix($0 + ":") }) {
                 killsAtGrowthPoints[point] += 1
             }
+            if slots[index].holding, slots[index].fault?.hasPrefix("afterEviction:") == true { killsInEviction += 1 }
+            if slots[index].begun && slots[index].pending.isCache { killsInCacheOperations += 1 }
             switch compaction {
             case .inProcess, .subprocess: killsDuringCompactions += 1
             case .idle, .settling: break
@@ -1610,6 +1935,57 @@ final class TortureRun {
         var problems: [String] = []
         var growCapacity = 0
         var growCount = 0
+        /// Expired entries still in the cache maps; whether the evicting one was full.
+        var expired = 0
+        var cacheFull = false
+    }
+
+    /// Reads every key any worker may have in the cache maps, at the parent's
+    /// clock `now`, into `state`, checking what holds whatever the model:
+    /// each value intact and its key's; `getStale` calls it expired exactly
+    /// when its deadline has come; `get` returns it exactly when it is not
+    /// expired; the walk (`entries()`) and `count` show exactly the live
+    /// ones; never more entries than the capacity.
+    func readCache(into state: inout StoreState, now: UInt64) throws {
+        for map in 0..<2 {
+            let field = cacheMaps[map]
+            var live: [String: [UInt8]] = [:]
+            var present = 0
+            for slot in 0..<processes {
+                for key in 0..<TortureSchema.cacheKeys[map] {
+                    let name = TortureSchema.cacheKey(map: map, slot: slot, key)
+                    guard let (bytes, expired) = try field.getStale(name) else { continue }
+                    present += 1
+                    guard let entry = TortureSchema.parseCacheValue(bytes, map: map, slot: slot, key: key) else {
+                        state.problems.append("\(name) holds a torn or foreign value \(bytes)")
+                        continue
+                    }
+                    state.workers[slot].cache[map][key] = entry
+                    if expired != entry.isExpired(at: now) {
+                        state.problems.append("getStale(\(name)) says expired \(expired) for \(entry) at \(now)")
+                    }
+                    let visible = try field.get(name)
+                    if expired {
+                        state.expired += 1
+                        if visible != nil { state.problems.append("get(\(name)) returned \(entry), expired at \(now)") }
+                    } else {
+                        live[name] = bytes
+                        if visible != bytes { state.problems.append("get(\(name)) returned \(visible.map { "\($0)" } ?? "nothing"), getStale \(entry) (live at \(now))") }
+                    }
+                }
+            }
+            let walked = try field.entries()
+            let strays = walked.filter { live[$0.key] != $0.value }.map(\.key)
+            if !strays.isEmpty || walked.count != live.count {
+                state.problems.append("\(TortureSchema.cacheMaps[map]): the walk shows \(walked.count) entries at \(now), \(live.count) are live"
+                                      + (strays.isEmpty ? "" : "; not live or other values: \(strays.prefix(6).joined(separator: ", "))"))
+            }
+            let count = field.count
+            if count != live.count { state.problems.append("\(TortureSchema.cacheMaps[map]) counts \(count) live entries at \(now), holds \(live.count)") }
+            let capacity = TortureSchema.cacheCapacity(map: map, processes: processes)
+            if present > capacity { state.problems.append("\(TortureSchema.cacheMaps[map]) holds \(present) entries, over its capacity \(capacity)") }
+            if map == 0 && present == capacity { state.cacheFull = true }
+        }
     }
 
     /// Reads the store's state; call inside the parent's transaction.
@@ -1650,6 +2026,7 @@ final class TortureRun {
             state.problems.append("the growing map holds \(growEntries.count) entries at capacity \(state.growCapacity), "
                                   + "outside \(TortureSchema.growInitialCapacity)...\(TortureSchema.growMaximumCapacity)")
         }
+        try readCache(into: &state, now: clockNow)
         return state
     }
 
@@ -1669,6 +2046,8 @@ final class TortureRun {
         var ended: [Int] = []
         do {
             try store.transaction { tx in
+                // The clock moves first: what the workers read of it from now on is the time of this check.
+                try advanceClock(tx)
                 ended = []
                 for index in slots.indices where slots[index].running && !read(index) { ended.append(index) }
                 let total = accounts.reduce(Int64(0)) { $0 + tx.load($1) }
@@ -1693,6 +2072,8 @@ final class TortureRun {
         }
         guard let state else { return false }
         checks += 1
+        expiredSeen += state.expired
+        if state.cacheFull { cacheFullChecks += 1 }
         // The parent's store may have switched to a file nobody watches yet.
         observe()
         global += state.problems
@@ -1711,23 +2092,31 @@ final class TortureRun {
                 var after = before
                 var afterChurn = slot.churnState
                 if slot.begun {
-                    apply(slot.pending, to: &after, churn: &afterChurn, sharedToo: false)
+                    apply(slot.pending, to: &after, churn: &afterChurn, sharedToo: false, clock: slot.pendingClock)
                     if case .sharedAdd(let key) = slot.pending { sharedInFlight[key] += 1 }
                 }
-                if found != before && found != after {
+                let beforeMismatch = before.cacheMismatch(in: found, slot: index, now: clockNow)
+                let afterMismatch = slot.begun ? after.cacheMismatch(in: found, slot: index, now: clockNow) : beforeMismatch
+                if !(found == before && beforeMismatch == nil) && !(found == after && afterMismatch == nil) {
                     violation("live worker \(index) (incarnation \(slot.incarnation)) has \(found); expected \(before)"
                               + (slot.begun ? " or, with its begun \(slot.pending), \(after)" : " (no locked operation begun)")
-                              + before.churnDifference(from: found, slot: index))
+                              + before.churnDifference(from: found, slot: index)
+                              + (beforeMismatch.map { "; cache: \($0)" } ?? "") + (slot.begun ? afterMismatch.map { "; after it: \($0)" } ?? "" : ""))
                 }
+                adoptCache(found, into: index)
             }
         }
         for key in 0..<TortureSchema.sharedKeys where state.shared[key] < shared[key] || state.shared[key] > shared[key] + sharedInFlight[key] {
             violation("\(TortureSchema.sharedKey(key)) is \(state.shared[key]); acknowledged adds make \(shared[key]), \(sharedInFlight[key]) more were begun")
         }
         // A worker waiting for its restart (or done) writes nothing: its state is its model.
-        for index in slots.indices where !(slots[index].running || slots[index].awaitingRead) && state.workers[index] != slots[index].model {
-            violation("worker \(index), not running, has \(state.workers[index]); its model is \(slots[index].model)"
-                      + slots[index].model.churnDifference(from: state.workers[index], slot: index))
+        for index in slots.indices where !(slots[index].running || slots[index].awaitingRead) {
+            let mismatch = slots[index].model.cacheMismatch(in: state.workers[index], slot: index, now: clockNow)
+            if state.workers[index] != slots[index].model || mismatch != nil {
+                violation("worker \(index), not running, has \(state.workers[index]); its model is \(slots[index].model)"
+                          + slots[index].model.churnDifference(from: state.workers[index], slot: index) + (mismatch.map { "; cache: \($0)" } ?? ""))
+            }
+            adoptCache(state.workers[index], into: index)
         }
         for index in ended { exited(index) }
         return true
@@ -1739,23 +2128,68 @@ final class TortureRun {
         let before = slot.model
         var after = before
         var afterChurn = slot.churnState
-        if slot.begun { apply(slot.pending, to: &after, churn: &afterChurn, sharedToo: false) }
-        if found == before {
+        if slot.begun { apply(slot.pending, to: &after, churn: &afterChurn, sharedToo: false, clock: slot.pendingClock) }
+        let beforeMismatch = before.cacheMismatch(in: found, slot: index, now: clockNow)
+        let afterMismatch = slot.begun ? after.cacheMismatch(in: found, slot: index, now: clockNow) : beforeMismatch
+        let fitsBefore = found == before && beforeMismatch == nil
+        let fitsAfter = slot.begun && found == after && afterMismatch == nil
+        // A cache operation changes only cache entries: when both fit (its key
+        // gone, as evicted), either will do, as the check adopts what it found.
+        if fitsBefore && !(fitsAfter && slot.pending.isCache) {
             slot.model = before
-        } else if found == after {
+        } else if fitsAfter {
             slot.model = after
             slot.churnState = afterChurn
             if case .sharedAdd(let key) = slot.pending { shared[key] += 1 }
         } else {
             violation("worker \(index) (incarnation \(slot.incarnation)) left \(found) after its death; expected \(before)"
                       + (slot.begun ? " or, with its in-flight \(slot.pending), \(after)" : " (no operation was in flight)")
-                      + before.churnDifference(from: found, slot: index))
+                      + before.churnDifference(from: found, slot: index)
+                      + (beforeMismatch.map { "; cache: \($0)" } ?? "") + (slot.begun ? afterMismatch.map { "; after it: \($0)" } ?? "" : ""))
             slot.model = found
             slot.churnState = afterChurn
         }
         slot.begun = false
         slot.awaitingRead = false
         slots[index] = slot
+        adoptCache(found, into: index)
+    }
+
+    /// After a check under the lock, the model's cache entries become what
+    /// was found: an entry found gone (evicted, or expired and reclaimed)
+    /// stays gone until its worker writes the key again, so from now on it
+    /// must never be seen again, nor an older write.
+    func adoptCache(_ found: Model, into index: Int) {
+        for map in 0..<2 {
+            for key in 0..<TortureSchema.cacheKeys[map] where slots[index].model.cache[map][key] != nil && found.cache[map][key] == nil {
+                cacheEntriesGone += 1
+            }
+        }
+        slots[index].model.cache = found.cache
+    }
+
+    /// Moves the shared clock to the milliseconds the run has lasted (never
+    /// back), inside the parent's transaction `tx`.
+    func advanceClock(_ tx: borrowing Transaction) throws {
+        // Stored even when it has not moved: a transaction the store ran again in the file a compaction made.
+        let target = max(clockNow, TortureSchema.clockStart + UInt64(max(0, (now() - runStart) * 1000)))
+        try tx.store(Int64(target), to: clockField)
+        clockNow = target
+        parentClock.set(millisecondsSinceEpoch: Int64(target))
+    }
+
+    /// Moves the shared clock every 5 ms or so between the parent's checks,
+    /// in a transaction of its own (not a lock-free store, which would wait
+    /// for a worker stopped in a growth: see ``flushControl()``).
+    func tickClock() {
+        guard case .running = phase, now() - runStart >= Double(clockNow - TortureSchema.clockStart) / 1000 + 0.005 else { return }
+        do {
+            try store.transaction { tx in try advanceClock(tx) }
+        } catch SlotStoreError.lockTimeout {
+        } catch SlotStoreError.storeInUse {
+        } catch {
+            fatal("the parent's move of the clock failed: \(error)")
+        }
     }
 
     /// The parent's writes of the control words, in order, not yet in the store.
@@ -2191,9 +2625,12 @@ final class TortureRun {
         do {
             let state = try store.transaction { tx in try readState(tx) }
             for problem in state.problems where reportedGlobal.insert(problem).inserted { violation(problem) }
-            for index in 0..<processes where state.workers[index] != slots[index].model {
-                violation("worker \(index)'s final state is \(state.workers[index]), the model says \(slots[index].model)"
-                          + slots[index].model.churnDifference(from: state.workers[index], slot: index))
+            for index in 0..<processes {
+                let mismatch = slots[index].model.cacheMismatch(in: state.workers[index], slot: index, now: clockNow)
+                if state.workers[index] != slots[index].model || mismatch != nil {
+                    violation("worker \(index)'s final state is \(state.workers[index]), the model says \(slots[index].model)"
+                              + slots[index].model.churnDifference(from: state.workers[index], slot: index) + (mismatch.map { "; cache: \($0)" } ?? ""))
+                }
             }
             for key in 0..<TortureSchema.sharedKeys where state.shared[key] != shared[key] {
                 violation("\(TortureSchema.sharedKey(key)) is \(state.shared[key]), the model says \(shared[key])")
@@ -2251,6 +2688,10 @@ final class TortureRun {
             + "transactions that found the map full \(transactionsFoundFull), checks of every entry \(checks), "
             + "generation \(generation), unobserved generations \(unobservedGenerations) (\(settlesAcrossUnobservedFiles) recovery checks waived), "
             + "unrecovered in replaced files \(unrecovered), "
+        let cacheFigures = "cache evictions \(cacheEvictions), cache sets refused as full \(cacheSetsRefused), "
+            + "expired entries seen \(expiredSeen), removed by removeExpired \(cacheSwept), cache entries gone \(cacheEntriesGone), "
+            + "checks finding the cache full \(cacheFullChecks), kills in eviction \(killsInEviction), "
+            + "kills in cache operations \(killsInCacheOperations), clock \(clockNow - TortureSchema.clockStart) ms, "
         // (No "operations " here: the summary's figures are found by name.)
         let bound = settings.operationLimit > 0 ? "\(seconds) s (or \(settings.operationLimit) operations)" : "\(seconds) s"
         let meanLag = scheduledKills > 0 ? totalKillLag / UInt64(scheduledKills) : 0
@@ -2260,7 +2701,7 @@ final class TortureRun {
                    + "kills holding the lock \(killsHolding) (\(faultHolds) at fault points), "
                    + "recoveries \(recoveries) (after kills \(killRecoveries)), lock timeouts \(lockTimeouts) (\(orphanedLockTimeouts) with no live holder), "
                    + "scheduled kills \(scheduledKills) (schedule \(digest), lag mean \(meanLag) max \(maximumKillLag) operations), "
-                   + "\(compactions)\(growth)violations \(violations.count)")
+                   + "\(compactions)\(growth)\(cacheFigures)violations \(violations.count)")
         return violations.count
     }
 }
