@@ -106,6 +106,32 @@ struct FormatTwoUpgradeTests {
         #expect(try SlotStore.verify(at: grownPath).ok)
     }
 
+    /// Outside attack: one damaged word (the map's epoch) made `compact`
+    /// copy an empty map and exit 0, and `verify` of the result said ok.
+    @Test("compaction refuses a map whose count word disagrees with its buckets, and leaves the file as it was")
+    func compactionRefusesDamagedMap() throws {
+        let path = try fixtureCopy("damaged.slots")
+        let sessions = try #require(try SlotStore(path: path).core.layout.field(named: "sessions"))
+        waitUntilNoOpener(path)
+        var bytes = fileBytes(path)
+        bytes.setLittleEndian(UInt64(7), at: sessions.offset + MapGeometry.epochOffset)
+        writeFileBytes(path, bytes)
+        // What opening may change (lock region, journal, process slots) aside:
+        // the same file (no rename over it) with the same map bytes.
+        func identity() -> (UInt64, [UInt8]) {
+            var info = stat()
+            stat(path, &info)
+            return (UInt64(info.st_ino), Array(fileBytes(path)[sessions.offset..<(sessions.offset + sessions.size)]))
+        }
+        let before = identity()
+        let compact = try Tool.run(["compact", path])
+        #expect(compact.status == 2, "\(compact)")
+        #expect(compact.stderr.contains("map \"sessions\" records 135 entries but its buckets hold 0"), "\(compact.stderr)")
+        let after = identity()
+        #expect(after.0 == before.0 && after.1 == before.1, "nothing renamed over the damaged store")
+        #expect(try SlotStore.verify(at: path).ok == false)
+    }
+
     @Test("a 2.x minor newer than this build's is refused, naming the versions it reads, and nothing is written")
     func newerMinorOfTwoRefused() throws {
         let path = directory.file("two.slots")

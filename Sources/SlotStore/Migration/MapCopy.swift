@@ -120,6 +120,15 @@ struct MapCopy {
         } catch {
             throw .invalidValue(path: destination.core.path, field: name, detail: "\(error)")
         }
+        // The walk and the count word must agree (minus the expired entries a
+        // dropped policy left out): a map that does not is damaged, and a
+        // copy would hide it (an epoch word damaged to another value reads as
+        // an empty map). Nothing is renamed over the source.
+        guard dropExpiredAt == nil ? copied == total : copied <= total else {
+            throw .migrationRefused(path: source.core.path, reasons: [
+                "map \"\(source.field.name)\" records \(counted(total, "entry", plural: "entries")) but its buckets hold \(copied): the file is damaged and a copy would hide it; run `slotstore verify \(source.core.path)`, then `slotstore repair` or restore the store from a dump",
+            ])
+        }
         destination.count.pointee.store(UInt64(copied), ordering: .relaxed)
         progress?(WorkProgress(step: step, completed: copied, total: total))
     }
