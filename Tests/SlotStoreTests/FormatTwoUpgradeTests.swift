@@ -132,6 +132,33 @@ struct FormatTwoUpgradeTests {
         #expect(try SlotStore.verify(at: path).ok == false)
     }
 
+    /// Outside attack: about one open in two compactions threw `storeRetired`
+    /// (the process slot of a per-process field is claimed under the lock,
+    /// which the file retired between the open's checks and the claim).
+    @Test("opening while compactions in place run never throws storeRetired (a per-process field claims its slot under the lock)")
+    func openDuringCompactions() throws {
+        let path = try fixtureCopy("race.slots")
+        // Another process compacts in place, one compaction after another, until told to stop.
+        let compactor = try Tool.start(["_worker", "compact-loop", path, "200"])
+        var opens = 0
+        var failures: [String] = []
+        while opens < 20_000 {
+            do {
+                let store = try SlotStore(path: path)
+                _ = try store.value(of: "requests")
+                store.close()
+            } catch {
+                failures.append("\(error)")
+            }
+            opens += 1
+            if !failures.isEmpty || !compactor.process.isRunning { break }
+        }
+        let result = compactor.wait()
+        #expect(failures.isEmpty, "\(failures.prefix(3)) after \(opens) opens")
+        #expect(opens >= 10, "only \(opens) opens overlapped the compactions")
+        #expect(result.status == 0, "\(result)")
+    }
+
     @Test("a 2.x minor newer than this build's is refused, naming the versions it reads, and nothing is written")
     func newerMinorOfTwoRefused() throws {
         let path = directory.file("two.slots")

@@ -5,9 +5,19 @@ extension StoreCore {
     /// - Returns: the engine, and whether this call created the file.
     static func open(path: String, schema: Schema?, options: OpenOptions) throws(SlotStoreError) -> (StoreCore, created: Bool) {
         if let schema { try schema.validate() }
-        // A few rounds cover the races with a concurrent creator or remover:
-        // each failed step means another process changed the path just now.
-        for _ in 0..<8 {
+        // Each failed round means another process changed the path just now
+        // (a creator, a remover, a compaction in place renaming its file over
+        // it). Rounds go on, backing off, for up to the lock timeout: back-to-
+        // back compactions (a map growing under heavy inserts) beat a fixed
+        // few rounds, and a waiting opener is what the lock timeout allows.
+        var backoffMicroseconds: UInt32 = 20
+        let deadline = ContinuousClock.now + .milliseconds(Int64(max(options.lockTimeoutSeconds, 0.05) * 1000))
+        for round in 0... {
+            if round > 0 {
+                guard ContinuousClock.now < deadline else { break }
+                usleep(backoffMicroseconds)
+                backoffMicroseconds = min(backoffMicroseconds * 2, 5_000)
+            }
             switch Syscall.kind(at: path) {
             case .failure(let code):
                 throw Syscall.fileError(code, path: path, call: "lstat", operation: "look up the store")
@@ -140,6 +150,12 @@ extension StoreCore {
         if options.claimsProcessSlot && layout.fields.contains(where: { $0.processSlots > 0 }) {
             do {
                 try core.attachProcessSlot(preferring: options.processSlotPreference)
+            } catch .storeRetired {
+                // Compacted in place since the check above (the slot is
+                // claimed under the lock, which a retired file refuses): the
+                // path names the new file now, so start over there.
+                core.close()
+                return nil
             } catch {
                 core.close()
                 throw error

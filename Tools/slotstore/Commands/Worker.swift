@@ -40,6 +40,7 @@ enum WorkerCommand: Command {
       map-set PATH FIELD KEY VALUE         one map insert or replace (string key, int64 value)
     \(CacheWorker.usage)
       map-remove PATH FIELD KEY            one map removal
+      compact-loop PATH COUNT              compact in place COUNT times, one after another
       map-churn PATH FIELD COUNT ID LIVE   insert c<ID>-<i> (value i) for i < COUNT, removing c<ID>-<i-LIVE>
                                            after each; int64 "high" is 1 + the last inserted i, and "low" is
                                            set past an i before c<ID>-<i> is removed; every 8th step a
@@ -251,6 +252,10 @@ enum WorkerCommand: Command {
             let key = try arguments.positional("key")
             try map.set(Int64(try number(arguments.positional("value"))), for: key)
             Output.out("done")
+        case "compact-loop":
+            let count = try number(arguments.positional("count"))
+            for _ in 0..<count { try SlotStore.compact(at: path) }
+            Output.out("compacted \(count)")
         case "map-remove":
             let store = try SlotStore(path: path)
             let map = try store.map(try arguments.positional("field"), key: String.self, value: Int64.self)
