@@ -115,7 +115,9 @@ public struct StoreInspection: Sendable, Codable, Hashable {
         public var tombstones: Int
         /// The most entries the map holds.
         public var capacity: Int
-        /// The number of buckets (a power of two, at least capacity × 4/3).
+        /// The number of buckets: `ceil(capacity × 20 / 17)`, at least 4, in a
+        /// format 2.0 store; in a 1.x store's map (layout 1), a power of two,
+        /// at least capacity × 4/3.
         public var buckets: Int
         /// Used buckets (live entries and tombstones) per bucket: what probes walk through.
         public var loadFactor: Double
