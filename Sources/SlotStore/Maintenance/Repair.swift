@@ -55,6 +55,11 @@ extension SlotStore {
             header = copy
             report.actions.append("restore the header from its copy at offset \(FileHeader.copyOffset) (\(error))")
             if !dryRun { try write(image.headerCopyBytes, at: 0, image) }
+        case (.failure(.unsupportedVersion(_, let found, let supported)), .failure(.unsupportedVersion)):
+            // Both copies say the same newer version: a store written by a
+            // newer build, not a damaged one. Nothing to repair here.
+            report.refused = "the store has format version \(found), newer than this slotstore reads (\(supported)); it is not damaged: use a newer slotstore"
+            return report
         case (.failure(let error), .failure):
             report.refused = "neither header copy is intact (\(error)); restore the store from a dump"
             return report
