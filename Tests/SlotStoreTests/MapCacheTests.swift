@@ -27,6 +27,32 @@ struct MapCacheTests {
         return try SlotStore(path: directory.file(name), schema: schema, options: options)
     }
 
+    /// The LRU touch keeps no per-hit state (no access time, no counter): a
+    /// hit sets an entry's recently-used bit only when a sweep cleared it, so
+    /// once every entry is marked, 100,000 gets leave the map's bytes as they
+    /// were. (That the set bit is not written again, which no byte shows, is
+    /// the code's `if entry & usedBit == 0`; the notes give the two-process
+    /// measurement.)
+    @Test("hits keep no per-hit state: the map's bytes are identical before and after 100,000 hits on marked entries")
+    func hitsDoNotWrite() throws {
+        let clock = CacheClock.manual(startingAt: Self.start)
+        let store = try open("touch.slots", Self.schema(capacity: 64, evict: true), clock: clock)
+        let cache = try store.map("cache", key: String.self, value: Int64.self)
+        for index in 0..<64 { try cache.set(Int64(index), for: "k\(index)", ttl: .seconds(60)) }
+        // One more insert into the full map: the sweep clears bits as it passes, then evicts.
+        try cache.set(64, for: "k64", ttl: .seconds(60))
+        let field = try #require(store.core.layout.field(named: "cache"))
+        func mapBytes() -> [UInt8] { store.core.address(field.offset).bytes(count: field.size) }
+        let keys = (0...64).map { "k\($0)" }
+        // First round: hits set the bits the sweep cleared (one OR each, at most).
+        for key in keys { _ = try cache.get(key) }
+        let marked = mapBytes()
+        var found = 0
+        for round in 0..<100_000 { if try cache.get(keys[round % keys.count]) != nil { found += 1 } }
+        #expect(found > 90_000)
+        #expect(mapBytes() == marked, "a hit on a marked entry wrote to the map")
+    }
+
     @Test("an expired entry is invisible to get, contains, count, iteration, the whole-map value and dump; getStale still reads it")
     func expiryVisibility() throws {
         let clock = CacheClock.manual(startingAt: Self.start)
