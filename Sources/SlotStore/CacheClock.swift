@@ -40,15 +40,17 @@ public struct CacheClock: Sendable {
         Int64(clamping: manual?.word.pointee.load(ordering: .relaxed) ?? CacheClock.systemMilliseconds())
     }
 
-    /// Moves a manual clock forward by `duration` (rounded down to whole
-    /// milliseconds); does nothing to the system clock.
+    /// Moves a manual clock forward by `duration`; does nothing to the
+    /// system clock. The clock reads whole milliseconds, and steps below a
+    /// millisecond add up: a thousand steps of 1 µs move it by 1 ms.
     public func advance(by duration: Duration) {
-        guard let manual else { return }
+        guard let manual, duration > .zero else { return }
         let (seconds, attoseconds) = duration.components
         let milliseconds = seconds.multipliedReportingOverflow(by: 1000)
         guard !milliseconds.overflow else { return }
-        let delta = milliseconds.partialValue.addingReportingOverflow(attoseconds / 1_000_000_000_000_000).partialValue
-        _ = manual.word.pointee.wrappingAdd(UInt64(bitPattern: delta), ordering: .relaxed)
+        let whole = milliseconds.partialValue.addingReportingOverflow(attoseconds / 1_000_000_000_000_000).partialValue
+        let carried = manual.carry(nanoseconds: UInt64((attoseconds % 1_000_000_000_000_000) / 1_000_000_000))
+        _ = manual.word.pointee.wrappingAdd(UInt64(bitPattern: whole) &+ carried, ordering: .relaxed)
     }
 
     /// Sets a manual clock to `milliseconds` since the Unix epoch; does nothing to the system clock.
@@ -109,6 +111,18 @@ public struct CacheClock: Sendable {
     /// A manual clock's time, in memory of its own so a cursor can point at it.
     final class ManualTime: @unchecked Sendable {
         let word: UnsafeMutablePointer<Atomic<UInt64>>
+        /// The nanoseconds below a millisecond that advances left over.
+        private let remainder = Mutex<UInt64>(0)
+
+        /// Adds `nanoseconds` (< 1 ms) to the remainder; returns the whole milliseconds it made.
+        func carry(nanoseconds: UInt64) -> UInt64 {
+            remainder.withLock { total in
+                total += nanoseconds
+                let carried = total / 1_000_000
+                total %= 1_000_000
+                return carried
+            }
+        }
 
         init(milliseconds: UInt64) {
             word = UnsafeMutablePointer<Atomic<UInt64>>.allocate(capacity: 1)

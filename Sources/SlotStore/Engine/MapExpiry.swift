@@ -137,6 +137,7 @@ extension MapCursor {
 
     /// Where eviction and reclamation go on (a bucket index, read modulo the count).
     var clockHand: UnsafeMutablePointer<Atomic<UInt64>> { base.advanced(by: MapGeometry.clockHandOffset).atomic(UInt64.self) }
+    var reclaimHand: UnsafeMutablePointer<Atomic<UInt64>> { base.advanced(by: MapGeometry.reclaimHandOffset).atomic(UInt64.self) }
 
     @inline(__always)
     func entryWord(_ bucket: MappedAddress) -> UnsafeMutablePointer<Atomic<UInt64>> {
@@ -297,15 +298,15 @@ extension MapCursor {
     }
 
     /// Incremental reclamation: removes the expired entries among the
-    /// ``MapExpiry/reclaimWindow`` buckets at the clock hand and moves the
-    /// hand past them. Skipped while the transaction has used half the
+    /// ``MapExpiry/reclaimWindow`` buckets at the reclamation hand (its own
+    /// word: see ``MapGeometry/reclaimHandOffset``) and moves that hand past them. Skipped while the transaction has used half the
     /// journal, so a large transaction's own writes keep their room.
     /// Returns whether it removed any.
     @discardableResult
     func reclaimNearHand(at moment: inout ExpiryMoment, in core: StoreCore) throws(SlotStoreError) -> Bool {
         guard journalRoom(core) >= core.journal.capacity / 2 else { return false }
         let epoch = self.epoch
-        var index = Int(truncatingIfNeeded: clockHand.pointee.load(ordering: .relaxed) % UInt64(bucketCount))
+        var index = Int(truncatingIfNeeded: reclaimHand.pointee.load(ordering: .relaxed) % UInt64(bucketCount))
         var examined = 0
         var removed = 0
         while examined < MapExpiry.reclaimWindow && examined < bucketCount {
@@ -318,7 +319,7 @@ extension MapCursor {
             index = next(index)
             examined += 1
         }
-        clockHand.pointee.store(UInt64(index), ordering: .relaxed)
+        reclaimHand.pointee.store(UInt64(index), ordering: .relaxed)
         return removed > 0
     }
 
