@@ -407,6 +407,16 @@ struct WholeStoreToolTests {
         writeFileBytes(path, bytes)
         // One entry more (the copy) and one fewer (the over-long key): the count still matches.
         try check("damaged", findings: ["map-unreachable", "map-duplicate", "map-key-length", "field-sequence"])
+
+        // Bytes no writer writes: a meta bit the format keeps zero, and padding (40-byte entries in 64-byte buckets).
+        let third = try #require((0..<geometry.bucketCount).first { state($0) == MapTable.full && ![emptyFar, another].contains($0) })
+        bytes.setLittleEndian(bytes.littleEndian(UInt64.self, at: bucketOffset(third) + 8) | 0x4, at: bucketOffset(third) + 8)
+        writeFileBytes(path, bytes)
+        try check("meta bit", findings: ["map-unreachable", "map-duplicate", "map-key-length", "field-sequence", "map-bucket"])
+        bytes.setLittleEndian(bytes.littleEndian(UInt64.self, at: bucketOffset(third) + 8) & ~0x4, at: bucketOffset(third) + 8)
+        bytes.setLittleEndian(UInt64(0x55), at: bucketOffset(emptyFar - 1) + geometry.entryBytes)
+        writeFileBytes(path, bytes)
+        try check("padding", findings: ["map-unreachable", "map-duplicate", "map-key-length", "field-sequence", "map-bucket"])
     }
 
     @Test("progress: one line per step on a non-terminal once an operation runs long enough, none with --quiet")

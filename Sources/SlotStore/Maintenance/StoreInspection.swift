@@ -461,6 +461,10 @@ struct StoreFileState {
         var unreachable: [Int] = []
         /// Live buckets whose key length is over the key capacity.
         var badKeyLengths = 0
+        /// Buckets of the current epoch whose meta word has bits the format
+        /// keeps zero (2-7) or the unused state 3, and, in layout 2, buckets
+        /// whose padding is not zero: bytes no writer writes, so damage.
+        var badBucketBytes = 0
         /// Entries whose key another entry holds too (the extra copies).
         var duplicateKeys = 0
         var probeLengths = StoreInspection.ProbeLengths(mean: 0, p99: 0, max: 0)
@@ -582,8 +586,13 @@ struct StoreFileState {
             runLength = 0
         }
 
+        let paddingWords = (geometry.bucketBytes - geometry.entryBytes) / 8
         func visit(_ bucket: Int, _ bytes: UnsafeRawPointer) {
             if bytes.loadUnaligned(as: UInt64.self) & 1 == 1 { scan.oddSequences += 1 }
+            let rawMeta = bytes.loadUnaligned(fromByteOffset: 8, as: UInt64.self)
+            var padding: UInt64 = 0
+            for word in 0..<paddingWords { padding |= bytes.loadUnaligned(fromByteOffset: geometry.entryBytes + 8 * word, as: UInt64.self) }
+            if (rawMeta >> 32 == epoch && (rawMeta & 0xFC != 0 || rawMeta & 3 == 3)) || padding != 0 { scan.badBucketBytes += 1 }
             switch state(bytes) {
             case 0:
                 endRun()

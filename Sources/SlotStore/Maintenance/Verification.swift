@@ -169,6 +169,9 @@ extension SlotStore {
                 if scan.duplicateKeys > 0 {
                     find("map-duplicate", "map \"\(field.name)\" holds \(counted(scan.duplicateKeys, "duplicate key"))")
                 }
+                if scan.badBucketBytes > 0 {
+                    find("map-bucket", "map \"\(field.name)\" has \(counted(scan.badBucketBytes, "bucket")) with bits set that the format keeps zero (meta bits 2-7, state 3, or padding): damage; `slotstore dump` and `load` into a new path keep the entries a lookup finds")
+                }
                 if scan.badKeyLengths > 0 {
                     find("map-key-length", "map \"\(field.name)\" has \(counted(scan.badKeyLengths, "key")) longer than the key capacity")
                 }
