@@ -351,14 +351,4 @@ extension PerKeyToolTests {
         guard !result.stdout.isEmpty else { return [:] }
         return try #require(try JSONSerialization.jsonObject(with: Data(result.stdout.utf8)) as? [String: Any], sourceLocation: sourceLocation)
     }
-
-    /// The file's bytes with the lock region blanked: every open counts itself there, by design.
-    func bytesOutsideLockRegion(_ path: String) throws -> [UInt8] {
-        var bytes = fileBytes(path)
-        let header = try FileHeader.decode(Array(bytes.prefix(FileHeader.size)), path: path)
-        let start = Int(header.lockOffset)
-        let end = min(bytes.count, start + Int(header.lockSize))
-        if start < end { bytes.replaceSubrange(start..<end, with: repeatElement(0, count: end - start)) }
-        return bytes
-    }
 }

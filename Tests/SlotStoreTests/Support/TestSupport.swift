@@ -214,3 +214,14 @@ extension Data {
         return self[(startIndex + offset)...].firstIndex(of: byte)
     }
 }
+
+/// The file's bytes with the lock region blanked: every open by a first
+/// opener re-initializes the lock and counts it there, by design.
+func bytesOutsideLockRegion(_ path: String) throws -> [UInt8] {
+    var bytes = fileBytes(path)
+    let header = try FileHeader.decode(Array(bytes.prefix(FileHeader.size)), path: path)
+    let start = Int(header.lockOffset)
+    let end = min(bytes.count, start + Int(header.lockSize))
+    if start < end { bytes.replaceSubrange(start..<end, with: repeatElement(0, count: end - start)) }
+    return bytes
+}
