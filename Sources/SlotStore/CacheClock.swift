@@ -64,21 +64,20 @@ public struct CacheClock: Sendable {
 
     /// `CLOCK_REALTIME` in milliseconds, at least 1 (0 means "no deadline").
     @inline(__always)
-    static func systemMilliseconds() -> UInt64 {
-        var now = timespec()
-        clock_gettime(CLOCK_REALTIME, &now)
-        guard now.tv_sec > 0 else { return 1 }
-        return UInt64(now.tv_sec) &* 1000 &+ UInt64(now.tv_nsec) / 1_000_000
-    }
+    static func systemMilliseconds() -> UInt64 { milliseconds(of: CLOCK_REALTIME) }
 
     /// `CLOCK_REALTIME_COARSE` in milliseconds: the time at the kernel's last
     /// tick, read from the vDSO without touching the clock hardware (about a
     /// fifth of `CLOCK_REALTIME` here). Never ahead of `CLOCK_REALTIME`, and
     /// behind it by less than a tick (1 to 10 ms with HZ from 1000 to 100).
     @inline(__always)
-    static func coarseMilliseconds() -> UInt64 {
+    static func coarseMilliseconds() -> UInt64 { milliseconds(of: CLOCK_REALTIME_COARSE) }
+
+    /// `clock` in milliseconds since the Unix epoch, at least 1 (0 means "no deadline").
+    @inline(__always)
+    private static func milliseconds(of clock: clockid_t) -> UInt64 {
         var now = timespec()
-        clock_gettime(CLOCK_REALTIME_COARSE, &now)
+        clock_gettime(clock, &now)
         guard now.tv_sec > 0 else { return 1 }
         return UInt64(now.tv_sec) &* 1000 &+ UInt64(now.tv_nsec) / 1_000_000
     }

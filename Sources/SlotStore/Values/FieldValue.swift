@@ -204,7 +204,10 @@ extension FieldValue {
         }
     }
 
-    static func integerRange(of type: ScalarType) -> ClosedRange<Int128> {
+    /// The values an integer scalar type holds (`0...0` for other types);
+    /// also what the CLI checks a map's integer keys against.
+    @_spi(Tools)
+    public static func integerRange(of type: ScalarType) -> ClosedRange<Int128> {
         switch type {
         case .int8: Int128(Int8.min)...Int128(Int8.max)
         case .int16: Int128(Int16.min)...Int128(Int16.max)

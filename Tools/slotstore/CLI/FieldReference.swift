@@ -1,4 +1,4 @@
-import SlotStore
+@_spi(Tools) import SlotStore
 
 /// `NAME`, `NAME[INDEX]` or `NAME[KEY]` on the command line, as typed.
 ///
@@ -126,7 +126,7 @@ enum MapKeyArgument {
             }
             return .bytes(bytes)
         case .scalar(let scalar) where scalar.isInteger:
-            let range = integerRange(scalar)
+            let range = FieldValue.integerRange(of: scalar)
             let expected = "\(scalar.rawValue) keys, in decimal or 0x hex, from \(range.lowerBound) to \(range.upperBound)"
             guard let number = integer(text) else { throw refuse(expected, nil, "give the key as a whole number such as 42 or 0x2a") }
             guard range.contains(number) else { throw refuse(expected, "out of range", "give a key in that range") }
@@ -176,19 +176,6 @@ enum MapKeyArgument {
         guard !digits.isEmpty, digits.count <= 40, digits.allSatisfy({ $0.isHexDigit && (radix == 16 || $0.isNumber) }),
               let magnitude = Int128(digits, radix: radix) else { return nil }
         return negative ? -magnitude : magnitude
-    }
-
-    static func integerRange(_ type: ScalarType) -> ClosedRange<Int128> {
-        switch type {
-        case .int8: Int128(Int8.min)...Int128(Int8.max)
-        case .int16: Int128(Int16.min)...Int128(Int16.max)
-        case .int32: Int128(Int32.min)...Int128(Int32.max)
-        case .uint8: 0...Int128(UInt8.max)
-        case .uint16: 0...Int128(UInt16.max)
-        case .uint32: 0...Int128(UInt32.max)
-        case .uint64: 0...Int128(UInt64.max)
-        default: Int128(Int64.min)...Int128(Int64.max)
-        }
     }
 }
 
