@@ -38,6 +38,12 @@ enum MapExpiry {
     /// Buckets a locked write looks at from the clock hand for expired entries (and most it removes).
     static let reclaimWindow = 8
 
+    /// The error for a time to live given for a map without a cache policy.
+    static func noCachePolicy(_ ttl: Duration, path: String, field: String) -> SlotStoreError {
+        .invalidValue(path: path, field: field,
+                      detail: "a time to live (\(ttl)) needs a map with a cache policy, and this one has none; declare it with \"cache\": {} (MapCache) and migrate the store")
+    }
+
     @inline(__always)
     static func isExpired(_ entry: UInt64, at now: UInt64) -> Bool {
         let deadline = entry & deadlineMask

@@ -139,8 +139,7 @@ extension MapField {
     }
 
     func noCachePolicy(_ ttl: Duration) -> SlotStoreError {
-        .invalidValue(path: table.core.path, field: name,
-                      detail: "a time to live (\(ttl)) needs a map with a cache policy, and this one has none; declare it with \"cache\": {} (MapCache) and migrate the store")
+        MapExpiry.noCachePolicy(ttl, path: table.core.path, field: name)
     }
 }
 

@@ -70,7 +70,7 @@ extension SlotStore {
                 let cursor = entry.table.cursor
                 guard cursor.entryWordOffset != 0 else {
                     if let ttl {
-                        throw .invalidValue(path: path, field: name, detail: "a time to live (\(ttl)) needs a map with a cache policy, and this one has none; declare it with \"cache\": {} (MapCache) and migrate the store")
+                        throw MapExpiry.noCachePolicy(ttl, path: path, field: name)
                     }
                     let inserted = try entry.table.set(keyBytes) { MapCodec.write(converted, type: entry.valueType, to: $0) }
                     return MapSetOutcome(inserted: inserted, evicted: 0)
